@@ -1,0 +1,518 @@
+//! The algorithm: one circuit as seen by one environment, driving the pure machine over a
+//! [`Store`], a [`Clock`] and an [`Events`] sink.
+
+use crate::config::{validate_environment, validate_name};
+use crate::machine::{
+    self, AcquireDecision, Ctx, ProbeDecision, Shared, Token, TripDecision, Window, Write,
+};
+use crate::types::{
+    CircuitInfo, CircuitState, Config, ConfigError, Event, Outcome, Permit, PermitKind, Record,
+    StoreError, StoreFailureMode, StoreFault, SwapResult,
+};
+
+/// Where shared records live. Every write is a compare-and-swap on `version`.
+pub trait Store {
+    /// The record of `circuit`, or `None` when there is no item.
+    fn load(&mut self, circuit: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Writes `next` only if the stored version is `expected_version`; with `None`, only if
+    /// there is no item or the item has no readable version.
+    fn swap(
+        &mut self,
+        circuit: &str,
+        expected_version: Option<u64>,
+        next: &Record,
+    ) -> Result<SwapResult, StoreError>;
+}
+
+/// The host's wall clock.
+pub trait Clock {
+    fn now_ms(&mut self) -> u64;
+}
+
+/// Where a circuit reports transitions and store trouble.
+pub trait Events {
+    fn emit(&mut self, event: Event);
+}
+
+/// Everything a circuit needs from its host.
+pub trait Env: Store + Clock + Events {}
+impl<T: Store + Clock + Events> Env for T {}
+
+/// A lost swap re-reads and decides again, this many times at most; beyond it the call is
+/// decided on the last record seen.
+const MAX_ROUNDS: usize = 4;
+
+#[derive(Clone, Debug)]
+struct Cached {
+    shared: Shared,
+    read_at_ms: u64,
+}
+
+/// Local-only mode: the store failed, so this environment decides alone until `retry_at_ms`.
+#[derive(Clone, Debug)]
+struct Degraded {
+    retry_at_ms: u64,
+    local: Shared,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// A read younger than `local_cache_max_age`.
+    Fresh,
+    /// Any record seen before will do (a swap will fence a stale one).
+    Any,
+    /// Read again, whatever the cache holds.
+    Reload,
+}
+
+/// One circuit in one environment.
+#[derive(Clone, Debug)]
+pub struct Circuit {
+    name: String,
+    config: Config,
+    environment: String,
+    next_permit_id: u64,
+    cache: Option<Cached>,
+    window: Window,
+    degraded: Option<Degraded>,
+    reported_corruption: Option<String>,
+}
+
+impl Circuit {
+    /// Validates the name, the environment and the config. Reads nothing yet.
+    pub fn new(name: &str, config: Config, environment: &str) -> Result<Circuit, ConfigError> {
+        validate_name(name)?;
+        validate_environment(environment)?;
+        config.validate()?;
+        Ok(Circuit {
+            name: name.to_string(),
+            config,
+            environment: environment.to_string(),
+            next_permit_id: 1,
+            cache: None,
+            window: Window::default(),
+            degraded: None,
+            reported_corruption: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether the store failed and this environment decides alone.
+    pub fn is_local_only(&self) -> bool {
+        self.degraded.is_some()
+    }
+
+    fn ctx(&self, now_ms: u64) -> Ctx<'_> {
+        Ctx {
+            config: &self.config,
+            circuit: &self.name,
+            environment: &self.environment,
+            now_ms,
+        }
+    }
+
+    /// Asks to make one call. `leased_successes` are the successes the host counted under the
+    /// last admission lease.
+    pub fn acquire(
+        &mut self,
+        env: &mut impl Env,
+        leased_successes: u32,
+    ) -> Result<Permit, CircuitInfo> {
+        if leased_successes > 0 {
+            self.window.record_success();
+        }
+        let id = self.next_permit_id;
+        self.next_permit_id += 1;
+        let mut now = env.now_ms();
+        for _ in 0..MAX_ROUNDS {
+            now = self.refresh(env, now, Freshness::Fresh);
+            if self.degraded.is_some() && self.config.store_failure_mode == StoreFailureMode::Closed
+            {
+                return Err(self.info_at(now));
+            }
+            let lease = self.lease_candidate(now);
+            let token = Token {
+                environment: &self.environment,
+                permit_id: id,
+            };
+            match machine::acquire(&self.ctx(now), self.current(), lease, token) {
+                AcquireDecision::Admit {
+                    kind,
+                    lease_until_ms,
+                } => {
+                    return Ok(Permit {
+                        id,
+                        kind,
+                        acquired_at_ms: now,
+                        lease_until_ms,
+                    });
+                }
+                AcquireDecision::Reject => return Err(self.info_at(now)),
+                // Won or lost, decide again on the record that results.
+                AcquireDecision::Write(w) => {
+                    self.write(env, w, &mut now);
+                }
+            }
+        }
+        Err(self.info_at(now))
+    }
+
+    /// Reports how the call made with `permit` ended.
+    pub fn complete(&mut self, env: &mut impl Env, permit: Permit, outcome: Outcome) {
+        match (permit.kind, outcome) {
+            (PermitKind::Normal, Outcome::Success) => self.window.record_success(),
+            (PermitKind::Normal, Outcome::Ignored) => {}
+            (PermitKind::Normal, Outcome::Failure) => {
+                self.record_failure(env, permit.acquired_at_ms)
+            }
+            (PermitKind::Probe, _) => self.finish_probe(env, permit.id, outcome),
+        }
+    }
+
+    /// Reports how a call the host admitted under the lease ended, with the successes the
+    /// host counted before it.
+    pub fn complete_leased(&mut self, env: &mut impl Env, leased_successes: u32, outcome: Outcome) {
+        if leased_successes > 0 {
+            self.window.record_success();
+        }
+        match outcome {
+            Outcome::Success => self.window.record_success(),
+            Outcome::Ignored => {}
+            Outcome::Failure => {
+                let now = env.now_ms();
+                self.record_failure(env, now)
+            }
+        }
+    }
+
+    /// What the circuit looks like from here, reading the store if the cache is stale.
+    pub fn info(&mut self, env: &mut impl Env) -> CircuitInfo {
+        let now = env.now_ms();
+        let now = self.refresh(env, now, Freshness::Fresh);
+        self.info_at(now)
+    }
+
+    /// An operator override: reject every call, fleet-wide, for `duration_ms` or until
+    /// changed.
+    pub fn force_open(
+        &mut self,
+        env: &mut impl Env,
+        duration_ms: Option<u64>,
+        reason: &str,
+    ) -> Result<CircuitInfo, StoreError> {
+        self.operate(env, |ctx, shared| {
+            machine::force(ctx, shared, CircuitState::ForcedOpen, duration_ms, reason)
+        })
+    }
+
+    /// An operator override: admit every call and count nothing, fleet-wide, for
+    /// `duration_ms` or until changed.
+    pub fn force_closed(
+        &mut self,
+        env: &mut impl Env,
+        duration_ms: Option<u64>,
+        reason: &str,
+    ) -> Result<CircuitInfo, StoreError> {
+        self.operate(env, |ctx, shared| {
+            machine::force(ctx, shared, CircuitState::ForcedClosed, duration_ms, reason)
+        })
+    }
+
+    /// Writes a fresh closed record, whatever the state.
+    pub fn reset(&mut self, env: &mut impl Env) -> Result<CircuitInfo, StoreError> {
+        self.operate(env, machine::reset)
+    }
+
+    /// Operator writes read the store afresh and report store errors to the operator instead
+    /// of degrading.
+    fn operate(
+        &mut self,
+        env: &mut impl Env,
+        make: impl Fn(&Ctx<'_>, &Shared) -> Write,
+    ) -> Result<CircuitInfo, StoreError> {
+        let mut known: Option<Shared> = None;
+        for _ in 0..MAX_ROUNDS {
+            let shared = match known.take() {
+                Some(s) => s,
+                None => match env.load(&self.name) {
+                    Ok(r) => Shared::loaded(r),
+                    Err(StoreError::Corrupt(item)) => Shared::corrupt(&item),
+                    Err(e) => return Err(e),
+                },
+            };
+            let now = env.now_ms();
+            let w = make(&self.ctx(now), &shared);
+            match env.swap(&self.name, w.expected, &w.next) {
+                Ok(SwapResult::Written) => {
+                    if self.degraded.take().is_some() {
+                        env.emit(Event::StoreRecovered(self.name.clone()));
+                    }
+                    self.adopt(Shared::written(w.next), now);
+                    env.emit(Event::Transition(w.transition));
+                    return Ok(self.info_at(now));
+                }
+                Ok(SwapResult::Conflict(current)) => known = current.map(Shared::written),
+                Err(StoreError::Corrupt(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the record of '{}' kept changing during {MAX_ROUNDS} attempts; try again",
+            self.name
+        )))
+    }
+
+    fn record_failure(&mut self, env: &mut impl Env, acquired_at_ms: u64) {
+        let mut now = env.now_ms();
+        // The first counted failure after a quiet period reads the record again: another
+        // environment may already have opened the circuit, and this one should know at once.
+        let stale = self.cache.as_ref().is_none_or(|c| c.read_at_ms < now);
+        let freshness = if self.window.is_empty() && stale {
+            Freshness::Reload
+        } else {
+            Freshness::Fresh
+        };
+        now = self.refresh(env, now, freshness);
+        if !machine::counts_failure(&self.current().record, acquired_at_ms) {
+            return;
+        }
+        self.window.record_failure(now, self.config.failure_policy);
+        for _ in 0..MAX_ROUNDS {
+            match machine::trip(&self.ctx(now), self.current(), &self.window) {
+                TripDecision::Count => return,
+                TripDecision::Absorb => {
+                    self.window.clear();
+                    return;
+                }
+                TripDecision::Write(w) => {
+                    if self.write(env, w, &mut now) {
+                        self.window.clear();
+                        return;
+                    }
+                    now = self.refresh(env, now, Freshness::Any);
+                }
+            }
+        }
+    }
+
+    fn finish_probe(&mut self, env: &mut impl Env, permit_id: u64, outcome: Outcome) {
+        let mut now = env.now_ms();
+        // A stale record will do: if the permit was taken over, the swap fails and the
+        // record it returns fences this outcome out.
+        now = self.refresh(env, now, Freshness::Any);
+        for _ in 0..MAX_ROUNDS {
+            let token = Token {
+                environment: &self.environment,
+                permit_id,
+            };
+            match machine::probe_outcome(&self.ctx(now), self.current(), token, outcome) {
+                ProbeDecision::Fenced => return,
+                ProbeDecision::Write(w) => {
+                    if self.write(env, w, &mut now) {
+                        return;
+                    }
+                    now = self.refresh(env, now, Freshness::Any);
+                }
+            }
+        }
+    }
+
+    /// Makes sure `current()` holds a record good enough for `freshness`, reading the store
+    /// (or, in local-only mode, retrying it) when needed. Returns the time after any I/O.
+    fn refresh(&mut self, env: &mut impl Env, now: u64, freshness: Freshness) -> u64 {
+        if let Some(d) = &self.degraded {
+            if now < d.retry_at_ms {
+                return now;
+            }
+            return self.retry_store(env);
+        }
+        if let Some(c) = &self.cache {
+            let fresh = now
+                < c.read_at_ms
+                    .saturating_add(self.config.local_cache_max_age_ms);
+            match freshness {
+                Freshness::Any => return now,
+                Freshness::Fresh if fresh => return now,
+                _ => {}
+            }
+        }
+        let loaded = env.load(&self.name);
+        let now = env.now_ms();
+        match self.interpret(env, loaded, now) {
+            Ok(shared) => self.adopt(shared, now),
+            Err(e) => self.degrade(env, e, now),
+        }
+        now
+    }
+
+    /// A store's answer to `load`: a corrupt item is reported and read as absent.
+    fn interpret(
+        &mut self,
+        env: &mut impl Env,
+        loaded: Result<Option<Record>, StoreError>,
+        now: u64,
+    ) -> Result<Shared, StoreError> {
+        match loaded {
+            Ok(record) => {
+                self.reported_corruption = None;
+                Ok(Shared::loaded(record))
+            }
+            Err(StoreError::Corrupt(item)) => {
+                // Once per distinct problem, not on every read.
+                if self.reported_corruption.as_deref() != Some(item.detail.as_str()) {
+                    self.reported_corruption = Some(item.detail.clone());
+                    env.emit(Event::CorruptRecord(StoreFault {
+                        circuit: self.name.clone(),
+                        error: StoreError::Corrupt(item.clone()),
+                        retry_at_ms: now,
+                    }));
+                }
+                Ok(Shared::corrupt(&item))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Local-only mode, retry due: ask the store again, and reconcile if it answers.
+    fn retry_store(&mut self, env: &mut impl Env) -> u64 {
+        let loaded = env.load(&self.name);
+        let mut now = env.now_ms();
+        let stored = match self.interpret(env, loaded, now) {
+            Ok(shared) => shared,
+            Err(e) => {
+                self.degrade(env, e, now);
+                return now;
+            }
+        };
+        let local = self.degraded.take().map(|d| d.local.record);
+        env.emit(Event::StoreRecovered(self.name.clone()));
+        self.adopt(stored, now);
+        if let Some(local) = local {
+            if let Some(w) = machine::reconcile(&self.ctx(now), self.current(), &local) {
+                self.write(env, w, &mut now);
+            }
+        }
+        now
+    }
+
+    /// Attempts a write; on a store error, enters local-only mode and applies it locally.
+    /// Returns whether it was made (to the store, or locally). Either way `current()`
+    /// afterwards holds the best-known record, and `now` the time after the I/O.
+    fn write(&mut self, env: &mut impl Env, w: Write, now: &mut u64) -> bool {
+        if self.degraded.is_some() {
+            self.apply_locally(env, w);
+            return true;
+        }
+        let result = env.swap(&self.name, w.expected, &w.next);
+        *now = env.now_ms();
+        match result {
+            Ok(SwapResult::Written) => {
+                self.adopt(Shared::written(w.next), *now);
+                env.emit(Event::Transition(w.transition));
+                true
+            }
+            Ok(SwapResult::Conflict(Some(current))) => {
+                self.adopt(Shared::written(current), *now);
+                false
+            }
+            // Read again on the next refresh.
+            Ok(SwapResult::Conflict(None)) | Err(StoreError::Corrupt(_)) => {
+                self.cache = None;
+                false
+            }
+            Err(e) => {
+                self.degrade(env, e, *now);
+                self.apply_locally(env, w);
+                true
+            }
+        }
+    }
+
+    fn apply_locally(&mut self, env: &mut impl Env, w: Write) {
+        if let Some(d) = &mut self.degraded {
+            let mut transition = w.transition;
+            transition.local_only = true;
+            d.local = Shared::written(w.next);
+            env.emit(Event::Transition(transition));
+        }
+    }
+
+    fn adopt(&mut self, shared: Shared, now: u64) {
+        self.window.forget_before(shared.record.closed_at_ms);
+        self.cache = Some(Cached {
+            shared,
+            read_at_ms: now,
+        });
+    }
+
+    fn degrade(&mut self, env: &mut impl Env, error: StoreError, now: u64) {
+        let retry_at_ms = now.saturating_add(self.config.store_retry_after_ms);
+        if let Some(d) = &mut self.degraded {
+            d.retry_at_ms = retry_at_ms;
+            return;
+        }
+        let local = self
+            .cache
+            .as_ref()
+            .map(|c| c.shared.clone())
+            .unwrap_or_else(|| Shared::loaded(None));
+        self.degraded = Some(Degraded { retry_at_ms, local });
+        env.emit(Event::StoreDegraded(StoreFault {
+            circuit: self.name.clone(),
+            error,
+            retry_at_ms,
+        }));
+    }
+
+    /// The record decisions are made on: the local one in local-only mode, else the cache.
+    fn current(&self) -> &Shared {
+        match (&self.degraded, &self.cache) {
+            (Some(d), _) => &d.local,
+            (None, Some(c)) => &c.shared,
+            (None, None) => unreachable!("refresh() leaves a cache or local-only mode"),
+        }
+    }
+
+    /// The admission lease this environment can offer now: until its read of the record goes
+    /// stale (or, in local-only mode, until it asks the store again), and only while no
+    /// failure is pending in its window.
+    fn lease_candidate(&self, now: u64) -> Option<u64> {
+        if !self.window.is_empty() {
+            return None;
+        }
+        let until = match (&self.degraded, &self.cache) {
+            (Some(d), _) => d.retry_at_ms,
+            (None, Some(c)) => c
+                .read_at_ms
+                .saturating_add(self.config.local_cache_max_age_ms),
+            (None, None) => return None,
+        };
+        (until > now).then_some(until)
+    }
+
+    fn info_at(&self, now: u64) -> CircuitInfo {
+        let (record, local_only) = match (&self.degraded, &self.cache) {
+            (Some(d), _) => (&d.local.record, true),
+            (None, Some(c)) => (&c.shared.record, false),
+            (None, None) => {
+                let absent = Record::absent(0);
+                return machine::info(&self.ctx(now), &absent, &self.window, false);
+            }
+        };
+        let mut info = machine::info(&self.ctx(now), record, &self.window, local_only);
+        if let Some(d) = &self.degraded {
+            if self.config.store_failure_mode == StoreFailureMode::Closed {
+                info.retry_after_ms = Some(d.retry_at_ms.saturating_sub(now));
+            }
+        }
+        info
+    }
+}

@@ -1,0 +1,56 @@
+//! The fleetbreaker circuit breaker: a circuit breaker whose state is shared by a whole fleet
+//! of serverless functions through one record per circuit in a store (DynamoDB, SQLite,
+//! memory).
+//!
+//! This crate is the breaker itself, written once:
+//! - [`machine`]: the pure state machine (no I/O, no clock: `now_ms` comes in, decisions and
+//!   next records come out);
+//! - [`Circuit`]: the algorithm that drives it over a [`Store`], a [`Clock`] and [`Events`];
+//! - on `wasm32`, a small glue module exports it as the WebAssembly component of the WIT
+//!   package `fleetbreaker:breaker`, which the host crate embeds.
+//!
+//! ```
+//! use fleetbreaker_core::{Circuit, Config, FailurePolicy, Outcome, CircuitState};
+//! use fleetbreaker_core::testing::{MemoryStore, TestEnv};
+//!
+//! let store = MemoryStore::default();
+//! let mut env = TestEnv::new(store.clone(), 1_000);
+//! let config = Config { failure_policy: FailurePolicy::ConsecutiveFailures(2), ..Config::default() };
+//! let mut circuit = Circuit::new("payments", config, "env-1").unwrap();
+//! for _ in 0..2 {
+//!     let permit = circuit.acquire(&mut env, 0).unwrap();
+//!     circuit.complete(&mut env, permit, Outcome::Failure);
+//! }
+//! let rejected = circuit.acquire(&mut env, 0).unwrap_err();
+//! assert_eq!(rejected.state, CircuitState::Open);
+//! assert_eq!(rejected.retry_after_ms, Some(30_000));
+//! ```
+//!
+//! # Defaults
+//!
+//! | field | default | meaning |
+//! | --- | --- | --- |
+//! | `failure_policy` | `ConsecutiveFailures(5)` | trip after 5 consecutive counted failures in one environment |
+//! | `recovery_timeout_ms` | 30 000 | the first break after a trip |
+//! | `success_threshold` | 3 | probe successes that close a half-open circuit |
+//! | `local_cache_max_age_ms` | 5 000 | how long a read of the shared record is trusted |
+//! | `backoff_multiplier` | 1.0 | each further trip multiplies the break (1.0: fixed) |
+//! | `max_recovery_timeout_ms` | none | cap of the break |
+//! | `recovery_jitter` | 0.0 | up to this fraction of the break is added at random |
+//! | `probe_lease_ms` | `recovery_timeout_ms` | how long a probe permit is held before takeover |
+//! | `store_retry_after_ms` | 5 000 | after a store error, how long to decide locally |
+//! | `store_failure_mode` | `Open` | admit calls and protect locally while the store is down |
+
+mod circuit;
+pub mod config;
+pub mod machine;
+mod types;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+pub use circuit::{Circuit, Clock, Env, Events, Store};
+pub use types::*;

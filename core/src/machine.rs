@@ -1,0 +1,551 @@
+//! The pure state machine. No I/O and no clock: the time comes in as `now_ms`, and decisions,
+//! next records and the events they imply come out. [`crate::Circuit`] drives it over a store.
+
+use crate::types::{
+    CircuitInfo, CircuitState, Config, CorruptItem, FailurePolicy, Outcome, PermitKind, Record,
+    Transition, TransitionReason,
+};
+
+/// How long a record outlives its last deadline before a store may delete it.
+pub const RECORD_TTL_MARGIN_MS: u64 = 3600 * 1000;
+
+/// How long a record with an override that has no end is kept (a year): an operator's
+/// decision must not vanish with the TTL.
+pub const OPEN_ENDED_OVERRIDE_TTL_MS: u64 = 366 * 24 * 3600 * 1000;
+
+/// What the machine needs to know besides the record.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub circuit: &'a str,
+    pub environment: &'a str,
+    pub now_ms: u64,
+}
+
+/// A view of the shared record: the record as the machine reasons about it, and what a swap
+/// replacing it must expect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shared {
+    pub record: Record,
+    /// `None`: there is no item, or it has no readable version.
+    pub expected: Option<u64>,
+}
+
+impl Shared {
+    /// From a store's answer to `load`.
+    pub fn loaded(record: Option<Record>) -> Shared {
+        match record {
+            Some(record) => Shared::written(record),
+            None => Shared {
+                record: Record::absent(0),
+                expected: None,
+            },
+        }
+    }
+
+    /// A corrupt item is treated as absent, but the next write swaps against what is left of
+    /// its version, so it is replaced by exactly one writer.
+    pub fn corrupt(item: &CorruptItem) -> Shared {
+        Shared {
+            record: Record::absent(item.version.unwrap_or(0)),
+            expected: item.version,
+        }
+    }
+
+    /// A record known to be stored.
+    pub fn written(record: Record) -> Shared {
+        Shared {
+            expected: Some(record.version),
+            record,
+        }
+    }
+}
+
+/// The token that identifies one call holding the probe permit: the environment and the
+/// number of the call within it. Compared without allocating.
+#[derive(Clone, Copy, Debug)]
+pub struct Token<'a> {
+    pub environment: &'a str,
+    pub permit_id: u64,
+}
+
+impl Token<'_> {
+    pub fn matches(&self, owner: &str) -> bool {
+        owner
+            .strip_prefix(self.environment)
+            .and_then(|rest| rest.strip_prefix('#'))
+            .and_then(|id| id.parse::<u64>().ok())
+            == Some(self.permit_id)
+    }
+}
+
+impl std::fmt::Display for Token<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.environment, self.permit_id)
+    }
+}
+
+/// A compare-and-swap to attempt, with the event it reports if it wins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub expected: Option<u64>,
+    pub next: Record,
+    pub transition: Transition,
+}
+
+/// The failures an environment has seen on a closed circuit, for the failure policy.
+///
+/// Consecutive policy: the times of the current streak of counted failures (a success clears
+/// it). Times are kept so that failures from before the circuit's last close can be dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    failures_at_ms: Vec<u64>,
+}
+
+impl Window {
+    pub fn is_empty(&self) -> bool {
+        self.failures_at_ms.is_empty()
+    }
+
+    pub fn count(&self) -> u32 {
+        self.failures_at_ms.len() as u32
+    }
+
+    pub fn record_success(&mut self) {
+        self.failures_at_ms.clear();
+    }
+
+    pub fn record_failure(&mut self, at_ms: u64, policy: FailurePolicy) {
+        match policy {
+            FailurePolicy::ConsecutiveFailures(threshold) => {
+                if self.failures_at_ms.len() >= threshold as usize {
+                    self.failures_at_ms.remove(0);
+                }
+                self.failures_at_ms.push(at_ms);
+            }
+        }
+    }
+
+    /// Drops failures from before `closed_at_ms`: they belong to an episode that has ended.
+    pub fn forget_before(&mut self, closed_at_ms: Option<u64>) {
+        if let Some(closed) = closed_at_ms {
+            self.failures_at_ms.retain(|&t| t >= closed);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.failures_at_ms.clear();
+    }
+
+    pub fn tripped(&self, policy: FailurePolicy) -> bool {
+        match policy {
+            FailurePolicy::ConsecutiveFailures(threshold) => self.count() >= threshold,
+        }
+    }
+}
+
+/// What to do with a request for a permit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AcquireDecision {
+    Admit {
+        kind: PermitKind,
+        lease_until_ms: Option<u64>,
+    },
+    Reject,
+    /// Write first, then decide again on the record that results.
+    Write(Write),
+}
+
+/// What to do with a failure on a closed circuit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TripDecision {
+    /// Counted; the policy has not tripped.
+    Count,
+    /// The circuit is no longer closed here (another environment opened it, or an operator
+    /// forced it): the streak is over.
+    Absorb,
+    Write(Write),
+}
+
+/// What to do with the outcome of a probe.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProbeDecision {
+    /// The permit was taken over (or the episode ended): the outcome is dropped.
+    Fenced,
+    Write(Write),
+}
+
+/// The break after the `trips`-th open since the last close:
+/// `min(recovery_timeout × backoff_multiplier^(trips-1), max_recovery_timeout)`, plus up to
+/// `recovery_jitter` of it, drawn from `seed`.
+pub fn break_ms(config: &Config, trips: u32, seed: u64) -> u64 {
+    let exponent = trips.saturating_sub(1).min(1024) as i32;
+    let raw = config.recovery_timeout_ms as f64 * config.backoff_multiplier.powi(exponent);
+    let cap = config
+        .max_recovery_timeout_ms
+        .unwrap_or(crate::config::MAX_DURATION_MS);
+    let base = if raw.is_finite() && raw < cap as f64 {
+        raw as u64
+    } else {
+        cap
+    };
+    if config.recovery_jitter <= 0.0 {
+        return base;
+    }
+    let spread = (base as f64 * config.recovery_jitter) as u64;
+    base + splitmix64(seed) % (spread + 1)
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn jitter_seed(ctx: &Ctx<'_>) -> u64 {
+    // FNV-1a over who trips and when: different environments draw different breaks.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ctx
+        .environment
+        .bytes()
+        .chain(ctx.circuit.bytes())
+        .chain(ctx.now_ms.to_le_bytes())
+    {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// When a store may delete `next`: an hour after its last deadline; open-ended overrides are
+/// kept for a year.
+fn expires_at(next: &Record, now_ms: u64) -> u64 {
+    let mut last = now_ms;
+    for deadline in [next.open_until_ms, next.probe_lease_until_ms]
+        .into_iter()
+        .flatten()
+    {
+        last = last.max(deadline);
+    }
+    if matches!(
+        next.state,
+        CircuitState::ForcedOpen | CircuitState::ForcedClosed
+    ) {
+        last = match next.override_until_ms {
+            Some(until) => last.max(until),
+            None => last.saturating_add(OPEN_ENDED_OVERRIDE_TTL_MS),
+        };
+    }
+    last.saturating_add(RECORD_TTL_MARGIN_MS)
+}
+
+/// Builds the swap that replaces `shared` with `change` applied to it.
+fn write(
+    ctx: &Ctx<'_>,
+    shared: &Shared,
+    reason: TransitionReason,
+    change: impl FnOnce(&mut Record),
+) -> Write {
+    let mut next = shared.record.clone();
+    change(&mut next);
+    next.version = shared.record.version + 1;
+    next.updated_at_ms = ctx.now_ms;
+    next.updated_by = ctx.environment.to_string();
+    if !matches!(
+        next.state,
+        CircuitState::ForcedOpen | CircuitState::ForcedClosed
+    ) {
+        next.override_reason = None;
+        next.override_until_ms = None;
+    }
+    next.expires_at_ms = expires_at(&next, ctx.now_ms);
+    let transition = Transition {
+        circuit: ctx.circuit.to_string(),
+        from_state: shared.record.state,
+        to_state: next.state,
+        version: next.version,
+        at_ms: ctx.now_ms,
+        opened_at_ms: next.opened_at_ms,
+        reason,
+        override_reason: next.override_reason.clone(),
+        local_only: false,
+    };
+    Write {
+        expected: shared.expected,
+        next,
+        transition,
+    }
+}
+
+fn clear_probe(r: &mut Record) {
+    r.probe_owner = None;
+    r.probe_lease_until_ms = None;
+}
+
+/// A fresh closed record: a new episode starts, and earlier failures no longer count.
+fn close(r: &mut Record, now_ms: u64) {
+    r.state = CircuitState::Closed;
+    r.opened_at_ms = None;
+    r.open_until_ms = None;
+    r.trips = 0;
+    clear_probe(r);
+    r.probe_successes = 0;
+    r.closed_at_ms = Some(now_ms);
+    r.failure_count = 0;
+}
+
+/// Opens for the `trips`-th time since the last close.
+fn open(ctx: &Ctx<'_>, r: &mut Record, trips: u32, failure_count: u32) {
+    r.state = CircuitState::Open;
+    r.opened_at_ms = Some(ctx.now_ms);
+    r.open_until_ms = Some(ctx.now_ms.saturating_add(break_ms(
+        ctx.config,
+        trips,
+        jitter_seed(ctx),
+    )));
+    r.trips = trips;
+    clear_probe(r);
+    r.probe_successes = 0;
+    r.failure_count = failure_count;
+}
+
+fn take_probe(ctx: &Ctx<'_>, shared: &Shared, token: Token<'_>, reason: TransitionReason) -> Write {
+    write(ctx, shared, reason, |r| {
+        r.state = CircuitState::HalfOpen;
+        r.probe_owner = Some(token.to_string());
+        r.probe_lease_until_ms = Some(ctx.now_ms.saturating_add(ctx.config.probe_lease()));
+    })
+}
+
+fn override_expired(record: &Record, now_ms: u64) -> bool {
+    record
+        .override_until_ms
+        .is_some_and(|until| now_ms >= until)
+}
+
+/// Decides a request for a permit.
+///
+/// `lease_until_ms` is the admission lease the caller can offer (its cache is fresh and its
+/// failure window empty); it is granted only where no call needs to be counted one by one.
+pub fn acquire(
+    ctx: &Ctx<'_>,
+    shared: &Shared,
+    lease_until_ms: Option<u64>,
+    token: Token<'_>,
+) -> AcquireDecision {
+    let r = &shared.record;
+    let now = ctx.now_ms;
+    match r.state {
+        CircuitState::Closed => AcquireDecision::Admit {
+            kind: PermitKind::Normal,
+            lease_until_ms,
+        },
+        CircuitState::Open => match r.open_until_ms {
+            Some(until) if now < until => AcquireDecision::Reject,
+            // At or after the break's end (or no end recorded: never wedge), take the probe.
+            _ => AcquireDecision::Write(take_probe(
+                ctx,
+                shared,
+                token,
+                TransitionReason::ProbeStarted,
+            )),
+        },
+        CircuitState::HalfOpen => match (&r.probe_owner, r.probe_lease_until_ms) {
+            (Some(owner), _) if token.matches(owner) => AcquireDecision::Admit {
+                kind: PermitKind::Probe,
+                lease_until_ms: None,
+            },
+            (None, _) => AcquireDecision::Write(take_probe(
+                ctx,
+                shared,
+                token,
+                TransitionReason::ProbeStarted,
+            )),
+            (Some(_), Some(lease)) if now < lease => AcquireDecision::Reject,
+            // The lease ran out (or was never recorded): the permit is free to take over.
+            (Some(_), _) => AcquireDecision::Write(take_probe(
+                ctx,
+                shared,
+                token,
+                TransitionReason::ProbeTakenOver,
+            )),
+        },
+        CircuitState::ForcedOpen | CircuitState::ForcedClosed if override_expired(r, now) => {
+            AcquireDecision::Write(write(ctx, shared, TransitionReason::OverrideExpired, |r| {
+                close(r, now)
+            }))
+        }
+        CircuitState::ForcedOpen => AcquireDecision::Reject,
+        CircuitState::ForcedClosed => AcquireDecision::Admit {
+            kind: PermitKind::Normal,
+            lease_until_ms: match (lease_until_ms, r.override_until_ms) {
+                (Some(lease), Some(until)) => Some(lease.min(until)),
+                (lease, _) => lease,
+            },
+        },
+    }
+}
+
+/// Whether a failure of a normal call acquired at `acquired_at_ms` counts against `record`:
+/// only on a closed circuit, and only if the call started after its last close.
+pub fn counts_failure(record: &Record, acquired_at_ms: u64) -> bool {
+    record.state == CircuitState::Closed
+        && record
+            .closed_at_ms
+            .is_none_or(|closed| acquired_at_ms >= closed)
+}
+
+/// Decides what a counted failure (already in `window`) does to the circuit.
+pub fn trip(ctx: &Ctx<'_>, shared: &Shared, window: &Window) -> TripDecision {
+    if shared.record.state != CircuitState::Closed {
+        return TripDecision::Absorb;
+    }
+    if !window.tripped(ctx.config.failure_policy) {
+        return TripDecision::Count;
+    }
+    let failures = window.count();
+    TripDecision::Write(write(ctx, shared, TransitionReason::Tripped, |r| {
+        open(ctx, r, 1, failures)
+    }))
+}
+
+/// Decides what the outcome of the probe held by `token` does to the circuit.
+pub fn probe_outcome(
+    ctx: &Ctx<'_>,
+    shared: &Shared,
+    token: Token<'_>,
+    outcome: Outcome,
+) -> ProbeDecision {
+    let r = &shared.record;
+    let holds = r.state == CircuitState::HalfOpen
+        && r.probe_owner.as_deref().is_some_and(|o| token.matches(o));
+    if !holds {
+        return ProbeDecision::Fenced;
+    }
+    let now = ctx.now_ms;
+    ProbeDecision::Write(match outcome {
+        Outcome::Success if r.probe_successes + 1 >= ctx.config.success_threshold => {
+            write(ctx, shared, TransitionReason::Recovered, |r| close(r, now))
+        }
+        Outcome::Success => write(ctx, shared, TransitionReason::ProbeSucceeded, |r| {
+            clear_probe(r);
+            r.probe_successes += 1;
+        }),
+        Outcome::Failure => {
+            let trips = r.trips.saturating_add(1);
+            write(ctx, shared, TransitionReason::ProbeFailed, |r| {
+                open(ctx, r, trips, 0)
+            })
+        }
+        Outcome::Ignored => write(ctx, shared, TransitionReason::ProbeReleased, clear_probe),
+    })
+}
+
+/// An operator override of `state` (forced open or forced closed).
+pub fn force(
+    ctx: &Ctx<'_>,
+    shared: &Shared,
+    state: CircuitState,
+    duration_ms: Option<u64>,
+    reason: &str,
+) -> Write {
+    debug_assert!(matches!(
+        state,
+        CircuitState::ForcedOpen | CircuitState::ForcedClosed
+    ));
+    let why = if state == CircuitState::ForcedOpen {
+        TransitionReason::ForcedOpen
+    } else {
+        TransitionReason::ForcedClosed
+    };
+    let now = ctx.now_ms;
+    write(ctx, shared, why, |r| {
+        r.state = state;
+        clear_probe(r);
+        r.probe_successes = 0;
+        r.override_reason = Some(reason.to_string());
+        r.override_until_ms = duration_ms.map(|d| now.saturating_add(d));
+    })
+}
+
+/// A fresh closed record, whatever the state.
+pub fn reset(ctx: &Ctx<'_>, shared: &Shared) -> Write {
+    let now = ctx.now_ms;
+    write(ctx, shared, TransitionReason::Reset, |r| close(r, now))
+}
+
+/// When the store answers again after this environment decided alone: a trip made locally
+/// during the outage is written, unless the shared record has moved on (opened, or closed
+/// after the local trip). Otherwise the shared record simply wins.
+pub fn reconcile(ctx: &Ctx<'_>, stored: &Shared, local: &Record) -> Option<Write> {
+    let stored_record = &stored.record;
+    let local_open = local.state == CircuitState::Open
+        && local.open_until_ms.is_some_and(|until| ctx.now_ms < until);
+    let opened_at = local.opened_at_ms?;
+    let stored_is_older_close = stored_record.state == CircuitState::Closed
+        && stored_record
+            .closed_at_ms
+            .is_none_or(|closed| closed <= opened_at);
+    if !(local_open && stored_is_older_close) {
+        return None;
+    }
+    Some(write(ctx, stored, TransitionReason::Reconciled, |r| {
+        r.state = CircuitState::Open;
+        r.opened_at_ms = local.opened_at_ms;
+        r.open_until_ms = local.open_until_ms;
+        r.trips = local.trips.max(1);
+        clear_probe(r);
+        r.probe_successes = 0;
+        r.failure_count = local.failure_count;
+    }))
+}
+
+/// What a caller or an operator sees.
+pub fn info(ctx: &Ctx<'_>, record: &Record, window: &Window, local_only: bool) -> CircuitInfo {
+    let now = ctx.now_ms;
+    let wait_until = |t: u64| Some(t.saturating_sub(now));
+    let retry_after_ms = match record.state {
+        CircuitState::Closed | CircuitState::ForcedClosed => None,
+        CircuitState::Open => record.open_until_ms.and_then(wait_until).or(Some(0)),
+        CircuitState::HalfOpen => match (&record.probe_owner, record.probe_lease_until_ms) {
+            (Some(_), Some(lease)) => wait_until(lease),
+            _ => Some(0),
+        },
+        CircuitState::ForcedOpen => record.override_until_ms.and_then(wait_until),
+    };
+    CircuitInfo {
+        name: ctx.circuit.to_string(),
+        state: record.state,
+        version: record.version,
+        failure_count: if record.state == CircuitState::Closed {
+            window.count()
+        } else {
+            record.failure_count
+        },
+        opened_at_ms: record.opened_at_ms,
+        open_until_ms: record.open_until_ms,
+        retry_after_ms,
+        override_reason: record.override_reason.clone(),
+        override_until_ms: record.override_until_ms,
+        local_only,
+    }
+}
+
+/// Every (from, reason, to) a write may make. Used by tests to check that nothing else occurs.
+pub fn is_legal(from: CircuitState, reason: TransitionReason, to: CircuitState) -> bool {
+    use CircuitState as S;
+    use TransitionReason as R;
+    match reason {
+        R::Tripped | R::Reconciled => from == S::Closed && to == S::Open,
+        R::ProbeStarted => matches!(from, S::Open | S::HalfOpen) && to == S::HalfOpen,
+        R::ProbeTakenOver | R::ProbeSucceeded | R::ProbeReleased => {
+            from == S::HalfOpen && to == S::HalfOpen
+        }
+        R::ProbeFailed => from == S::HalfOpen && to == S::Open,
+        R::Recovered => from == S::HalfOpen && to == S::Closed,
+        R::ForcedOpen => to == S::ForcedOpen,
+        R::ForcedClosed => to == S::ForcedClosed,
+        R::OverrideExpired => matches!(from, S::ForcedOpen | S::ForcedClosed) && to == S::Closed,
+        R::Reset => to == S::Closed,
+    }
+}

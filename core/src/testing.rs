@@ -1,0 +1,207 @@
+//! Native test doubles for driving circuits without a host: an in-memory store shared by
+//! several simulated environments, a manual clock and an event log. The host crate has the
+//! product's own stores; these exist so the algorithm can be tested on its own.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::circuit::{Clock, Events, Store};
+use crate::types::{CorruptItem, Event, Record, StoreError, SwapResult};
+
+/// What the store holds for one circuit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    Valid(Record),
+    Corrupt(CorruptItem),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: std::collections::BTreeMap<String, Item>,
+    fault: Option<StoreError>,
+    reads: u64,
+    writes: u64,
+    failed_swaps: u64,
+    faulted_calls: u64,
+    /// Every successful write, in order: (circuit, record).
+    log: Vec<(String, Record)>,
+}
+
+/// An in-memory compare-and-swap store, shared by clones.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes every later call fail with `fault`, or work again with `None`.
+    pub fn set_fault(&self, fault: Option<StoreError>) {
+        self.lock().fault = fault;
+    }
+
+    /// Replaces the item of `circuit` by hand, as an operator or an older version might.
+    pub fn put_item(&self, circuit: &str, item: Item) {
+        self.lock().items.insert(circuit.to_string(), item);
+    }
+
+    pub fn item(&self, circuit: &str) -> Option<Item> {
+        self.lock().items.get(circuit).cloned()
+    }
+
+    pub fn record(&self, circuit: &str) -> Option<Record> {
+        match self.item(circuit) {
+            Some(Item::Valid(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Successful loads so far.
+    pub fn reads(&self) -> u64 {
+        self.lock().reads
+    }
+
+    /// Successful writes so far.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// Calls refused by an injected fault so far.
+    pub fn faulted_calls(&self) -> u64 {
+        self.lock().faulted_calls
+    }
+
+    /// Swaps that lost on the version so far.
+    pub fn failed_swaps(&self) -> u64 {
+        self.lock().failed_swaps
+    }
+
+    /// Every successful write so far, in order.
+    pub fn write_log(&self) -> Vec<(String, Record)> {
+        self.lock().log.clone()
+    }
+
+    pub fn load(&self, circuit: &str) -> Result<Option<Record>, StoreError> {
+        let mut inner = self.lock();
+        if let Some(fault) = inner.fault.clone() {
+            inner.faulted_calls += 1;
+            return Err(fault);
+        }
+        inner.reads += 1;
+        match inner.items.get(circuit) {
+            None => Ok(None),
+            Some(Item::Valid(r)) => Ok(Some(r.clone())),
+            Some(Item::Corrupt(c)) => Err(StoreError::Corrupt(c.clone())),
+        }
+    }
+
+    pub fn swap(
+        &self,
+        circuit: &str,
+        expected_version: Option<u64>,
+        next: &Record,
+    ) -> Result<SwapResult, StoreError> {
+        let mut inner = self.lock();
+        if let Some(fault) = inner.fault.clone() {
+            inner.faulted_calls += 1;
+            return Err(fault);
+        }
+        let current_version = match inner.items.get(circuit) {
+            None => None,
+            Some(Item::Valid(r)) => Some(r.version),
+            Some(Item::Corrupt(c)) => c.version,
+        };
+        if current_version != expected_version {
+            inner.failed_swaps += 1;
+            let current = match inner.items.get(circuit) {
+                Some(Item::Valid(r)) => Some(r.clone()),
+                _ => None,
+            };
+            return Ok(SwapResult::Conflict(current));
+        }
+        inner.writes += 1;
+        inner.log.push((circuit.to_string(), next.clone()));
+        inner
+            .items
+            .insert(circuit.to_string(), Item::Valid(next.clone()));
+        Ok(SwapResult::Written)
+    }
+}
+
+/// A manual clock shared by clones.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    now_ms: Arc<Mutex<u64>>,
+}
+
+impl ManualClock {
+    pub fn new(now_ms: u64) -> ManualClock {
+        ManualClock {
+            now_ms: Arc::new(Mutex::new(now_ms)),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        *self.now_ms.lock().unwrap()
+    }
+
+    pub fn set(&self, now_ms: u64) {
+        *self.now_ms.lock().unwrap() = now_ms;
+    }
+
+    pub fn advance(&self, ms: u64) {
+        *self.now_ms.lock().unwrap() += ms;
+    }
+}
+
+/// One simulated environment's host: a shared store, a shared clock, its own event log.
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    pub store: MemoryStore,
+    pub clock: ManualClock,
+    pub events: Vec<Event>,
+}
+
+impl TestEnv {
+    /// An environment with its own clock starting at `now_ms`.
+    pub fn new(store: MemoryStore, now_ms: u64) -> TestEnv {
+        TestEnv::with_clock(store, ManualClock::new(now_ms))
+    }
+
+    pub fn with_clock(store: MemoryStore, clock: ManualClock) -> TestEnv {
+        TestEnv {
+            store,
+            clock,
+            events: Vec::new(),
+        }
+    }
+}
+
+impl Store for TestEnv {
+    fn load(&mut self, circuit: &str) -> Result<Option<Record>, StoreError> {
+        self.store.load(circuit)
+    }
+
+    fn swap(
+        &mut self,
+        circuit: &str,
+        expected_version: Option<u64>,
+        next: &Record,
+    ) -> Result<SwapResult, StoreError> {
+        self.store.swap(circuit, expected_version, next)
+    }
+}
+
+impl Clock for TestEnv {
+    fn now_ms(&mut self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+impl Events for TestEnv {
+    fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}

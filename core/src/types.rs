@@ -1,0 +1,374 @@
+//! The data every part of fleetbreaker shares: the record, the configuration, and what goes in
+//! and out of a circuit. They mirror the WIT package `fleetbreaker:breaker` type for type.
+
+use std::fmt;
+
+/// Where a circuit stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CircuitState {
+    /// Calls flow; failures are counted by each environment.
+    Closed,
+    /// Calls are rejected until `open_until_ms`; then one probe is let through.
+    Open,
+    /// One probe at a time, fleet-wide, until `success_threshold` of them succeed.
+    HalfOpen,
+    /// An operator rejects every call, optionally until `override_until_ms`.
+    ForcedOpen,
+    /// An operator admits every call and counts nothing, optionally until `override_until_ms`.
+    ForcedClosed,
+}
+
+impl CircuitState {
+    pub const ALL: [CircuitState; 5] = [
+        CircuitState::Closed,
+        CircuitState::Open,
+        CircuitState::HalfOpen,
+        CircuitState::ForcedOpen,
+        CircuitState::ForcedClosed,
+    ];
+
+    /// The name stored in the record and shown to users: `CLOSED`, `HALF_OPEN`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "CLOSED",
+            CircuitState::Open => "OPEN",
+            CircuitState::HalfOpen => "HALF_OPEN",
+            CircuitState::ForcedOpen => "FORCED_OPEN",
+            CircuitState::ForcedClosed => "FORCED_CLOSED",
+        }
+    }
+
+    /// The inverse of [`CircuitState::as_str`].
+    pub fn parse(text: &str) -> Option<CircuitState> {
+        CircuitState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The shared record of one circuit. Every write replaces it whole, with a compare-and-swap on
+/// `version`, and bumps `version` by exactly one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub state: CircuitState,
+    pub version: u64,
+    /// When the circuit last opened.
+    pub opened_at_ms: Option<u64>,
+    /// End of the current break: the first probe may start at or after it.
+    pub open_until_ms: Option<u64>,
+    /// Opens since the last full close; drives the backoff.
+    pub trips: u32,
+    /// The token of the call holding the single probe permit.
+    pub probe_owner: Option<String>,
+    /// Until when that permit is held; after it, any environment may take it over.
+    pub probe_lease_until_ms: Option<u64>,
+    /// Successful probes in this half-open episode.
+    pub probe_successes: u32,
+    /// When the circuit last closed; failures seen before it never count.
+    pub closed_at_ms: Option<u64>,
+    /// Failures seen by the environment that tripped the circuit (information only).
+    pub failure_count: u32,
+    pub updated_at_ms: u64,
+    pub updated_by: String,
+    pub override_reason: Option<String>,
+    pub override_until_ms: Option<u64>,
+    /// When a store may delete the record (DynamoDB TTL).
+    pub expires_at_ms: u64,
+}
+
+impl Record {
+    /// What an absent item means: a closed circuit that was never written. Its version is the
+    /// one the next write swaps against (0 for a missing item).
+    pub fn absent(version: u64) -> Record {
+        Record {
+            state: CircuitState::Closed,
+            version,
+            opened_at_ms: None,
+            open_until_ms: None,
+            trips: 0,
+            probe_owner: None,
+            probe_lease_until_ms: None,
+            probe_successes: 0,
+            closed_at_ms: None,
+            failure_count: 0,
+            updated_at_ms: 0,
+            updated_by: String::new(),
+            override_reason: None,
+            override_until_ms: None,
+            expires_at_ms: 0,
+        }
+    }
+}
+
+/// A stored item that cannot be read as a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorruptItem {
+    /// What is wrong with it, for the log.
+    pub detail: String,
+    /// Its version, when that much could still be read; the next write swaps against it.
+    pub version: Option<u64>,
+}
+
+/// Why the store could not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store cannot be reached, or failed on its side.
+    Unavailable(String),
+    /// The store did not answer within its deadline.
+    Timeout(String),
+    /// The store asked us to slow down.
+    Throttled(String),
+    /// The store refused: missing permission, missing table, wrong key schema.
+    Misconfigured(String),
+    /// The item exists but is not a valid record.
+    Corrupt(CorruptItem),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::Timeout(m) => write!(f, "store timed out: {m}"),
+            StoreError::Throttled(m) => write!(f, "store throttled: {m}"),
+            StoreError::Misconfigured(m) => write!(f, "store misconfigured: {m}"),
+            StoreError::Corrupt(c) => write!(f, "corrupt record: {}", c.detail),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The answer to a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwapResult {
+    Written,
+    /// The stored version was not the expected one. Carries the current record when the store
+    /// can give it at no extra cost.
+    Conflict(Option<Record>),
+}
+
+/// When a closed circuit trips. Later policies add cases.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FailurePolicy {
+    /// Trip after this many consecutive counted failures in one environment.
+    ConsecutiveFailures(u32),
+}
+
+/// What a call meets while the store cannot be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StoreFailureMode {
+    /// Admit calls and protect with a local-only breaker.
+    #[default]
+    Open,
+    /// Reject calls until the store answers again.
+    Closed,
+}
+
+/// A circuit's configuration. Durations are milliseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub failure_policy: FailurePolicy,
+    /// The first break after a trip.
+    pub recovery_timeout_ms: u64,
+    /// Successful probes that close a half-open circuit.
+    pub success_threshold: u32,
+    /// How long a read of the shared record is trusted.
+    pub local_cache_max_age_ms: u64,
+    /// Each further trip multiplies the break by this (1.0: a fixed break).
+    pub backoff_multiplier: f64,
+    /// Upper bound of the break, when set.
+    pub max_recovery_timeout_ms: Option<u64>,
+    /// Up to this fraction of the break is added at random, so environments spread out.
+    pub recovery_jitter: f64,
+    /// How long a probe permit is held before another environment may take it over
+    /// (default: `recovery_timeout_ms`).
+    pub probe_lease_ms: Option<u64>,
+    /// After a store error, how long to decide locally before asking the store again.
+    pub store_retry_after_ms: u64,
+    pub store_failure_mode: StoreFailureMode,
+}
+
+/// The defaults are the Powertools circuit breaker's: open after 5 consecutive failures, probe
+/// after 30 s, close after 3 probe successes, trust a read for 5 s.
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            failure_policy: FailurePolicy::ConsecutiveFailures(5),
+            recovery_timeout_ms: 30_000,
+            success_threshold: 3,
+            local_cache_max_age_ms: 5_000,
+            backoff_multiplier: 1.0,
+            max_recovery_timeout_ms: None,
+            recovery_jitter: 0.0,
+            probe_lease_ms: None,
+            store_retry_after_ms: 5_000,
+            store_failure_mode: StoreFailureMode::Open,
+        }
+    }
+}
+
+/// A field of the configuration, or the name, that was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What a call or an operator sees of a circuit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitInfo {
+    pub name: String,
+    pub state: CircuitState,
+    pub version: u64,
+    /// Closed: this environment's current failure count. Otherwise: the failures seen by the
+    /// environment that tripped it.
+    pub failure_count: u32,
+    pub opened_at_ms: Option<u64>,
+    pub open_until_ms: Option<u64>,
+    /// How long a rejected call may expect to wait before calls go through again.
+    pub retry_after_ms: Option<u64>,
+    pub override_reason: Option<String>,
+    pub override_until_ms: Option<u64>,
+    /// The store cannot be reached; this environment decides alone.
+    pub local_only: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PermitKind {
+    /// A call on a closed circuit.
+    Normal,
+    /// The single fleet-wide probe of a half-open circuit.
+    Probe,
+}
+
+/// Leave to make one call; handed back to `complete`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permit {
+    pub id: u64,
+    pub kind: PermitKind,
+    pub acquired_at_ms: u64,
+    /// The admission lease: until this time the host may admit calls without asking, counting
+    /// their successes and reporting any failure at once.
+    pub lease_until_ms: Option<u64>,
+}
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// A failure that counts.
+    Failure,
+    /// An error that does not count (a cancelled call, an excluded exception).
+    Ignored,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransitionReason {
+    Tripped,
+    ProbeStarted,
+    ProbeTakenOver,
+    ProbeSucceeded,
+    ProbeReleased,
+    ProbeFailed,
+    Recovered,
+    ForcedOpen,
+    ForcedClosed,
+    OverrideExpired,
+    Reset,
+    Reconciled,
+}
+
+impl TransitionReason {
+    pub const ALL: [TransitionReason; 12] = [
+        TransitionReason::Tripped,
+        TransitionReason::ProbeStarted,
+        TransitionReason::ProbeTakenOver,
+        TransitionReason::ProbeSucceeded,
+        TransitionReason::ProbeReleased,
+        TransitionReason::ProbeFailed,
+        TransitionReason::Recovered,
+        TransitionReason::ForcedOpen,
+        TransitionReason::ForcedClosed,
+        TransitionReason::OverrideExpired,
+        TransitionReason::Reset,
+        TransitionReason::Reconciled,
+    ];
+
+    /// The name used in events and logs, in every language: `tripped`, `probe_started`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionReason::Tripped => "tripped",
+            TransitionReason::ProbeStarted => "probe_started",
+            TransitionReason::ProbeTakenOver => "probe_taken_over",
+            TransitionReason::ProbeSucceeded => "probe_succeeded",
+            TransitionReason::ProbeReleased => "probe_released",
+            TransitionReason::ProbeFailed => "probe_failed",
+            TransitionReason::Recovered => "recovered",
+            TransitionReason::ForcedOpen => "forced_open",
+            TransitionReason::ForcedClosed => "forced_closed",
+            TransitionReason::OverrideExpired => "override_expired",
+            TransitionReason::Reset => "reset",
+            TransitionReason::Reconciled => "reconciled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TransitionReason> {
+        TransitionReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for TransitionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One write of the shared record, reported by the environment whose swap won it. With
+/// `local_only`, the store could not be reached and only this environment changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub circuit: String,
+    pub from_state: CircuitState,
+    pub to_state: CircuitState,
+    pub version: u64,
+    pub at_ms: u64,
+    pub opened_at_ms: Option<u64>,
+    pub reason: TransitionReason,
+    pub override_reason: Option<String>,
+    pub local_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreFault {
+    pub circuit: String,
+    pub error: StoreError,
+    /// Until when this environment decides alone before asking the store again.
+    pub retry_at_ms: u64,
+}
+
+/// What a circuit reports to the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Transition(Transition),
+    /// A stored item was not a valid record; it is treated as absent and replaced by the next
+    /// write.
+    CorruptRecord(StoreFault),
+    /// The store failed; the environment decides alone for a while.
+    StoreDegraded(StoreFault),
+    /// The store answers again (carries the circuit's name).
+    StoreRecovered(String),
+}

@@ -1,0 +1,88 @@
+//! # fleetbreaker
+//!
+//! A circuit breaker whose state is shared by a whole fleet of serverless functions. When a
+//! downstream starts failing, every environment stops calling it within seconds; exactly one
+//! caller at a time, fleet-wide, probes it while it recovers; and a healthy circuit writes
+//! nothing.
+//!
+//! The breaker itself is a WebAssembly component (built from `fleetbreaker-core`) whose
+//! contract is the WIT package `fleetbreaker:breaker`. This crate embeds it with wasmtime,
+//! from native code precompiled when the crate is built, and gives it a store, a clock and an
+//! event sink:
+//! - [`Breaker`]: the Rust API (`acquire`/`complete`, `call`, operator overrides);
+//! - [`Environment`]: one component instance, shared by the breakers of one process;
+//! - [`Store`]: the async store trait, with [`MemoryStore`] built in;
+//! - [`add_to_linker`]: the same imports for embedders with their own `wasmtime::Store`.
+//!
+//! ```
+//! # fn main() -> Result<(), fleetbreaker::Error> { futures_lite(async {
+//! use fleetbreaker::{Breaker, Config, FailurePolicy, ManualClock, MemoryStore};
+//!
+//! let store = MemoryStore::new();
+//! let clock = ManualClock::new(1_700_000_000_000);
+//! let breaker = Breaker::builder("payments")
+//!     .config(Config { failure_policy: FailurePolicy::ConsecutiveFailures(2), ..Config::default() })
+//!     .store(store.clone())
+//!     .clock(clock.clone())
+//!     .build()?;
+//!
+//! // The protected call's own result comes back unchanged.
+//! let ok: Result<u32, &str> = breaker.call(async { Ok(7) }).await?;
+//! assert_eq!(ok, Ok(7));
+//! for _ in 0..2 {
+//!     let _ = breaker.call(async { Err::<u32, _>("downstream is down") }).await?;
+//! }
+//! // Now the circuit rejects calls, fleet-wide, without running them.
+//! let rejected = breaker.call(async { Ok::<u32, &str>(1) }).await.unwrap_err();
+//! assert_eq!(rejected.circuit().unwrap().retry_after_ms, Some(30_000));
+//! # Ok(()) }) }
+//! # fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) }
+//! ```
+//!
+//! # Defaults
+//!
+//! | field | default | meaning |
+//! | --- | --- | --- |
+//! | `failure_policy` | `ConsecutiveFailures(5)` | trip after 5 consecutive counted failures in one environment |
+//! | `recovery_timeout_ms` | 30 000 | the first break after a trip |
+//! | `success_threshold` | 3 | probe successes that close a half-open circuit |
+//! | `local_cache_max_age_ms` | 5 000 | how long a read of the shared record is trusted (and the admission lease lasts) |
+//! | `backoff_multiplier` | 1.0 | each further trip multiplies the break (1.0: fixed) |
+//! | `max_recovery_timeout_ms` | none | cap of the break |
+//! | `recovery_jitter` | 0.0 | up to this fraction of the break is added at random |
+//! | `probe_lease_ms` | `recovery_timeout_ms` | how long a probe permit is held before another environment may take it over |
+//! | `store_retry_after_ms` | 5 000 | after a store error, how long to protect locally before asking the store again |
+//! | `store_failure_mode` | `Open` | while the store is down, admit calls and protect locally (`Closed`: reject) |
+//!
+//! # The admission lease
+//!
+//! A healthy call must not cross into the component. While the circuit is closed, this
+//! environment's copy of the record is fresh and no failure is pending, `acquire` hands the
+//! host a deadline (the copy's expiry): until then calls are admitted by a clock read and a
+//! compare, successes are counted in an atomic, and a failure is reported at once.
+
+mod bindings;
+mod breaker;
+mod clock;
+mod engine_config;
+mod environment;
+mod error;
+mod host;
+mod runtime;
+mod store;
+mod util;
+
+pub use breaker::{Breaker, BreakerBuilder, Permit};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use environment::{Environment, EnvironmentBuilder};
+pub use error::Error;
+pub use fleetbreaker_core::{
+    CircuitInfo, CircuitState, Config, ConfigError, CorruptItem, Event, FailurePolicy, Outcome,
+    Record, StoreError, StoreFailureMode, StoreFault, SwapResult, Transition, TransitionReason,
+};
+pub use host::{HostCtx, add_to_linker};
+pub use runtime::component_wasm;
+#[doc(hidden)]
+pub use runtime::precompiled_component;
+pub use store::{MemoryStore, Store, StoreFuture};

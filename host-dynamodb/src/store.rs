@@ -1,0 +1,187 @@
+//! The store the breaker keeps its shared records in, and the in-memory one.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use fleetbreaker_core::{CorruptItem, Record, StoreError, SwapResult};
+
+/// What a store call returns: a boxed future, so stores can be used as `Arc<dyn Store>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where the shared records live. Every write is a compare-and-swap on `version`.
+///
+/// Implementations bound every call by their own deadline and map their failures to
+/// [`StoreError`]; the breaker never passes a store error to a protected call.
+pub trait Store: Send + Sync + 'static {
+    /// The record of `circuit`, or `None` when there is no item. An item that is not a valid
+    /// record is reported as [`StoreError::Corrupt`], with its version if that much is readable.
+    fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>>;
+
+    /// Writes `next` only if the stored version is `expected_version`; with `None`, only if
+    /// there is no item or the item has no readable version. A conflict carries the current
+    /// record when the store gets it for free.
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a Record,
+    ) -> StoreFuture<'a, SwapResult>;
+}
+
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
+        (**self).load(circuit)
+    }
+
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a Record,
+    ) -> StoreFuture<'a, SwapResult> {
+        (**self).swap(circuit, expected_version, next)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Item {
+    Valid(Record),
+    Corrupt(CorruptItem),
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    items: Mutex<HashMap<String, Item>>,
+    fault: Mutex<Option<StoreError>>,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    conflicts: AtomicU64,
+    faulted: AtomicU64,
+}
+
+/// An in-memory store. Clones share the same records, so several environments in one process
+/// can stand in for a fleet. Reads and writes are counted.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: Arc<MemoryInner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn items(&self) -> MutexGuard<'_, HashMap<String, Item>> {
+        self.inner.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stored record of `circuit`, if there is a valid one.
+    pub fn record(&self, circuit: &str) -> Option<Record> {
+        match self.items().get(circuit) {
+            Some(Item::Valid(r)) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every circuit with an item, sorted.
+    pub fn circuits(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.items().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Replaces the item of `circuit` with one that is not a valid record (for tests of the
+    /// breaker's handling of corrupt items).
+    pub fn put_corrupt(&self, circuit: &str, item: CorruptItem) {
+        self.items()
+            .insert(circuit.to_string(), Item::Corrupt(item));
+    }
+
+    /// Makes every later call fail with `fault`, or work again with `None` (for tests and
+    /// demonstrations of store outages).
+    pub fn set_fault(&self, fault: Option<StoreError>) {
+        *self.inner.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Successful loads so far.
+    pub fn reads(&self) -> u64 {
+        self.inner.reads.load(Ordering::Relaxed)
+    }
+
+    /// Successful writes so far.
+    pub fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Relaxed)
+    }
+
+    /// Swaps refused on the version so far.
+    pub fn conflicts(&self) -> u64 {
+        self.inner.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// Calls refused by a fault set with [`MemoryStore::set_fault`] so far.
+    pub fn faulted_calls(&self) -> u64 {
+        self.inner.faulted.load(Ordering::Relaxed)
+    }
+
+    fn check_fault(&self) -> Result<(), StoreError> {
+        match &*self.inner.fault.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(fault) => {
+                self.inner.faulted.fetch_add(1, Ordering::Relaxed);
+                Err(fault.clone())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn load_now(&self, circuit: &str) -> Result<Option<Record>, StoreError> {
+        self.check_fault()?;
+        self.inner.reads.fetch_add(1, Ordering::Relaxed);
+        match self.items().get(circuit) {
+            None => Ok(None),
+            Some(Item::Valid(r)) => Ok(Some(r.clone())),
+            Some(Item::Corrupt(c)) => Err(StoreError::Corrupt(c.clone())),
+        }
+    }
+
+    fn swap_now(
+        &self,
+        circuit: &str,
+        expected_version: Option<u64>,
+        next: &Record,
+    ) -> Result<SwapResult, StoreError> {
+        self.check_fault()?;
+        let mut items = self.items();
+        let (current_version, current) = match items.get(circuit) {
+            None => (None, None),
+            Some(Item::Valid(r)) => (Some(r.version), Some(r.clone())),
+            Some(Item::Corrupt(c)) => (c.version, None),
+        };
+        if current_version != expected_version {
+            self.inner.conflicts.fetch_add(1, Ordering::Relaxed);
+            return Ok(SwapResult::Conflict(current));
+        }
+        items.insert(circuit.to_string(), Item::Valid(next.clone()));
+        self.inner.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(SwapResult::Written)
+    }
+}
+
+impl Store for MemoryStore {
+    fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
+        let result = self.load_now(circuit);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a Record,
+    ) -> StoreFuture<'a, SwapResult> {
+        let result = self.swap_now(circuit, expected_version, next);
+        Box::pin(std::future::ready(result))
+    }
+}
