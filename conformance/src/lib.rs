@@ -58,12 +58,129 @@ pub struct ScenarioConfig {
     pub store_failure_mode: Option<String>,
 }
 
+impl ScenarioConfig {
+    /// The breaker configuration this describes (jitter off, so runs are deterministic).
+    pub fn to_config(&self) -> fleetbreaker_core::Config {
+        use fleetbreaker_core::{Config, FailurePolicy, StoreFailureMode};
+        let d = Config::default();
+        Config {
+            failure_policy: FailurePolicy::ConsecutiveFailures(
+                self.failure_threshold.unwrap_or(d.failure_threshold()),
+            ),
+            recovery_timeout_ms: self.recovery_timeout_ms.unwrap_or(d.recovery_timeout_ms),
+            success_threshold: self.success_threshold.unwrap_or(d.success_threshold),
+            local_cache_max_age_ms: self
+                .local_cache_max_age_ms
+                .unwrap_or(d.local_cache_max_age_ms),
+            backoff_multiplier: self.backoff_multiplier.unwrap_or(d.backoff_multiplier),
+            max_recovery_timeout_ms: self.max_recovery_timeout_ms.or(d.max_recovery_timeout_ms),
+            recovery_jitter: 0.0,
+            probe_lease_ms: self.probe_lease_ms.or(d.probe_lease_ms),
+            store_retry_after_ms: self.store_retry_after_ms.unwrap_or(d.store_retry_after_ms),
+            store_failure_mode: match self.store_failure_mode.as_deref() {
+                None | Some("open") => StoreFailureMode::Open,
+                Some("closed") => StoreFailureMode::Closed,
+                Some(other) => panic!("unknown store_failure_mode {other:?}"),
+            },
+        }
+    }
+}
+
+/// The store error an injected fault stands for.
+impl Fault {
+    pub fn to_store_error(self) -> fleetbreaker_core::StoreError {
+        use fleetbreaker_core::StoreError;
+        let m = "injected by the scenario".to_string();
+        match self {
+            Fault::Unavailable => StoreError::Unavailable(m),
+            Fault::Timeout => StoreError::Timeout(m),
+            Fault::Throttled => StoreError::Throttled(m),
+            Fault::Misconfigured => StoreError::Misconfigured(m),
+        }
+    }
+
+    /// The kind of a store error, as scenarios name it.
+    pub fn kind_of(error: &fleetbreaker_core::StoreError) -> &'static str {
+        use fleetbreaker_core::StoreError;
+        match error {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Throttled(_) => "throttled",
+            StoreError::Misconfigured(_) => "misconfigured",
+            StoreError::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
+impl SeenEvent {
+    /// How a runner reports a breaker event.
+    pub fn from_event(event: &fleetbreaker_core::Event) -> SeenEvent {
+        use fleetbreaker_core::Event;
+        match event {
+            Event::Transition(t) => SeenEvent::Transition {
+                from: t.from_state.as_str().into(),
+                to: t.to_state.as_str().into(),
+                reason: t.reason.as_str().into(),
+                version: t.version,
+                local_only: t.local_only,
+            },
+            Event::CorruptRecord(_) => SeenEvent::CorruptRecord,
+            Event::StoreDegraded(f) => SeenEvent::StoreDegraded {
+                error: Fault::kind_of(&f.error).into(),
+            },
+            Event::StoreRecovered(_) => SeenEvent::StoreRecovered,
+        }
+    }
+}
+
+impl Stored {
+    pub fn from_record(r: fleetbreaker_core::Record) -> Stored {
+        Stored {
+            state: r.state.as_str().into(),
+            version: r.version,
+            trips: r.trips,
+            probe_successes: r.probe_successes,
+            probe_owner: r.probe_owner,
+            opened_at_ms: r.opened_at_ms,
+            open_until_ms: r.open_until_ms,
+            closed_at_ms: r.closed_at_ms,
+            failure_count: r.failure_count,
+            override_reason: r.override_reason,
+            override_until_ms: r.override_until_ms,
+            updated_by: r.updated_by,
+        }
+    }
+}
+
+impl Info {
+    pub fn from_info(i: fleetbreaker_core::CircuitInfo) -> Info {
+        Info {
+            state: i.state.as_str().into(),
+            version: i.version,
+            failure_count: i.failure_count,
+            local_only: i.local_only,
+            retry_after_ms: i.retry_after_ms,
+            override_reason: i.override_reason,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
     Failure,
     Ignored,
+}
+
+impl From<Outcome> for fleetbreaker_core::Outcome {
+    fn from(o: Outcome) -> fleetbreaker_core::Outcome {
+        match o {
+            Outcome::Success => fleetbreaker_core::Outcome::Success,
+            Outcome::Failure => fleetbreaker_core::Outcome::Failure,
+            Outcome::Ignored => fleetbreaker_core::Outcome::Ignored,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -9,33 +9,7 @@ use fleetbreaker_conformance::{
     Stored,
 };
 use fleetbreaker_core::testing::{Item, ManualClock, MemoryStore, TestEnv};
-use fleetbreaker_core::{
-    Circuit, Config, CorruptItem, Event, FailurePolicy, Outcome, Permit, PermitKind, StoreError,
-    StoreFailureMode,
-};
-
-pub fn config_of(scenario: &Scenario) -> Config {
-    let c = &scenario.config;
-    let d = Config::default();
-    Config {
-        failure_policy: FailurePolicy::ConsecutiveFailures(
-            c.failure_threshold.unwrap_or(d.failure_threshold()),
-        ),
-        recovery_timeout_ms: c.recovery_timeout_ms.unwrap_or(d.recovery_timeout_ms),
-        success_threshold: c.success_threshold.unwrap_or(d.success_threshold),
-        local_cache_max_age_ms: c.local_cache_max_age_ms.unwrap_or(d.local_cache_max_age_ms),
-        backoff_multiplier: c.backoff_multiplier.unwrap_or(d.backoff_multiplier),
-        max_recovery_timeout_ms: c.max_recovery_timeout_ms.or(d.max_recovery_timeout_ms),
-        recovery_jitter: 0.0,
-        probe_lease_ms: c.probe_lease_ms.or(d.probe_lease_ms),
-        store_retry_after_ms: c.store_retry_after_ms.unwrap_or(d.store_retry_after_ms),
-        store_failure_mode: match c.store_failure_mode.as_deref() {
-            None | Some("open") => StoreFailureMode::Open,
-            Some("closed") => StoreFailureMode::Closed,
-            Some(other) => panic!("unknown store_failure_mode {other:?}"),
-        },
-    }
-}
+use fleetbreaker_core::{Circuit, CorruptItem, Event, Outcome, Permit, PermitKind, StoreError};
 
 struct EnvSlot {
     circuit: Circuit,
@@ -58,31 +32,11 @@ struct NativeDriver {
     events: Vec<(String, SeenEvent)>,
 }
 
-fn fault_error(f: Fault) -> StoreError {
-    let m = "injected".to_string();
-    match f {
-        Fault::Unavailable => StoreError::Unavailable(m),
-        Fault::Timeout => StoreError::Timeout(m),
-        Fault::Throttled => StoreError::Throttled(m),
-        Fault::Misconfigured => StoreError::Misconfigured(m),
-    }
-}
-
-fn error_kind(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Unavailable(_) => "unavailable",
-        StoreError::Timeout(_) => "timeout",
-        StoreError::Throttled(_) => "throttled",
-        StoreError::Misconfigured(_) => "misconfigured",
-        StoreError::Corrupt(_) => "corrupt",
-    }
-}
-
 impl NativeDriver {
     fn new(scenario: &Scenario) -> NativeDriver {
         let store = MemoryStore::default();
         let clock = ManualClock::new(scenario.start_ms);
-        let config = config_of(scenario);
+        let config = scenario.config.to_config();
         let envs = scenario
             .environments
             .iter()
@@ -117,21 +71,8 @@ impl NativeDriver {
     fn collect(&mut self, env: &str) {
         let drained: Vec<Event> = std::mem::take(&mut self.slot(env).host.events);
         for e in drained {
-            let seen = match e {
-                Event::Transition(t) => SeenEvent::Transition {
-                    from: t.from_state.as_str().into(),
-                    to: t.to_state.as_str().into(),
-                    reason: t.reason.as_str().into(),
-                    version: t.version,
-                    local_only: t.local_only,
-                },
-                Event::CorruptRecord(_) => SeenEvent::CorruptRecord,
-                Event::StoreDegraded(f) => SeenEvent::StoreDegraded {
-                    error: error_kind(&f.error).into(),
-                },
-                Event::StoreRecovered(_) => SeenEvent::StoreRecovered,
-            };
-            self.events.push((env.to_string(), seen));
+            self.events
+                .push((env.to_string(), SeenEvent::from_event(&e)));
         }
     }
 
@@ -144,7 +85,9 @@ impl NativeDriver {
         slot.lease_until_ms = 0;
         let result = op(slot);
         self.collect(env);
-        result.map(|_| ()).map_err(|e| error_kind(&e).to_string())
+        result
+            .map(|_| ())
+            .map_err(|e| Fault::kind_of(&e).to_string())
     }
 }
 
@@ -186,11 +129,7 @@ impl Driver for NativeDriver {
     }
 
     fn complete(&mut self, env: &str, permit: PermitHandle, outcome: conf::Outcome) {
-        let outcome = match outcome {
-            conf::Outcome::Success => Outcome::Success,
-            conf::Outcome::Failure => Outcome::Failure,
-            conf::Outcome::Ignored => Outcome::Ignored,
-        };
+        let outcome = Outcome::from(outcome);
         let (owner, held) = &self.permits[permit.0 as usize];
         assert_eq!(
             owner, env,
@@ -249,14 +188,7 @@ impl Driver for NativeDriver {
         let slot = self.slot(env);
         let info = slot.circuit.info(&mut slot.host);
         self.collect(env);
-        Info {
-            state: info.state.as_str().into(),
-            version: info.version,
-            failure_count: info.failure_count,
-            local_only: info.local_only,
-            retry_after_ms: info.retry_after_ms,
-            override_reason: info.override_reason,
-        }
+        Info::from_info(info)
     }
 
     fn advance(&mut self, ms: u64) {
@@ -264,7 +196,7 @@ impl Driver for NativeDriver {
     }
 
     fn set_store_fault(&mut self, fault: Option<Fault>) {
-        self.store.set_fault(fault.map(fault_error));
+        self.store.set_fault(fault.map(Fault::to_store_error));
     }
 
     fn corrupt_item(&mut self, version: Option<u64>, problem: &str) {
@@ -278,20 +210,7 @@ impl Driver for NativeDriver {
     }
 
     fn stored(&mut self) -> Option<Stored> {
-        self.store.record(&self.circuit).map(|r| Stored {
-            state: r.state.as_str().into(),
-            version: r.version,
-            trips: r.trips,
-            probe_successes: r.probe_successes,
-            probe_owner: r.probe_owner,
-            opened_at_ms: r.opened_at_ms,
-            open_until_ms: r.open_until_ms,
-            closed_at_ms: r.closed_at_ms,
-            failure_count: r.failure_count,
-            override_reason: r.override_reason,
-            override_until_ms: r.override_until_ms,
-            updated_by: r.updated_by,
-        })
+        self.store.record(&self.circuit).map(Stored::from_record)
     }
 
     fn store_counts(&mut self) -> StoreCounts {

@@ -84,5 +84,5 @@ pub use fleetbreaker_core::{
 pub use host::{HostCtx, add_to_linker};
 pub use runtime::component_wasm;
 #[doc(hidden)]
-pub use runtime::precompiled_component;
+pub use runtime::{check_precompiled, precompiled_component};
 pub use store::{MemoryStore, Store, StoreFuture};

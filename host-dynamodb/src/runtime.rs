@@ -69,3 +69,9 @@ pub(crate) fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Component, St
 pub fn precompiled_component() -> &'static [u8] {
     PRECOMPILED
 }
+
+/// Loads the embedded precompiled component into `engine`; for tests of the guard.
+#[doc(hidden)]
+pub fn check_precompiled(engine: &Engine) -> Result<(), String> {
+    deserialize(engine, PRECOMPILED).map(drop)
+}
