@@ -120,7 +120,8 @@ impl Circuit {
     }
 
     /// Asks to make one call. `leased_successes` are the successes the host counted under the
-    /// last admission lease.
+    /// last admission lease. A rejection carries the circuit as the caller should see it.
+    #[allow(clippy::result_large_err)] // the rejection is the value the caller needs, whole
     pub fn acquire(
         &mut self,
         env: &mut impl Env,
@@ -395,10 +396,10 @@ impl Circuit {
         let local = self.degraded.take().map(|d| d.local.record);
         env.emit(Event::StoreRecovered(self.name.clone()));
         self.adopt(stored, now);
-        if let Some(local) = local {
-            if let Some(w) = machine::reconcile(&self.ctx(now), self.current(), &local) {
-                self.write(env, w, &mut now);
-            }
+        if let Some(local) = local
+            && let Some(w) = machine::reconcile(&self.ctx(now), self.current(), &local)
+        {
+            self.write(env, Box::new(w), &mut now);
         }
         now
     }
@@ -406,7 +407,7 @@ impl Circuit {
     /// Attempts a write; on a store error, enters local-only mode and applies it locally.
     /// Returns whether it was made (to the store, or locally). Either way `current()`
     /// afterwards holds the best-known record, and `now` the time after the I/O.
-    fn write(&mut self, env: &mut impl Env, w: Write, now: &mut u64) -> bool {
+    fn write(&mut self, env: &mut impl Env, w: Box<Write>, now: &mut u64) -> bool {
         if self.degraded.is_some() {
             self.apply_locally(env, w);
             return true;
@@ -436,7 +437,7 @@ impl Circuit {
         }
     }
 
-    fn apply_locally(&mut self, env: &mut impl Env, w: Write) {
+    fn apply_locally(&mut self, env: &mut impl Env, w: Box<Write>) {
         if let Some(d) = &mut self.degraded {
             let mut transition = w.transition;
             transition.local_only = true;
@@ -508,10 +509,10 @@ impl Circuit {
             }
         };
         let mut info = machine::info(&self.ctx(now), record, &self.window, local_only);
-        if let Some(d) = &self.degraded {
-            if self.config.store_failure_mode == StoreFailureMode::Closed {
-                info.retry_after_ms = Some(d.retry_at_ms.saturating_sub(now));
-            }
+        if let Some(d) = &self.degraded
+            && self.config.store_failure_mode == StoreFailureMode::Closed
+        {
+            info.retry_after_ms = Some(d.retry_at_ms.saturating_sub(now));
         }
         info
     }

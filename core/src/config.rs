@@ -145,7 +145,8 @@ mod tests {
 
     #[test]
     fn each_invalid_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "failure_policy.consecutive_failures",
                 Box::new(|c| c.failure_policy = FailurePolicy::ConsecutiveFailures(0)),

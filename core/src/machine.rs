@@ -153,7 +153,7 @@ pub enum AcquireDecision {
     },
     Reject,
     /// Write first, then decide again on the record that results.
-    Write(Write),
+    Write(Box<Write>),
 }
 
 /// What to do with a failure on a closed circuit.
@@ -164,7 +164,7 @@ pub enum TripDecision {
     /// The circuit is no longer closed here (another environment opened it, or an operator
     /// forced it): the streak is over.
     Absorb,
-    Write(Write),
+    Write(Box<Write>),
 }
 
 /// What to do with the outcome of a probe.
@@ -172,7 +172,7 @@ pub enum TripDecision {
 pub enum ProbeDecision {
     /// The permit was taken over (or the episode ended): the outcome is dropped.
     Fenced,
-    Write(Write),
+    Write(Box<Write>),
 }
 
 /// The break after the `trips`-th open since the last close:
@@ -343,37 +343,40 @@ pub fn acquire(
         CircuitState::Open => match r.open_until_ms {
             Some(until) if now < until => AcquireDecision::Reject,
             // At or after the break's end (or no end recorded: never wedge), take the probe.
-            _ => AcquireDecision::Write(take_probe(
+            _ => AcquireDecision::Write(Box::new(take_probe(
                 ctx,
                 shared,
                 token,
                 TransitionReason::ProbeStarted,
-            )),
+            ))),
         },
         CircuitState::HalfOpen => match (&r.probe_owner, r.probe_lease_until_ms) {
             (Some(owner), _) if token.matches(owner) => AcquireDecision::Admit {
                 kind: PermitKind::Probe,
                 lease_until_ms: None,
             },
-            (None, _) => AcquireDecision::Write(take_probe(
+            (None, _) => AcquireDecision::Write(Box::new(take_probe(
                 ctx,
                 shared,
                 token,
                 TransitionReason::ProbeStarted,
-            )),
+            ))),
             (Some(_), Some(lease)) if now < lease => AcquireDecision::Reject,
             // The lease ran out (or was never recorded): the permit is free to take over.
-            (Some(_), _) => AcquireDecision::Write(take_probe(
+            (Some(_), _) => AcquireDecision::Write(Box::new(take_probe(
                 ctx,
                 shared,
                 token,
                 TransitionReason::ProbeTakenOver,
-            )),
+            ))),
         },
         CircuitState::ForcedOpen | CircuitState::ForcedClosed if override_expired(r, now) => {
-            AcquireDecision::Write(write(ctx, shared, TransitionReason::OverrideExpired, |r| {
-                close(r, now)
-            }))
+            AcquireDecision::Write(Box::new(write(
+                ctx,
+                shared,
+                TransitionReason::OverrideExpired,
+                |r| close(r, now),
+            )))
         }
         CircuitState::ForcedOpen => AcquireDecision::Reject,
         CircuitState::ForcedClosed => AcquireDecision::Admit {
@@ -404,9 +407,12 @@ pub fn trip(ctx: &Ctx<'_>, shared: &Shared, window: &Window) -> TripDecision {
         return TripDecision::Count;
     }
     let failures = window.count();
-    TripDecision::Write(write(ctx, shared, TransitionReason::Tripped, |r| {
-        open(ctx, r, 1, failures)
-    }))
+    TripDecision::Write(Box::new(write(
+        ctx,
+        shared,
+        TransitionReason::Tripped,
+        |r| open(ctx, r, 1, failures),
+    )))
 }
 
 /// Decides what the outcome of the probe held by `token` does to the circuit.
@@ -423,7 +429,7 @@ pub fn probe_outcome(
         return ProbeDecision::Fenced;
     }
     let now = ctx.now_ms;
-    ProbeDecision::Write(match outcome {
+    ProbeDecision::Write(Box::new(match outcome {
         Outcome::Success if r.probe_successes + 1 >= ctx.config.success_threshold => {
             write(ctx, shared, TransitionReason::Recovered, |r| close(r, now))
         }
@@ -438,7 +444,7 @@ pub fn probe_outcome(
             })
         }
         Outcome::Ignored => write(ctx, shared, TransitionReason::ProbeReleased, clear_probe),
-    })
+    }))
 }
 
 /// An operator override of `state` (forced open or forced closed).

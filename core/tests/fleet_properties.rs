@@ -116,10 +116,10 @@ impl Fleet {
 
     fn drain(&mut self, i: usize) {
         for event in std::mem::take(&mut self.envs[i].host.events) {
-            if let Event::Transition(t) = event {
-                if !t.local_only {
-                    self.shared_events.push((i, t));
-                }
+            if let Event::Transition(t) = event
+                && !t.local_only
+            {
+                self.shared_events.push((i, t));
             }
         }
     }

@@ -65,22 +65,19 @@ fn check_write(before: &Shared, w: &Write, to: S, reason: R) {
 
 fn write_of(d: AcquireDecision) -> Write {
     match d {
-        AcquireDecision::Write(w) => w,
+        AcquireDecision::Write(w) => *w,
         other => panic!("expected a write, got {other:?}"),
     }
 }
+
+/// Checks what `acquire` decided, given the record it decided on.
+type Check = Box<dyn Fn(&Shared, AcquireDecision)>;
 
 #[test]
 fn acquire_table() {
     let c = config();
     let lease = Some(NOW + 5_000);
-    type Row = (
-        &'static str,
-        Shared,
-        Option<u64>,
-        Box<dyn Fn(&Shared, AcquireDecision)>,
-    );
-    let admit = |kind: PermitKind, lease: Option<u64>| -> Box<dyn Fn(&Shared, AcquireDecision)> {
+    let admit = |kind: PermitKind, lease: Option<u64>| -> Check {
         Box::new(move |_, d| {
             assert_eq!(
                 d,
@@ -91,10 +88,8 @@ fn acquire_table() {
             )
         })
     };
-    let reject = || -> Box<dyn Fn(&Shared, AcquireDecision)> {
-        Box::new(|_, d| assert_eq!(d, AcquireDecision::Reject))
-    };
-    let take = |reason: R| -> Box<dyn Fn(&Shared, AcquireDecision)> {
+    let reject = || -> Check { Box::new(|_, d| assert_eq!(d, AcquireDecision::Reject)) };
+    let take = |reason: R| -> Check {
         Box::new(move |before, d| {
             let w = write_of(d);
             check_write(before, &w, S::HalfOpen, reason);
@@ -103,7 +98,7 @@ fn acquire_table() {
             assert_eq!(w.next.probe_successes, before.record.probe_successes);
         })
     };
-    let expire = || -> Box<dyn Fn(&Shared, AcquireDecision)> {
+    let expire = || -> Check {
         Box::new(|before, d| {
             let w = write_of(d);
             check_write(before, &w, S::Closed, R::OverrideExpired);
@@ -112,7 +107,7 @@ fn acquire_table() {
             assert_eq!(w.next.override_until_ms, None);
         })
     };
-    let rows: Vec<Row> = vec![
+    let rows: Vec<(&str, Shared, Option<u64>, Check)> = vec![
         (
             "closed_admits_with_the_offered_lease",
             shared(S::Closed, |_| {}),
@@ -253,6 +248,7 @@ fn trip_table() {
     window.record_failure(NOW, c.failure_policy);
     match machine::trip(&ctx(&c), &closed, &window) {
         TripDecision::Write(w) => {
+            let w = *w;
             check_write(&closed, &w, S::Open, R::Tripped);
             assert_eq!(w.next.trips, 1);
             assert_eq!(w.next.opened_at_ms, Some(NOW));
@@ -288,7 +284,7 @@ fn probe_outcome_table() {
         })
     };
     let write = |d: ProbeDecision| match d {
-        ProbeDecision::Write(w) => w,
+        ProbeDecision::Write(w) => *w,
         ProbeDecision::Fenced => panic!("expected a write"),
     };
 

@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use fleetbreaker::breaker::types as w;
+pub(crate) use self::fleetbreaker::breaker::types as w;
 
 pub(crate) fn state_in(s: w::CircuitState) -> t::CircuitState {
     match s {

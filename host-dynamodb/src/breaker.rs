@@ -9,7 +9,7 @@ use fleetbreaker_core::{CircuitInfo, Config, ConfigError, Outcome, PermitKind, T
 
 use crate::Error;
 use crate::clock::Clock;
-use crate::environment::{Environment, Op, Reply, Slot};
+use crate::environment::{Environment, Op, Reply, Slot, TransitionHook};
 use crate::store::Store;
 use crate::util::block_on;
 
@@ -55,7 +55,7 @@ pub struct BreakerBuilder {
     store: Option<Arc<dyn Store>>,
     clock: Option<Arc<dyn Clock>>,
     environment: Option<Environment>,
-    listeners: Vec<Arc<dyn Fn(&Transition) + Send + Sync>>,
+    listeners: Vec<TransitionHook>,
 }
 
 impl BreakerBuilder {

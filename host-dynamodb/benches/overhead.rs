@@ -1,0 +1,250 @@
+//! What the breaker costs per call, and how long a process takes to its first decision.
+//!
+//! `cargo bench -p fleetbreaker --bench overhead`
+//!
+//! Prints nanoseconds per call for: a healthy call under the admission lease; acquire plus
+//! complete through the component without a lease; a rejection by an open circuit; the same
+//! acquire plus complete in the native core; and the cold time from process start to the first
+//! decision with the precompiled component. Figures only: nothing here passes or fails.
+
+use std::future::Future;
+use std::pin::pin;
+use std::process::Command;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use fleetbreaker::{Breaker, Config, FailurePolicy, MemoryStore, Outcome, SystemClock};
+
+const ROUNDS: usize = 7;
+
+/// Polls once: every call measured here completes without waiting (no store I/O).
+fn now<F: Future>(f: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(f).poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("a measured call waited"),
+    }
+}
+
+/// Median and best of ROUNDS runs of `iterations` calls, in ns per call.
+fn measure(iterations: u64, mut body: impl FnMut()) -> (f64, f64) {
+    for _ in 0..iterations / 10 {
+        body();
+    }
+    let mut per_call: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                body();
+            }
+            start.elapsed().as_nanos() as f64 / iterations as f64
+        })
+        .collect();
+    per_call.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (per_call[ROUNDS / 2], per_call[0])
+}
+
+fn config() -> Config {
+    Config {
+        failure_policy: FailurePolicy::ConsecutiveFailures(1_000_000),
+        local_cache_max_age_ms: 3_600_000,
+        ..Config::default()
+    }
+}
+
+fn breaker(name: &str, config: Config) -> Breaker {
+    Breaker::builder(name)
+        .config(config)
+        .store(MemoryStore::new())
+        .clock(SystemClock)
+        .build()
+        .unwrap()
+}
+
+fn row(what: &str, target: &str, (median, best): (f64, f64)) {
+    println!("| {what:<58} | {median:>9.1} | {best:>9.1} | {target:<12} |");
+}
+
+/// The native core over a store it never needs to touch (fresh cache), with the system clock.
+struct NativeEnv(fleetbreaker_core::testing::MemoryStore);
+
+impl fleetbreaker_core::Store for NativeEnv {
+    fn load(
+        &mut self,
+        c: &str,
+    ) -> Result<Option<fleetbreaker_core::Record>, fleetbreaker_core::StoreError> {
+        self.0.load(c)
+    }
+    fn swap(
+        &mut self,
+        c: &str,
+        e: Option<u64>,
+        n: &fleetbreaker_core::Record,
+    ) -> Result<fleetbreaker_core::SwapResult, fleetbreaker_core::StoreError> {
+        self.0.swap(c, e, n)
+    }
+}
+
+impl fleetbreaker_core::Clock for NativeEnv {
+    fn now_ms(&mut self) -> u64 {
+        use fleetbreaker::Clock;
+        SystemClock.now_ms()
+    }
+}
+
+impl fleetbreaker_core::Events for NativeEnv {
+    fn emit(&mut self, _: fleetbreaker_core::Event) {}
+}
+
+/// The child process of the cold-start measure: load, build, decide once, report, exit.
+fn child(started: Instant) {
+    let b = breaker("cold", Config::default());
+    let permit = now(b.acquire()).unwrap();
+    let decided = started.elapsed();
+    now(b.complete(permit, Outcome::Success));
+    println!("{}", decided.as_micros());
+}
+
+fn cold_start() -> (f64, f64, f64) {
+    let exe = std::env::current_exe().unwrap();
+    let mut wall = Vec::new();
+    let mut inside = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..15 {
+        let start = Instant::now();
+        let out = Command::new(&exe)
+            .env("FLEETBREAKER_BENCH_CHILD", "decide")
+            .output()
+            .unwrap();
+        wall.push(start.elapsed());
+        let text = String::from_utf8_lossy(&out.stdout);
+        inside.push(Duration::from_micros(
+            text.trim().parse().expect("child reports µs"),
+        ));
+        let start = Instant::now();
+        Command::new(&exe)
+            .env("FLEETBREAKER_BENCH_CHILD", "exit")
+            .output()
+            .unwrap();
+        baseline.push(start.elapsed());
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e3
+    };
+    (
+        median(&mut wall),
+        median(&mut inside),
+        median(&mut baseline),
+    )
+}
+
+fn main() {
+    let started = Instant::now();
+    match std::env::var("FLEETBREAKER_BENCH_CHILD").as_deref() {
+        Ok("decide") => return child(started),
+        Ok("exit") => return,
+        _ => {}
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+
+    println!("fleetbreaker per-call overhead (ns per call, median and best of {ROUNDS} rounds)\n");
+    println!(
+        "| {:<58} | {:>9} | {:>9} | {:<12} |",
+        "path", "median", "best", "target"
+    );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(60),
+        "-".repeat(11),
+        "-".repeat(11),
+        "-".repeat(14)
+    );
+
+    // 1. Healthy call under the admission lease: a clock read, a compare, an increment.
+    let healthy = breaker("healthy", config());
+    now(healthy.call(async { Ok::<(), ()>(()) }))
+        .unwrap()
+        .unwrap();
+    assert!(now(healthy.acquire()).unwrap().is_leased());
+    row(
+        "healthy call under the admission lease (acquire+complete)",
+        "<= 50 ns",
+        measure(5_000_000, || {
+            let p = now(healthy.acquire()).unwrap();
+            now(healthy.complete(p, Outcome::Success));
+        }),
+    );
+
+    // 2. Through the component without a lease: a pending failure keeps the lease off.
+    let counted = breaker("counted", config());
+    now(counted.call(async { Err::<(), ()>(()) }))
+        .unwrap()
+        .unwrap_err();
+    assert!(!now(counted.acquire()).unwrap().is_leased());
+    row(
+        "acquire+complete through the component, no lease",
+        "<= 1500 ns",
+        measure(200_000, || {
+            let p = now(counted.acquire()).unwrap();
+            now(counted.complete(p, Outcome::Ignored));
+        }),
+    );
+
+    // 3. A rejection by an open circuit (one call into the component).
+    let open = breaker(
+        "open",
+        Config {
+            failure_policy: FailurePolicy::ConsecutiveFailures(1),
+            ..config()
+        },
+    );
+    now(open.call(async { Err::<(), ()>(()) }))
+        .unwrap()
+        .unwrap_err();
+    row(
+        "rejection by an open circuit",
+        "",
+        measure(200_000, || {
+            now(open.acquire()).unwrap_err();
+        }),
+    );
+
+    // 4. The same acquire+complete natively, for reference.
+    let mut env = NativeEnv(fleetbreaker_core::testing::MemoryStore::default());
+    let mut circuit = fleetbreaker_core::Circuit::new("native", config(), "bench").unwrap();
+    let p = circuit.acquire(&mut env, 0).unwrap();
+    circuit.complete(&mut env, p, fleetbreaker_core::Outcome::Failure);
+    row(
+        "acquire+complete in the native core, no lease (reference)",
+        "",
+        measure(1_000_000, || {
+            let p = circuit.acquire(&mut env, 0).unwrap();
+            circuit.complete(&mut env, p, fleetbreaker_core::Outcome::Ignored);
+        }),
+    );
+
+    let (wall, inside, baseline) = cold_start();
+    println!("\ncold start, median of 15 processes (precompiled component, memory store):");
+    println!("| {:<58} | {:>9} | {:<12} |", "measure", "ms", "target");
+    println!("|{}|{}|{}|", "-".repeat(60), "-".repeat(11), "-".repeat(14));
+    println!(
+        "| {:<58} | {:>9.2} | {:<12} |",
+        "in-process: main() to the first decision", inside, "<= 20 ms"
+    );
+    println!(
+        "| {:<58} | {:>9.2} | {:<12} |",
+        "whole process: spawn to exit, deciding once", wall, ""
+    );
+    println!(
+        "| {:<58} | {:>9.2} | {:<12} |",
+        "whole process: spawn to exit, doing nothing (baseline)", baseline, ""
+    );
+    println!(
+        "\ncomponent: {} bytes of WebAssembly, {} bytes precompiled",
+        fleetbreaker::component_wasm().len(),
+        fleetbreaker::precompiled_component().len()
+    );
+}
