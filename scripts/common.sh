@@ -24,3 +24,17 @@ ensure_toolchain() {
         rustup target add wasm32-unknown-unknown
     fi
 }
+
+# A Python virtual environment outside the clone, with moto's server (the DynamoDB-compatible
+# server the tests start on loopback). Exports FLEETBREAKER_PYTHON for the tests.
+export FLEETBREAKER_VENV="${FLEETBREAKER_VENV:-$HOME/.cache/fleetbreaker/venv}"
+ensure_python() {
+    if [ ! -x "$FLEETBREAKER_VENV/bin/python" ]; then
+        python3 -m venv "$FLEETBREAKER_VENV"
+    fi
+    if ! "$FLEETBREAKER_VENV/bin/python" -c "import moto.server" 2>/dev/null; then
+        "$FLEETBREAKER_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.2,<6'
+    fi
+    export FLEETBREAKER_PYTHON="$FLEETBREAKER_VENV/bin/python"
+    "$FLEETBREAKER_PYTHON" -c "import moto; print('moto', moto.__version__)"
+}

@@ -65,16 +65,22 @@
 mod bindings;
 mod breaker;
 mod clock;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod engine_config;
 mod environment;
 mod error;
 mod host;
 mod runtime;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod store;
 mod util;
 
 pub use breaker::{Breaker, BreakerBuilder, Permit};
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use environment::{Environment, EnvironmentBuilder};
 pub use error::Error;
 pub use fleetbreaker_core::{
@@ -85,4 +91,6 @@ pub use host::{HostCtx, add_to_linker};
 pub use runtime::component_wasm;
 #[doc(hidden)]
 pub use runtime::{check_precompiled, precompiled_component};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use store::{MemoryStore, Store, StoreFuture};

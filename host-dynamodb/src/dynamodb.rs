@@ -1,0 +1,700 @@
+//! The DynamoDB store: one item per circuit, read with `GetItem`, written with a conditional
+//! `PutItem`. IAM needs `dynamodb:GetItem` and `dynamodb:PutItem` only.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use fleetbreaker_core::{CircuitState, ConfigError, CorruptItem, Record, StoreError, SwapResult};
+
+use crate::Error;
+use crate::store::{Store, StoreFuture};
+
+/// The item's attribute names, in one place. Numbers are `N`, text is `S`.
+pub mod attr {
+    pub const STATE: &str = "state";
+    pub const VERSION: &str = "version";
+    pub const OPENED_AT_MS: &str = "opened_at_ms";
+    pub const OPEN_UNTIL_MS: &str = "open_until_ms";
+    pub const TRIPS: &str = "trips";
+    pub const PROBE_OWNER: &str = "probe_owner";
+    pub const PROBE_LEASE_UNTIL_MS: &str = "probe_lease_until_ms";
+    pub const PROBE_SUCCESSES: &str = "probe_successes";
+    pub const CLOSED_AT_MS: &str = "closed_at_ms";
+    pub const FAILURE_COUNT: &str = "failure_count";
+    pub const UPDATED_AT_MS: &str = "updated_at_ms";
+    pub const UPDATED_BY: &str = "updated_by";
+    pub const OVERRIDE_REASON: &str = "override_reason";
+    pub const OVERRIDE_UNTIL_MS: &str = "override_until_ms";
+    /// The TTL attribute, in epoch **seconds** as DynamoDB's TTL requires.
+    pub const EXPIRATION: &str = "expiration";
+}
+
+/// Where and how circuits are stored in DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoDbConfig {
+    pub table_name: String,
+    /// The partition key attribute (type `S`). Default `id`.
+    pub key_attr: String,
+    /// Composite mode: the sort key attribute (type `S`) holds the circuit name, and the
+    /// partition key holds `static_pk_value`. For single-table designs.
+    pub sort_key_attr: Option<String>,
+    /// The partition key value in composite mode. Default
+    /// `fleetbreaker#<AWS_LAMBDA_FUNCTION_NAME>`, which gives each function its own circuits;
+    /// set a fixed value to share circuits across functions.
+    pub static_pk_value: Option<String>,
+    /// Default: the standard AWS environment (`AWS_REGION`, profile, ...).
+    pub region: Option<String>,
+    /// Default: the standard AWS environment (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+    /// Strongly consistent reads (twice the read cost). The compare-and-swap keeps the breaker
+    /// correct with eventually consistent reads, the default.
+    pub consistent_read: bool,
+    /// The deadline of every store call, SDK retries included. Default 1 s.
+    pub store_timeout: Duration,
+}
+
+impl DynamoDbConfig {
+    pub fn new(table_name: impl Into<String>) -> DynamoDbConfig {
+        DynamoDbConfig {
+            table_name: table_name.into(),
+            key_attr: "id".into(),
+            sort_key_attr: None,
+            static_pk_value: None,
+            region: None,
+            endpoint_url: None,
+            consistent_read: false,
+            store_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let refuse = |field: &str, message: String| ConfigError {
+            field: field.into(),
+            message,
+        };
+        if self.table_name.is_empty() {
+            return Err(refuse("table_name", "must not be empty".into()));
+        }
+        if self.key_attr.is_empty() {
+            return Err(refuse("key_attr", "must not be empty".into()));
+        }
+        match &self.sort_key_attr {
+            Some(sk) if sk == &self.key_attr => {
+                return Err(refuse(
+                    "sort_key_attr",
+                    format!("must differ from key_attr ({sk:?})"),
+                ));
+            }
+            Some(sk) if sk.is_empty() => {
+                return Err(refuse("sort_key_attr", "must not be empty".into()));
+            }
+            None if self.static_pk_value.is_some() => {
+                return Err(refuse(
+                    "static_pk_value",
+                    "is only used with sort_key_attr (composite keys); set both or neither".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.store_timeout.is_zero() || self.store_timeout > Duration::from_secs(60) {
+            return Err(refuse(
+                "store_timeout",
+                format!(
+                    "must be between 1 ms and 60 s, got {:?}",
+                    self.store_timeout
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Key {
+    Simple {
+        attr: String,
+    },
+    Composite {
+        pk_attr: String,
+        pk_value: String,
+        sk_attr: String,
+    },
+}
+
+impl Key {
+    fn of(&self, circuit: &str) -> HashMap<String, AttributeValue> {
+        let s = |v: &str| AttributeValue::S(v.to_string());
+        match self {
+            Key::Simple { attr } => HashMap::from([(attr.clone(), s(circuit))]),
+            Key::Composite {
+                pk_attr,
+                pk_value,
+                sk_attr,
+            } => HashMap::from([
+                (pk_attr.clone(), s(pk_value)),
+                (sk_attr.clone(), s(circuit)),
+            ]),
+        }
+    }
+
+    fn partition_attr(&self) -> &str {
+        match self {
+            Key::Simple { attr } => attr,
+            Key::Composite { pk_attr, .. } => pk_attr,
+        }
+    }
+
+    fn name_attr(&self) -> &str {
+        match self {
+            Key::Simple { attr } => attr,
+            Key::Composite { sk_attr, .. } => sk_attr,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Key::Simple { attr } => format!("partition key '{attr}' (S)"),
+            Key::Composite {
+                pk_attr,
+                pk_value,
+                sk_attr,
+            } => format!("partition key '{pk_attr}' (S) = '{pk_value}', sort key '{sk_attr}' (S)"),
+        }
+    }
+}
+
+/// Operations the store made, for reports and tests.
+#[derive(Debug, Default)]
+struct Counters {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    conflicts: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// What a [`DynamoDbStore`] has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Successful `GetItem` calls.
+    pub reads: u64,
+    /// Successful `PutItem` calls.
+    pub writes: u64,
+    /// `PutItem` calls refused by their condition.
+    pub conflicts: u64,
+    /// Calls that failed (timeouts, throttling, unreachable, refused).
+    pub errors: u64,
+}
+
+/// The DynamoDB store.
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+    key: Key,
+    consistent_read: bool,
+    store_timeout: Duration,
+    region: String,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDbStore")
+            .field("table", &self.table)
+            .field("region", &self.region)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl DynamoDbStore {
+    /// Builds a client from the standard AWS environment (credentials chain, region,
+    /// `AWS_ENDPOINT_URL_DYNAMODB`), overridden by `config`, with the store's deadline and a
+    /// bounded retry that fits inside it. Needs a tokio runtime.
+    pub async fn connect(config: DynamoDbConfig) -> Result<DynamoDbStore, Error> {
+        let sdk_config = DynamoDbStore::sdk_config_loader(&config)?.load().await;
+        DynamoDbStore::with_client(Client::new(&sdk_config), config)
+    }
+
+    /// The SDK configuration [`DynamoDbStore::connect`] uses, to customise before loading
+    /// (credentials, HTTP client, ...): `with_client(Client::new(&loader.load().await), config)`.
+    pub fn sdk_config_loader(config: &DynamoDbConfig) -> Result<aws_config::ConfigLoader, Error> {
+        config.validate()?;
+        let attempt = (config.store_timeout / 2).max(Duration::from_millis(1));
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(config.store_timeout)
+                    .operation_attempt_timeout(attempt)
+                    .connect_timeout(attempt)
+                    .build(),
+            )
+            // Two attempts with a short backoff fit in the deadline; the breaker itself backs
+            // off from a failing store (store_retry_after), so SDK retries must not pile up.
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(10))
+                    .with_max_backoff(Duration::from_millis(50)),
+            );
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &config.endpoint_url {
+            loader = loader.endpoint_url(endpoint.clone());
+        }
+        Ok(loader)
+    }
+
+    /// Uses an existing client (its own timeouts and retries apply, bounded by
+    /// `store_timeout`).
+    pub fn with_client(client: Client, config: DynamoDbConfig) -> Result<DynamoDbStore, Error> {
+        config.validate()?;
+        let region = client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "(no region configured)".into());
+        let key = match config.sort_key_attr {
+            None => Key::Simple {
+                attr: config.key_attr,
+            },
+            Some(sk_attr) => Key::Composite {
+                pk_attr: config.key_attr,
+                pk_value: config.static_pk_value.unwrap_or_else(|| {
+                    format!(
+                        "fleetbreaker#{}",
+                        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default()
+                    )
+                }),
+                sk_attr,
+            },
+        };
+        Ok(DynamoDbStore {
+            client,
+            table: config.table_name,
+            key,
+            consistent_read: config.consistent_read,
+            store_timeout: config.store_timeout,
+            region,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// What this store has done so far.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.counters;
+        StoreStats {
+            reads: c.reads.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Creates the table (on-demand capacity) with this store's key schema, waits until it is
+    /// active, and enables TTL on `expiration`. For development, tests and demos; production
+    /// tables belong in infrastructure code (see the README's CloudFormation snippet).
+    pub async fn create_table(&self) -> Result<(), Error> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| Error::Component(e.to_string()))
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| Error::Component(e.to_string()))
+        };
+        let mut request = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(self.key.partition_attr())?)
+            .key_schema(key(self.key.partition_attr(), KeyType::Hash)?);
+        if let Key::Composite { sk_attr, .. } = &self.key {
+            request = request
+                .attribute_definitions(attr(sk_attr)?)
+                .key_schema(key(sk_attr, KeyType::Range)?);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| self.admin_error("CreateTable", e))?;
+        for _ in 0..100 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| self.admin_error("DescribeTable", e))?;
+            let active = described
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| s.as_str() == "ACTIVE");
+            if active {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(attr::EXPIRATION)
+                    .build()
+                    .map_err(|e| Error::Component(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| self.admin_error("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    /// Every circuit in the table (a `Scan`, for operators: the breaker itself never scans),
+    /// each with its record or what is wrong with its item.
+    pub async fn list(&self) -> Result<Vec<(String, Result<Record, CorruptItem>)>, Error> {
+        let mut circuits = Vec::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| self.admin_error("Scan", e))?;
+            if let Key::Composite {
+                pk_attr, pk_value, ..
+            } = &self.key
+                && item.get(pk_attr).and_then(|v| v.as_s().ok()) != Some(pk_value)
+            {
+                continue;
+            }
+            let Some(name) = item.get(self.key.name_attr()).and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            circuits.push((name.clone(), item_to_record(&item)));
+        }
+        circuits.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(circuits)
+    }
+
+    fn admin_error<E: ProvideErrorMetadata + std::fmt::Debug>(
+        &self,
+        operation: &str,
+        e: SdkError<E, HttpResponse>,
+    ) -> Error {
+        Error::Store(self.map_error(operation, e))
+    }
+
+    /// Maps an SDK error to the breaker's kinds. Refusals that configuration must fix carry
+    /// the table, region and key schema, so the one log line says what to check.
+    fn map_error<E: ProvideErrorMetadata + std::fmt::Debug>(
+        &self,
+        operation: &str,
+        e: SdkError<E, HttpResponse>,
+    ) -> StoreError {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        match &e {
+            SdkError::TimeoutError(_) => StoreError::Timeout(format!(
+                "{operation} did not answer within {:?}",
+                self.store_timeout
+            )),
+            SdkError::DispatchFailure(d) if d.is_timeout() => {
+                StoreError::Timeout(format!("{operation} timed out connecting"))
+            }
+            SdkError::DispatchFailure(d) => {
+                StoreError::Unavailable(format!("{operation} could not reach DynamoDB: {d:?}"))
+            }
+            SdkError::ResponseError(r) => {
+                StoreError::Unavailable(format!("{operation}: unreadable response: {r:?}"))
+            }
+            SdkError::ServiceError(service) => {
+                let err = service.err();
+                let code = err.code().unwrap_or("");
+                let message = err.message().unwrap_or("");
+                let status = service.raw().status().as_u16();
+                match code {
+                    "ThrottlingException"
+                    | "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+                    | "TransactionConflictException" => {
+                        StoreError::Throttled(format!("{operation}: {code}: {message}"))
+                    }
+                    "ResourceNotFoundException"
+                    | "AccessDeniedException"
+                    | "ValidationException"
+                    | "UnrecognizedClientException"
+                    | "MissingAuthenticationTokenException"
+                    | "InvalidSignatureException" => StoreError::Misconfigured(format!(
+                        "{operation} on table '{}' in region '{}' with {} was refused: {code}: \
+                         {message}",
+                        self.table,
+                        self.region,
+                        self.key.describe()
+                    )),
+                    _ if status >= 500 || code == "InternalServerError" => StoreError::Unavailable(
+                        format!("{operation}: {code} (HTTP {status}): {message}"),
+                    ),
+                    _ => StoreError::Misconfigured(format!(
+                        "{operation} on table '{}' in region '{}' failed: {code} (HTTP {status}): \
+                         {message}",
+                        self.table, self.region
+                    )),
+                }
+            }
+            other => StoreError::Unavailable(format!("{operation}: {other:?}")),
+        }
+    }
+
+    /// Bounds `call` by the store's deadline, whatever the SDK does.
+    async fn bounded<T>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.store_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                Err(StoreError::Timeout(format!(
+                    "{operation} did not answer within {:?}",
+                    self.store_timeout
+                )))
+            }
+        }
+    }
+
+    async fn load_item(&self, circuit: &str) -> Result<Option<Record>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key.of(circuit)))
+            .consistent_read(self.consistent_read)
+            .send()
+            .await
+            .map_err(|e| self.map_error("GetItem", e))?;
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        match out.item() {
+            None => Ok(None),
+            Some(item) => item_to_record(item).map(Some).map_err(StoreError::Corrupt),
+        }
+    }
+
+    async fn swap_item(
+        &self,
+        circuit: &str,
+        expected_version: Option<u64>,
+        next: &Record,
+    ) -> Result<SwapResult, StoreError> {
+        let mut item = record_to_item(next);
+        item.extend(self.key.of(circuit));
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .expression_attribute_names("#pk", self.key.partition_attr())
+            .expression_attribute_names("#version", attr::VERSION)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        request = match expected_version {
+            Some(v) => request
+                .condition_expression("attribute_not_exists(#pk) OR #version = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
+            // No item, or one whose version cannot be read (a corrupt item being replaced).
+            None => request
+                .condition_expression(
+                    "attribute_not_exists(#pk) OR attribute_not_exists(#version) \
+                     OR NOT attribute_type(#version, :number)",
+                )
+                .expression_attribute_values(":number", AttributeValue::S("N".into())),
+        };
+        match request.send().await {
+            Ok(_) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                Ok(SwapResult::Written)
+            }
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    PutItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                let current = match service.err() {
+                    PutItemError::ConditionalCheckFailedException(c) => {
+                        c.item().and_then(|item| item_to_record(item).ok())
+                    }
+                    _ => None,
+                };
+                Ok(SwapResult::Conflict(current))
+            }
+            Err(e) => Err(self.map_error("PutItem", e)),
+        }
+    }
+}
+
+impl Store for DynamoDbStore {
+    fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(self.bounded("GetItem", self.load_item(circuit)))
+    }
+
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a Record,
+    ) -> StoreFuture<'a, SwapResult> {
+        Box::pin(self.bounded("PutItem", self.swap_item(circuit, expected_version, next)))
+    }
+}
+
+/// The item for `r`, without its key. Absent optional fields are left out.
+pub fn record_to_item(r: &Record) -> HashMap<String, AttributeValue> {
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let mut item = HashMap::from([
+        (attr::STATE.to_string(), s(r.state.as_str())),
+        (attr::VERSION.to_string(), n(r.version)),
+        (attr::TRIPS.to_string(), n(r.trips.into())),
+        (
+            attr::PROBE_SUCCESSES.to_string(),
+            n(r.probe_successes.into()),
+        ),
+        (attr::FAILURE_COUNT.to_string(), n(r.failure_count.into())),
+        (attr::UPDATED_AT_MS.to_string(), n(r.updated_at_ms)),
+        (attr::UPDATED_BY.to_string(), s(&r.updated_by)),
+        (
+            attr::EXPIRATION.to_string(),
+            n(r.expires_at_ms.div_ceil(1000)),
+        ),
+    ]);
+    let optional_numbers = [
+        (attr::OPENED_AT_MS, r.opened_at_ms),
+        (attr::OPEN_UNTIL_MS, r.open_until_ms),
+        (attr::PROBE_LEASE_UNTIL_MS, r.probe_lease_until_ms),
+        (attr::CLOSED_AT_MS, r.closed_at_ms),
+        (attr::OVERRIDE_UNTIL_MS, r.override_until_ms),
+    ];
+    for (name, value) in optional_numbers {
+        if let Some(v) = value {
+            item.insert(name.to_string(), n(v));
+        }
+    }
+    for (name, value) in [
+        (attr::PROBE_OWNER, &r.probe_owner),
+        (attr::OVERRIDE_REASON, &r.override_reason),
+    ] {
+        if let Some(v) = value {
+            item.insert(name.to_string(), s(v));
+        }
+    }
+    item
+}
+
+/// Reads an item back; anything that is not a valid record is reported with what is wrong
+/// and whatever version could still be read.
+pub fn item_to_record(item: &HashMap<String, AttributeValue>) -> Result<Record, CorruptItem> {
+    let version = match item.get(attr::VERSION) {
+        Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+        _ => None,
+    };
+    let corrupt = |detail: String| CorruptItem { detail, version };
+    let number = |name: &str| -> Result<Option<u64>, CorruptItem> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::N(n)) => n
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| corrupt(format!("attribute '{name}' is not a whole number: {n:?}"))),
+            Some(other) => Err(corrupt(format!(
+                "attribute '{name}' should be a number (N), found {}",
+                type_name(other)
+            ))),
+        }
+    };
+    let small = |name: &str| -> Result<u32, CorruptItem> {
+        let v = number(name)?.unwrap_or(0);
+        u32::try_from(v).map_err(|_| corrupt(format!("attribute '{name}' is out of range: {v}")))
+    };
+    let text = |name: &str| -> Result<Option<String>, CorruptItem> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::S(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(corrupt(format!(
+                "attribute '{name}' should be a string (S), found {}",
+                type_name(other)
+            ))),
+        }
+    };
+    let state = match text(attr::STATE)? {
+        None => return Err(corrupt(format!("attribute '{}' is missing", attr::STATE))),
+        Some(s) => {
+            CircuitState::parse(&s).ok_or_else(|| corrupt(format!("unknown state {s:?}")))?
+        }
+    };
+    let Some(version) = number(attr::VERSION)? else {
+        return Err(corrupt(format!("attribute '{}' is missing", attr::VERSION)));
+    };
+    Ok(Record {
+        state,
+        version,
+        opened_at_ms: number(attr::OPENED_AT_MS)?,
+        open_until_ms: number(attr::OPEN_UNTIL_MS)?,
+        trips: small(attr::TRIPS)?,
+        probe_owner: text(attr::PROBE_OWNER)?,
+        probe_lease_until_ms: number(attr::PROBE_LEASE_UNTIL_MS)?,
+        probe_successes: small(attr::PROBE_SUCCESSES)?,
+        closed_at_ms: number(attr::CLOSED_AT_MS)?,
+        failure_count: small(attr::FAILURE_COUNT)?,
+        updated_at_ms: number(attr::UPDATED_AT_MS)?.unwrap_or(0),
+        updated_by: text(attr::UPDATED_BY)?.unwrap_or_default(),
+        override_reason: text(attr::OVERRIDE_REASON)?,
+        override_until_ms: number(attr::OVERRIDE_UNTIL_MS)?,
+        expires_at_ms: number(attr::EXPIRATION)?.unwrap_or(0).saturating_mul(1000),
+    })
+}
+
+fn type_name(v: &AttributeValue) -> &'static str {
+    match v {
+        AttributeValue::S(_) => "S",
+        AttributeValue::N(_) => "N",
+        AttributeValue::B(_) => "B",
+        AttributeValue::Bool(_) => "BOOL",
+        AttributeValue::Null(_) => "NULL",
+        AttributeValue::L(_) => "L",
+        AttributeValue::M(_) => "M",
+        AttributeValue::Ss(_) => "SS",
+        AttributeValue::Ns(_) => "NS",
+        AttributeValue::Bs(_) => "BS",
+        _ => "an unknown type",
+    }
+}

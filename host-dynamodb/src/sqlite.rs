@@ -1,0 +1,324 @@
+//! The SQLite store: the same compare-and-swap across the processes of one machine (worker
+//! processes of a server, local development, the demo). SQLite is compiled in.
+//!
+//! Each store owns a connection on a thread of its own, so a call never blocks the caller's
+//! thread (or event loop) on the file lock; WAL mode and a busy timeout let several processes
+//! write without losing an update.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use fleetbreaker_core::{CircuitState, CorruptItem, Record, StoreError, SwapResult};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use crate::Error;
+use crate::store::{Store, StoreFuture};
+
+/// The table, one row per circuit; its columns are the record's fields.
+pub const TABLE: &str = "fleetbreaker_circuits";
+
+const COLUMNS: [&str; 16] = [
+    "name",
+    "state",
+    "version",
+    "opened_at_ms",
+    "open_until_ms",
+    "trips",
+    "probe_owner",
+    "probe_lease_until_ms",
+    "probe_successes",
+    "closed_at_ms",
+    "failure_count",
+    "updated_at_ms",
+    "updated_by",
+    "override_reason",
+    "override_until_ms",
+    "expires_at_ms",
+];
+
+enum Request {
+    Load(String, oneshot::Sender<Result<Option<Record>, StoreError>>),
+    Swap(
+        String,
+        Option<u64>,
+        Box<Record>,
+        oneshot::Sender<Result<SwapResult, StoreError>>,
+    ),
+}
+
+/// The SQLite store. Clones are not needed: share it in an `Arc` or an environment.
+pub struct SqliteStore {
+    path: PathBuf,
+    requests: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, with a busy timeout of one second.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, Error> {
+        SqliteStore::open_with_timeout(path, Duration::from_secs(1))
+    }
+
+    /// Opens the database at `path`; a call waits at most `store_timeout` for another
+    /// process's lock.
+    pub fn open_with_timeout(
+        path: impl AsRef<Path>,
+        store_timeout: Duration,
+    ) -> Result<SqliteStore, Error> {
+        let path = path.as_ref().to_path_buf();
+        let conn = connect(&path, store_timeout).map_err(|e| {
+            Error::Store(StoreError::Misconfigured(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            )))
+        })?;
+        let (requests, inbox) = mpsc::channel::<Request>();
+        let label = path.display().to_string();
+        thread::Builder::new()
+            .name("fleetbreaker-sqlite".into())
+            .spawn(move || serve(conn, &label, inbox))
+            .map_err(|e| Error::Component(format!("cannot start the SQLite thread: {e}")))?;
+        Ok(SqliteStore { path, requests })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn connect(path: &Path, store_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(store_timeout)?;
+    // WAL lets readers go on while a writer holds the lock; it is a property of the file.
+    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (
+            name TEXT PRIMARY KEY NOT NULL,
+            state TEXT, version INTEGER,
+            opened_at_ms INTEGER, open_until_ms INTEGER, trips INTEGER,
+            probe_owner TEXT, probe_lease_until_ms INTEGER, probe_successes INTEGER,
+            closed_at_ms INTEGER, failure_count INTEGER,
+            updated_at_ms INTEGER, updated_by TEXT,
+            override_reason TEXT, override_until_ms INTEGER, expires_at_ms INTEGER
+        )"
+    ))?;
+    Ok(conn)
+}
+
+fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>) {
+    // Ends when the store (the only sender) is dropped.
+    for request in inbox {
+        match request {
+            Request::Load(circuit, reply) => {
+                let _ = reply.send(
+                    load(&conn, &circuit)
+                        .map_err(|e| map_error(label, e))
+                        .and_then(|r| r),
+                );
+            }
+            Request::Swap(circuit, expected, next, reply) => {
+                let result =
+                    swap(&mut conn, &circuit, expected, &next).map_err(|e| map_error(label, e));
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+fn map_error(label: &str, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => {
+            StoreError::Timeout(format!("SQLite database {label} stayed locked: {e}"))
+        }
+        Some(C::ReadOnly | C::PermissionDenied | C::CannotOpen | C::NotADatabase) => {
+            StoreError::Misconfigured(format!("SQLite database {label}: {e}"))
+        }
+        _ => StoreError::Unavailable(format!("SQLite database {label}: {e}")),
+    }
+}
+
+type Row = Vec<rusqlite::types::Value>;
+
+fn select(conn: &Connection, circuit: &str) -> rusqlite::Result<Option<Row>> {
+    conn.query_row(
+        &format!(
+            "SELECT {} FROM {TABLE} WHERE name = ?1",
+            COLUMNS[1..].join(", ")
+        ),
+        params![circuit],
+        |row| (0..COLUMNS.len() - 1).map(|i| row.get(i)).collect(),
+    )
+    .optional()
+}
+
+/// The inner result is the store's answer; the outer one, SQLite's failures.
+fn load(conn: &Connection, circuit: &str) -> rusqlite::Result<Result<Option<Record>, StoreError>> {
+    Ok(match select(conn, circuit)? {
+        None => Ok(None),
+        Some(row) => row_to_record(&row).map(Some).map_err(StoreError::Corrupt),
+    })
+}
+
+fn swap(
+    conn: &mut Connection,
+    circuit: &str,
+    expected: Option<u64>,
+    next: &Record,
+) -> rusqlite::Result<SwapResult> {
+    // IMMEDIATE takes the write lock first, so the read and the write are one atomic step
+    // across processes.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = select(&tx, circuit)?;
+    let (current_version, current_record) = match &current {
+        None => (None, None),
+        Some(row) => match row_to_record(row) {
+            Ok(r) => (Some(r.version), Some(r)),
+            Err(c) => (c.version, None),
+        },
+    };
+    if current_version != expected {
+        return Ok(SwapResult::Conflict(current_record));
+    }
+    let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    tx.execute(
+        &format!(
+            "INSERT OR REPLACE INTO {TABLE} ({}) VALUES ({})",
+            COLUMNS.join(", "),
+            placeholders.join(", ")
+        ),
+        params![
+            circuit,
+            next.state.as_str(),
+            next.version as i64,
+            next.opened_at_ms.map(|v| v as i64),
+            next.open_until_ms.map(|v| v as i64),
+            next.trips,
+            next.probe_owner,
+            next.probe_lease_until_ms.map(|v| v as i64),
+            next.probe_successes,
+            next.closed_at_ms.map(|v| v as i64),
+            next.failure_count,
+            next.updated_at_ms as i64,
+            next.updated_by,
+            next.override_reason,
+            next.override_until_ms.map(|v| v as i64),
+            next.expires_at_ms as i64,
+        ],
+    )?;
+    tx.commit()?;
+    Ok(SwapResult::Written)
+}
+
+/// Reads a row back; values of the wrong type make the row corrupt (SQLite stores whatever it
+/// is given).
+fn row_to_record(row: &Row) -> Result<Record, CorruptItem> {
+    use rusqlite::types::Value;
+    let column = |i: usize| COLUMNS[i + 1];
+    let version = match &row[1] {
+        Value::Integer(v) if *v >= 0 => Some(*v as u64),
+        _ => None,
+    };
+    let corrupt = |detail: String| CorruptItem { detail, version };
+    let number = |i: usize| -> Result<Option<u64>, CorruptItem> {
+        match &row[i] {
+            Value::Null => Ok(None),
+            Value::Integer(v) if *v >= 0 => Ok(Some(*v as u64)),
+            other => Err(corrupt(format!(
+                "column '{}' should be a non-negative integer, found {:?}",
+                column(i),
+                ValueRef::from(other).data_type()
+            ))),
+        }
+    };
+    let small = |i: usize| -> Result<u32, CorruptItem> {
+        let v = number(i)?.unwrap_or(0);
+        u32::try_from(v)
+            .map_err(|_| corrupt(format!("column '{}' is out of range: {v}", column(i))))
+    };
+    let text = |i: usize| -> Result<Option<String>, CorruptItem> {
+        match &row[i] {
+            Value::Null => Ok(None),
+            Value::Text(s) => Ok(Some(s.clone())),
+            other => Err(corrupt(format!(
+                "column '{}' should be text, found {:?}",
+                column(i),
+                ValueRef::from(other).data_type()
+            ))),
+        }
+    };
+    let state = match text(0)? {
+        None => return Err(corrupt("column 'state' is empty".into())),
+        Some(s) => {
+            CircuitState::parse(&s).ok_or_else(|| corrupt(format!("unknown state {s:?}")))?
+        }
+    };
+    let Some(version) = number(1)? else {
+        return Err(corrupt("column 'version' is empty".into()));
+    };
+    Ok(Record {
+        state,
+        version,
+        opened_at_ms: number(2)?,
+        open_until_ms: number(3)?,
+        trips: small(4)?,
+        probe_owner: text(5)?,
+        probe_lease_until_ms: number(6)?,
+        probe_successes: small(7)?,
+        closed_at_ms: number(8)?,
+        failure_count: small(9)?,
+        updated_at_ms: number(10)?.unwrap_or(0),
+        updated_by: text(11)?.unwrap_or_default(),
+        override_reason: text(12)?,
+        override_until_ms: number(13)?,
+        expires_at_ms: number(14)?.unwrap_or(0),
+    })
+}
+
+fn gone() -> StoreError {
+    StoreError::Unavailable("the SQLite thread has stopped".into())
+}
+
+impl Store for SqliteStore {
+    fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self
+            .requests
+            .send(Request::Load(circuit.to_string(), reply));
+        Box::pin(async move {
+            sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a Record,
+    ) -> StoreFuture<'a, SwapResult> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.requests.send(Request::Swap(
+            circuit.to_string(),
+            expected_version,
+            Box::new(next.clone()),
+            reply,
+        ));
+        Box::pin(async move {
+            sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+}
