@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use fleetbreaker::{Breaker, Config, FailurePolicy, MemoryStore, Outcome, SystemClock};
 
+#[path = "../tests/support/moto.rs"]
+#[allow(dead_code)]
+mod moto;
+
 const ROUNDS: usize = 7;
 
 /// Polls once: every call measured here completes without waiting (no store I/O).
@@ -96,6 +100,25 @@ impl fleetbreaker_core::Events for NativeEnv {
     fn emit(&mut self, _: fleetbreaker_core::Event) {}
 }
 
+/// The child of the DynamoDB cold-start measure: build the client, the breaker, decide once
+/// (one GetItem), and report the microseconds at each step.
+fn child_dynamodb(started: Instant) {
+    let endpoint = std::env::var("FLEETBREAKER_BENCH_ENDPOINT").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = moto::connect(moto::config(&endpoint, "bench")).await;
+        let client_built = started.elapsed();
+        let b = Breaker::builder("cold").store(store).build().unwrap();
+        let permit = b.acquire().await.unwrap();
+        let decided = started.elapsed();
+        b.complete(permit, Outcome::Success).await;
+        println!("{} {}", client_built.as_micros(), decided.as_micros());
+    });
+}
+
 /// The child process of the cold-start measure: load, build, decide once, report, exit.
 fn child(started: Instant) {
     let b = breaker("cold", Config::default());
@@ -139,10 +162,76 @@ fn cold_start() -> (f64, f64, f64) {
     )
 }
 
+/// The time to the first decision with the DynamoDB store, against moto on loopback (needs
+/// moto: scripts/test installs it).
+fn cold_start_dynamodb() {
+    let python = moto::python();
+    let has_moto = Command::new(&python)
+        .args(["-c", "import moto.server"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_moto {
+        println!(
+            "\n(DynamoDB cold start skipped: no moto for {})",
+            python.display()
+        );
+        return;
+    }
+    let server = moto::Moto::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = moto::connect(moto::config(&server.endpoint(), "bench")).await;
+        let _ = store.create_table().await;
+    });
+    let exe = std::env::current_exe().unwrap();
+    let (mut client, mut decided, mut wall) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..15 {
+        let start = Instant::now();
+        let out = Command::new(&exe)
+            .env("FLEETBREAKER_BENCH_CHILD", "decide-dynamodb")
+            .env("FLEETBREAKER_BENCH_ENDPOINT", server.endpoint())
+            .output()
+            .unwrap();
+        wall.push(start.elapsed().as_secs_f64() * 1e3);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = text
+            .split_whitespace()
+            .map(|p| p.parse::<f64>().unwrap() / 1e3);
+        client.push(parts.next().expect("client time"));
+        decided.push(parts.next().expect("decision time"));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    println!("\ncold start with the DynamoDB store (moto on loopback), median of 15 processes:");
+    println!("| {:<58} | {:>9} |", "measure", "ms");
+    println!("|{}|{}|", "-".repeat(60), "-".repeat(11));
+    println!(
+        "| {:<58} | {:>9.2} |",
+        "in-process: main() to the DynamoDB client built",
+        median(&mut client)
+    );
+    println!(
+        "| {:<58} | {:>9.2} |",
+        "in-process: main() to the first decision (one GetItem)",
+        median(&mut decided)
+    );
+    println!(
+        "| {:<58} | {:>9.2} |",
+        "whole process: spawn to exit",
+        median(&mut wall)
+    );
+}
+
 fn main() {
     let started = Instant::now();
     match std::env::var("FLEETBREAKER_BENCH_CHILD").as_deref() {
         Ok("decide") => return child(started),
+        Ok("decide-dynamodb") => return child_dynamodb(started),
         Ok("exit") => return,
         _ => {}
     }
@@ -242,6 +331,7 @@ fn main() {
         "| {:<58} | {:>9.2} | {:<12} |",
         "whole process: spawn to exit, doing nothing (baseline)", baseline, ""
     );
+    cold_start_dynamodb();
     println!(
         "\ncomponent: {} bytes of WebAssembly, {} bytes precompiled",
         fleetbreaker::component_wasm().len(),

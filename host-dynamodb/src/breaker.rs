@@ -177,7 +177,7 @@ impl Breaker {
     /// component, no lock, no I/O.
     #[inline]
     pub async fn acquire(&self) -> Result<Permit, Error> {
-        if self.env.now_ms() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
+        if self.env.now_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
             return Ok(Permit(Grant::Leased));
         }
         self.acquire_slow().await

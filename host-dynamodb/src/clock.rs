@@ -8,6 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// so it must be wall time, not a monotonic counter.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> u64;
+
+    /// A reading that may lag `now_ms` by a few milliseconds but costs less. Used only to check
+    /// the admission lease's deadline on the healthy path, where a lease honoured a few
+    /// milliseconds late changes nothing (it bounds a cache of seconds).
+    #[inline]
+    fn now_ms_coarse(&self) -> u64 {
+        self.now_ms()
+    }
 }
 
 /// The system's wall clock.
@@ -21,6 +29,22 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
+    }
+
+    /// `CLOCK_REALTIME_COARSE`: the time at the last tick (1 to 4 ms old), read in about 5 ns
+    /// instead of about 25-35 ns.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    fn now_ms_coarse(&self) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
+            return self.now_ms();
+        }
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
     }
 }
 

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use fleetbreaker_core::{CircuitState, ConfigError, CorruptItem, Record, StoreError, SwapResult};
 
 use crate::Error;
-use crate::store::{Store, StoreFuture};
+use crate::store::{Store, StoreFuture, StoreStats};
 
 /// The item's attribute names, in one place. Numbers are `N`, text is `S`.
 pub mod attr {
@@ -177,19 +177,6 @@ struct Counters {
     writes: AtomicU64,
     conflicts: AtomicU64,
     errors: AtomicU64,
-}
-
-/// What a [`DynamoDbStore`] has done so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Successful `GetItem` calls.
-    pub reads: u64,
-    /// Successful `PutItem` calls.
-    pub writes: u64,
-    /// `PutItem` calls refused by their condition.
-    pub conflicts: u64,
-    /// Calls that failed (timeouts, throttling, unreachable, refused).
-    pub errors: u64,
 }
 
 /// The DynamoDB store.

@@ -183,8 +183,8 @@ impl Environment {
     }
 
     #[inline]
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.inner.clock.now_ms()
+    pub(crate) fn now_ms_coarse(&self) -> u64 {
+        self.inner.clock.now_ms_coarse()
     }
 
     /// The slot of circuit `name`; breakers of the same name share it, and must agree on the

@@ -93,4 +93,4 @@ pub use runtime::component_wasm;
 pub use runtime::{check_precompiled, precompiled_component};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use store::{MemoryStore, Store, StoreFuture};
+pub use store::{MemoryStore, Store, StoreFuture, StoreStats};

@@ -6,7 +6,8 @@
 //! write without losing an update.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::Error;
-use crate::store::{Store, StoreFuture};
+use crate::store::{Store, StoreFuture, StoreStats};
 
 /// The table, one row per circuit; its columns are the record's fields.
 pub const TABLE: &str = "fleetbreaker_circuits";
@@ -40,8 +41,12 @@ const COLUMNS: [&str; 16] = [
     "expires_at_ms",
 ];
 
+/// Every circuit with a row, with its record or what is wrong with the row.
+pub type Listing = Vec<(String, Result<Record, CorruptItem>)>;
+
 enum Request {
     Load(String, oneshot::Sender<Result<Option<Record>, StoreError>>),
+    List(oneshot::Sender<Result<Listing, StoreError>>),
     Swap(
         String,
         Option<u64>,
@@ -54,6 +59,15 @@ enum Request {
 pub struct SqliteStore {
     path: PathBuf,
     requests: mpsc::Sender<Request>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    conflicts: AtomicU64,
+    errors: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -85,15 +99,41 @@ impl SqliteStore {
         })?;
         let (requests, inbox) = mpsc::channel::<Request>();
         let label = path.display().to_string();
+        let counters = Arc::new(Counters::default());
+        let counted = counters.clone();
         thread::Builder::new()
             .name("fleetbreaker-sqlite".into())
-            .spawn(move || serve(conn, &label, inbox))
+            .spawn(move || serve(conn, &label, inbox, &counted))
             .map_err(|e| Error::Component(format!("cannot start the SQLite thread: {e}")))?;
-        Ok(SqliteStore { path, requests })
+        Ok(SqliteStore {
+            path,
+            requests,
+            counters,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What this store has done so far.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.counters;
+        StoreStats {
+            reads: c.reads.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every circuit in the database, sorted by name (for operators).
+    pub async fn list(&self) -> Result<Listing, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::List(reply))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 }
 
@@ -117,20 +157,34 @@ fn connect(path: &Path, store_timeout: Duration) -> rusqlite::Result<Connection>
     Ok(conn)
 }
 
-fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>) {
+fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, counters: &Counters) {
+    let count = |counter: &AtomicU64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    };
     // Ends when the store (the only sender) is dropped.
     for request in inbox {
         match request {
             Request::Load(circuit, reply) => {
-                let _ = reply.send(
-                    load(&conn, &circuit)
-                        .map_err(|e| map_error(label, e))
-                        .and_then(|r| r),
-                );
+                let result = load(&conn, &circuit)
+                    .map_err(|e| map_error(label, e))
+                    .and_then(|r| r);
+                match &result {
+                    Ok(_) | Err(StoreError::Corrupt(_)) => count(&counters.reads),
+                    Err(_) => count(&counters.errors),
+                }
+                let _ = reply.send(result);
+            }
+            Request::List(reply) => {
+                let _ = reply.send(list(&conn).map_err(|e| map_error(label, e)));
             }
             Request::Swap(circuit, expected, next, reply) => {
                 let result =
                     swap(&mut conn, &circuit, expected, &next).map_err(|e| map_error(label, e));
+                match &result {
+                    Ok(SwapResult::Written) => count(&counters.writes),
+                    Ok(SwapResult::Conflict(_)) => count(&counters.conflicts),
+                    Err(_) => count(&counters.errors),
+                }
                 let _ = reply.send(result);
             }
         }
@@ -170,6 +224,20 @@ fn load(conn: &Connection, circuit: &str) -> rusqlite::Result<Result<Option<Reco
         None => Ok(None),
         Some(row) => row_to_record(&row).map(Some).map_err(StoreError::Corrupt),
     })
+}
+
+fn list(conn: &Connection) -> rusqlite::Result<Listing> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {} FROM {TABLE} ORDER BY name",
+        COLUMNS.join(", ")
+    ))?;
+    let rows = statement.query_map([], |row| {
+        let name: String = row.get(0)?;
+        let values: rusqlite::Result<Row> = (1..COLUMNS.len()).map(|i| row.get(i)).collect();
+        Ok((name, values?))
+    })?;
+    rows.map(|r| r.map(|(name, row)| (name, row_to_record(&row))))
+        .collect()
 }
 
 fn swap(

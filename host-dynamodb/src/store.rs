@@ -46,6 +46,19 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
 }
 
+/// What a store has done so far, for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Successful loads.
+    pub reads: u64,
+    /// Successful writes.
+    pub writes: u64,
+    /// Swaps refused on the version.
+    pub conflicts: u64,
+    /// Calls that failed (timeouts, throttling, unreachable, refused).
+    pub errors: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Item {
     Valid(Record),

@@ -659,3 +659,46 @@ fn bad_store_configuration_names_the_field() {
         );
     }
 }
+
+#[tokio::test]
+async fn healthy_calls_write_nothing_and_read_once_per_cache_age_per_environment() {
+    let table = moto::table("healthy");
+    let endpoint = shared_moto().endpoint();
+    let creator = moto::connect(moto::config(&endpoint, &table)).await;
+    creator.create_table().await.unwrap();
+    let clock = ManualClock::new(T0);
+    let healthy = Config {
+        local_cache_max_age_ms: 500,
+        ..Config::default()
+    };
+    let mut fleet = Vec::new();
+    for _ in 0..4 {
+        let store = Arc::new(moto::connect(moto::config(&endpoint, &table)).await);
+        let (b, _) = breaker_on(store.clone(), &clock, healthy.clone());
+        fleet.push((b, store));
+    }
+    // 5 s of breaker time, one call per environment every 10 ms: 2,000 calls.
+    let steps = 500;
+    for _ in 0..steps {
+        for (b, _) in &fleet {
+            assert_eq!(ok(b).await.unwrap(), Ok(()));
+        }
+        clock.advance(10);
+    }
+    let calls = steps * fleet.len() as u64;
+    let reads: u64 = fleet.iter().map(|(_, s)| s.stats().reads).sum();
+    let writes: u64 = fleet.iter().map(|(_, s)| s.stats().writes).sum();
+    println!(
+        "healthy fleet: {calls} calls, {reads} GetItem ({:.1} per 1,000 calls), {writes} PutItem",
+        1000.0 * reads as f64 / calls as f64
+    );
+    assert_eq!(writes, 0, "a healthy circuit writes nothing");
+    for (_, store) in &fleet {
+        // 5 s / 0.5 s: at most one read per environment per local_cache_max_age.
+        assert!(
+            store.stats().reads <= 10,
+            "reads per environment: {}",
+            store.stats().reads
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The operator CLI against a DynamoDB-compatible server (moto) and a SQLite file.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+
+use support::moto::Moto;
+
+fn cli(moto: &Moto, table: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .args([
+            "--endpoint",
+            &moto.endpoint(),
+            "--region",
+            "us-east-1",
+            "--table",
+            table,
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn err(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn operator_commands_on_dynamodb() {
+    let moto = Moto::start();
+    let t = "ops";
+    assert!(ok(&cli(&moto, t, &["create-table"])).contains("created table 'ops'"));
+    assert!(ok(&cli(&moto, t, &["status"])).contains("no circuits"));
+
+    let missing = err(&cli(&moto, t, &["status", "payments"]));
+    assert!(
+        missing.contains("circuit 'payments' has no record"),
+        "{missing}"
+    );
+    let missing = err(&cli(&moto, t, &["reset", "payments"]));
+    assert!(missing.contains("has no record"), "{missing}");
+
+    let forced = ok(&cli(
+        &moto,
+        t,
+        &[
+            "force-open",
+            "payments",
+            "--for",
+            "10m",
+            "--reason",
+            "deploy",
+        ],
+    ));
+    assert!(
+        forced.contains("FORCED_OPEN") && forced.contains("\"deploy\""),
+        "{forced}"
+    );
+    assert!(
+        forced.contains("in 10.0 min") || forced.contains("in 9.9 min"),
+        "{forced}"
+    );
+    let one = ok(&cli(&moto, t, &["status", "payments"]));
+    assert!(one.contains("state            FORCED_OPEN"), "{one}");
+    assert!(
+        one.contains("by operator-"),
+        "the audit fields name the operator: {one}"
+    );
+    let all = ok(&cli(&moto, t, &["status"]));
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("payments") && l.contains("FORCED_OPEN")),
+        "{all}"
+    );
+
+    // watch prints the current state, then each change; --count 1 stops after one change.
+    let watcher = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .args([
+            "--endpoint",
+            &moto.endpoint(),
+            "--region",
+            "us-east-1",
+            "--table",
+            t,
+        ])
+        .args(["watch", "payments", "--interval", "100ms", "--count", "1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    ok(&cli(
+        &moto,
+        t,
+        &["force-close", "payments", "--reason", "ship it"],
+    ));
+    let watched = ok(&watcher.wait_with_output().unwrap());
+    let changes: Vec<&str> = watched
+        .lines()
+        .filter(|l| l.contains(" version "))
+        .collect();
+    assert_eq!(changes.len(), 2, "the state, then one change: {watched}");
+    assert!(
+        changes[0].contains("FORCED_OPEN") && changes[1].contains("FORCED_CLOSED"),
+        "{watched}"
+    );
+
+    let reset = ok(&cli(&moto, t, &["reset", "payments"]));
+    assert!(
+        reset.contains("state            CLOSED") && reset.contains("version          3"),
+        "{reset}"
+    );
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let moto = Moto::start();
+    let unknown = err(&cli(&moto, "no-such-table", &["status", "payments"]));
+    assert!(
+        unknown.contains("no-such-table") && unknown.contains("ResourceNotFoundException"),
+        "{unknown}"
+    );
+    let bad = err(&cli(
+        &moto,
+        "t",
+        &["force-open", "x", "--for", "10 minutes"],
+    ));
+    assert!(bad.contains("unknown unit"), "{bad}");
+}
+
+#[test]
+fn operator_commands_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("fleetbreaker-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("circuits.db");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+            .arg("--sqlite")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(&run(&["force-open", "search", "--reason", "reindex"]));
+    let all = ok(&run(&["status"]));
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("search") && l.contains("FORCED_OPEN")),
+        "{all}"
+    );
+    assert!(ok(&run(&["reset", "search"])).contains("CLOSED"));
+}
