@@ -131,6 +131,38 @@ fn operator_commands_on_dynamodb() {
 }
 
 #[test]
+fn the_standard_aws_environment_gives_the_endpoint_and_region() {
+    let moto = Moto::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .args(["--table", "from-env", "create-table"])
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(ok(&out).contains("created table 'from-env'"));
+    let listed = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .args([
+            "--endpoint",
+            &moto.endpoint(),
+            "--region",
+            "eu-west-1",
+            "--table",
+            "from-env",
+            "status",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(
+        ok(&listed).contains("no circuits"),
+        "the table is where the environment said"
+    );
+}
+
+#[test]
 fn errors_name_what_is_wrong() {
     let moto = Moto::start();
     let unknown = err(&cli(&moto, "no-such-table", &["status", "payments"]));

@@ -87,7 +87,11 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
         if store_args.sqlite.is_some() {
             return Err("give either --dynamodb or --sqlite".into());
         }
-        if store_args.endpoint.is_none() {
+        let configured = store_args.endpoint.is_some()
+            || ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+        if !configured {
             eprintln!("starting a local DynamoDB-compatible server (moto) ...");
             let server = LocalServer::start()?;
             store_args.endpoint = Some(server.endpoint.clone());
@@ -104,7 +108,11 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
         store_label = format!(
             "DynamoDB table '{}' at {}",
             store_args.table,
-            store_args.endpoint.as_deref().unwrap_or("AWS")
+            store_args
+                .endpoint
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok())
+                .unwrap_or_else(|| "the configured endpoint".into())
         );
         ensure_table(&store_args, &child_env).await?;
     } else {

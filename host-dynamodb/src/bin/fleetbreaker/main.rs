@@ -40,11 +40,12 @@ pub struct StoreArgs {
         default_value = "CircuitBreakerState"
     )]
     pub table: String,
-    /// The AWS region (default: the standard AWS environment).
-    #[arg(long, global = true, env = "AWS_REGION")]
+    /// The AWS region (default: the standard AWS environment: AWS_REGION, the profile, ...).
+    #[arg(long, global = true)]
     pub region: Option<String>,
-    /// The DynamoDB endpoint, e.g. a local server (default: AWS_ENDPOINT_URL_DYNAMODB, or AWS).
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    /// The DynamoDB endpoint, e.g. a local server (default: the standard AWS environment:
+    /// AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, or AWS itself).
+    #[arg(long, global = true)]
     pub endpoint: Option<String>,
     /// The partition key attribute.
     #[arg(long, global = true, default_value = "id")]
