@@ -38,3 +38,16 @@ ensure_python() {
     export FLEETBREAKER_PYTHON="$FLEETBREAKER_VENV/bin/python"
     "$FLEETBREAKER_PYTHON" -c "import moto; print('moto', moto.__version__)"
 }
+
+# Builds the Python wheel (release: it is what users install) into $CARGO_TARGET_DIR/wheels.
+# maturin shares the target tree by building for the explicit host triple.
+build_wheel() {
+    ensure_python
+    if ! "$FLEETBREAKER_VENV/bin/python" -c "import maturin" 2>/dev/null; then
+        "$FLEETBREAKER_VENV/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.16,<2'
+    fi
+    rm -f "$CARGO_TARGET_DIR"/wheels/fleetbreaker-*.whl
+    "$FLEETBREAKER_VENV/bin/maturin" build --release --target x86_64-unknown-linux-gnu \
+        -m bindings-python/Cargo.toml -o "$CARGO_TARGET_DIR/wheels" -i "$FLEETBREAKER_VENV/bin/python"
+    ls -l "$CARGO_TARGET_DIR"/wheels/fleetbreaker-*.whl
+}

@@ -46,6 +46,15 @@ impl Permit {
     pub fn is_leased(&self) -> bool {
         matches!(self.0, Grant::Leased)
     }
+
+    /// The admission lease that came with this permit (epoch ms), when the component granted
+    /// one: until then calls may be admitted without asking.
+    pub fn lease_until_ms(&self) -> Option<u64> {
+        match &self.0 {
+            Grant::Granted(p) => p.lease_until_ms,
+            _ => None,
+        }
+    }
 }
 
 /// Builds a [`Breaker`].
@@ -202,6 +211,59 @@ impl Breaker {
         }
     }
 
+    /// The admission lease's deadline (epoch ms; 0 when there is none), for bindings that keep
+    /// their own copy so a healthy call makes no call at all into this library. Such a binding
+    /// admits calls while `Clock::now_ms_coarse() < lease_until_ms()` (or its own equivalent),
+    /// counts their successes for [`Breaker::add_leased_successes`], and reports a failure at
+    /// once with [`Breaker::complete_leased`].
+    #[inline]
+    pub fn lease_until_ms(&self) -> u64 {
+        self.slot.lease_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// For bindings whose own calls cost more than this check: admits a call under the
+    /// admission lease if it holds, counting it as a success unless
+    /// [`Breaker::leased_call_failed`] says otherwise. A coarse clock read and an atomic
+    /// increment.
+    #[inline]
+    pub fn try_admit_leased(&self) -> bool {
+        if self.env.now_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
+            self.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// A call admitted by [`Breaker::try_admit_leased`] did not succeed: its provisional
+    /// success is taken back, and a failure is reported at once.
+    pub async fn leased_call_failed(&self, outcome: Outcome) {
+        let _ =
+            self.slot
+                .leased_successes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        match outcome {
+            Outcome::Success => self.add_leased_successes(1),
+            Outcome::Ignored => {}
+            Outcome::Failure => self.complete_leased(outcome).await,
+        }
+    }
+
+    /// Adds successes a binding counted under the lease; they are reported with the next call
+    /// into the component.
+    pub fn add_leased_successes(&self, successes: u32) {
+        if successes > 0 {
+            self.slot
+                .leased_successes
+                .fetch_add(successes, Ordering::Relaxed);
+        }
+    }
+
+    /// Reports how a call a binding admitted under the lease (without [`Breaker::acquire`])
+    /// ended.
+    pub async fn complete_leased(&self, outcome: Outcome) {
+        self.complete(Permit(Grant::Leased), outcome).await
+    }
+
     /// Reports how the call made with `permit` ended.
     #[inline]
     pub async fn complete(&self, permit: Permit, outcome: Outcome) {
@@ -217,10 +279,28 @@ impl Breaker {
                 self.slot.end_lease();
                 Op::CompleteLeased(self.slot.take_leased_successes(), outcome)
             }
+            // A success of a call that came with a lease changes nothing the component must
+            // decide now (its window was empty): count it like a leased success, in order
+            // with the others, and save the crossing.
+            (Grant::Granted(p), Outcome::Success)
+                if p.kind == PermitKind::Normal && p.lease_until_ms.is_some() =>
+            {
+                self.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             (Grant::Granted(p), outcome) => {
-                // Any failure ends the lease: the next calls must be counted one by one.
                 if outcome == Outcome::Failure {
+                    // Any failure ends the lease: the next calls must be counted one by one.
                     self.slot.end_lease();
+                    // Successes counted before this failure are reported first, so the
+                    // failure is not erased by them later.
+                    let earlier = self.slot.take_leased_successes();
+                    if earlier > 0 {
+                        let flush = Op::CompleteLeased(earlier, Outcome::Ignored);
+                        if let Err(e) = self.env.run(&self.slot, flush).await {
+                            log::error!(target: "fleetbreaker", "circuit '{}': {e}", self.slot.name);
+                        }
+                    }
                 }
                 Op::Complete(p, outcome)
             }

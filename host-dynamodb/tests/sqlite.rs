@@ -106,8 +106,9 @@ fn corrupt_rows_are_reported_and_replaced_by_the_next_write() {
             Some(7),
         ),
     ];
-    for (what, sql, readable) in cases {
-        let path = temp_db("corrupt");
+    for (i, (what, sql, readable)) in cases.into_iter().enumerate() {
+        // A file per case: the previous case's connections may still be closing.
+        let path = temp_db(&format!("corrupt-{i}"));
         let store = SqliteStore::open(&path).unwrap();
         block_on(store.swap("payments", None, &record(7, CircuitState::Open))).unwrap();
         write_raw(&path, sql);

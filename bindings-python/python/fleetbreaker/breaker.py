@@ -1,0 +1,380 @@
+"""The breaker: the ``circuit_breaker`` decorator and the ``CircuitBreaker`` class."""
+
+from __future__ import annotations
+
+import os
+
+from . import _native
+from .config import CircuitBreakerConfig
+from .exceptions import CircuitBreakerConfigError, CircuitBreakerOpenError
+from .persistence import CircuitBreakerPersistenceLayer, _circuit
+from .states import CircuitInfo, CircuitTransition
+
+# Lean imports on purpose: this module loads at every cold start, and asyncio, inspect and
+# typing cost tens of milliseconds. The async paths import asyncio when they run (a caller
+# awaiting them has loaded it already).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    from typing import Any, Awaitable, Callable, List, Optional, TypeVar
+
+    from .persistence import _Environment
+    from .testing import ManualClock
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+    _T = TypeVar("_T")
+
+__all__ = ["circuit_breaker", "CircuitBreaker", "Permit"]
+
+_SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
+_PROBE, _REJECTED = _native.PROBE, _native.REJECTED
+_MAX_NAME_BYTES = 1024
+_TRUE = {"y", "yes", "t", "true", "on", "1"}
+_FALSE = {"n", "no", "f", "false", "off", "0", ""}
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
+_disabled_warned = False
+
+
+class _Handle:
+    """One circuit in one environment, shared by every breaker of that name there.
+
+    The healthy path is one native call, ``admit()``: it checks the admission lease (a
+    coarse clock read and a compare, measured faster than ``time.time()`` from Python) and
+    counts the call as a success unless told otherwise.
+    """
+
+    __slots__ = ("native", "name", "config", "listeners", "env", "admit")
+
+    def __init__(self, env: _Environment, name: str, config: CircuitBreakerConfig) -> None:
+        self.env = env
+        self.name = name
+        self.config = config
+        self.native = _native.Circuit(env.native, name, *config._native_args())
+        self.admit: Callable[[], bool] = self.native.try_admit_leased
+        self.listeners: List[Callable[[CircuitTransition], Any]] = []
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    code = getattr(fn, "__code__", None)
+    if code is not None and not hasattr(fn, "_is_coroutine_marker"):
+        return bool(code.co_flags & _CO_COROUTINE)
+    import inspect  # partials, callables, marked functions: the full answer
+
+    return inspect.iscoroutinefunction(fn)
+
+
+def _wraps(wrapper: Any, fn: Any) -> None:
+    """functools.wraps, without its imports at cold start."""
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        try:
+            setattr(wrapper, name, getattr(fn, name))
+        except AttributeError:
+            pass
+    wrapper.__dict__.update(getattr(fn, "__dict__", {}))
+    wrapper.__wrapped__ = fn
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    import asyncio
+
+    return asyncio.get_running_loop()
+
+
+async def _settle(pending: Any) -> None:
+    """Awaits what a native async method returned: None when it finished at once."""
+    if pending is not None:
+        await pending
+
+
+class Permit:
+    """Leave to make one call, from ``CircuitBreaker.acquire()``. Report how the call ended
+    with exactly one of ``success()``, ``failure()`` or ``ignore()``."""
+
+    __slots__ = ("_handle", "_native", "_done", "leased", "probe")
+
+    def __init__(self, handle: _Handle, native: Any, probe: bool) -> None:
+        self._handle = handle
+        self._native = native
+        self._done = False
+        self.leased: bool = native is None
+        """Admitted under the admission lease, without asking the breaker."""
+        self.probe = probe
+        """This call is the fleet's single probe of a half-open circuit."""
+
+    def _finish(self, outcome: int) -> None:
+        if self._done:
+            raise RuntimeError("this permit was already completed")
+        self._done = True
+        if self._native is None:
+            if outcome != _SUCCESS:
+                self._handle.native.leased_call_failed(outcome)
+        else:
+            self._handle.native.complete(self._native, outcome)
+
+    def success(self) -> None:
+        self._finish(_SUCCESS)
+
+    def failure(self) -> None:
+        """A failure that counts."""
+        self._finish(_FAILURE)
+
+    def ignore(self) -> None:
+        """An error that says nothing about the downstream's health."""
+        self._finish(_IGNORED)
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise CircuitBreakerConfigError(f"name must be a string, got {name!r}.")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if not name or size > _MAX_NAME_BYTES:
+        raise CircuitBreakerConfigError(f"name must be 1 to {_MAX_NAME_BYTES} bytes of UTF-8, got {size} bytes.")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CircuitBreakerConfigError(f"name must be valid UTF-8, got {name!r}.") from None
+    return name
+
+
+def _disabled() -> bool:
+    """``FLEETBREAKER_DISABLED``: a truth value, read when a breaker is made."""
+    raw = os.environ.get("FLEETBREAKER_DISABLED", "false").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise CircuitBreakerConfigError(
+        f"FLEETBREAKER_DISABLED must be a truth value (true/false, yes/no, on/off, 1/0), got {raw!r}."
+    )
+
+
+def _warn_disabled() -> None:
+    global _disabled_warned
+    if not _disabled_warned:
+        _disabled_warned = True
+        import warnings
+
+        warnings.warn(
+            "FLEETBREAKER_DISABLED is set: circuit breakers are bypassed. This is for development "
+            "only; nothing protects the downstream.",
+            stacklevel=3,
+        )
+
+
+class CircuitBreaker:
+    """A circuit shared, through ``persistence_store``, by every environment of a fleet.
+
+    ``call(fn, *args, **kwargs)`` runs ``fn`` under the breaker and returns its result (or
+    raises its exception) unchanged; a rejected call raises ``CircuitBreakerOpenError``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        persistence_store: CircuitBreakerPersistenceLayer,
+        config: Optional[CircuitBreakerConfig] = None,
+        on_transition: Optional[Callable[[CircuitTransition], Any]] = None,
+        clock: Optional[ManualClock] = None,
+    ) -> None:
+        self._name = _check_name(name)
+        if config is not None and not isinstance(config, CircuitBreakerConfig):
+            raise CircuitBreakerConfigError(f"config must be a CircuitBreakerConfig, got {config!r}.")
+        self._config = config if config is not None else CircuitBreakerConfig()
+        self._handle = _circuit(persistence_store, self._name, self._config, clock)
+        if on_transition is not None:
+            if not callable(on_transition):
+                raise CircuitBreakerConfigError(f"on_transition must be callable, got {on_transition!r}.")
+            self._handle.listeners.append(on_transition)
+        self._counts = self._config.counts_as_failure
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def config(self) -> CircuitBreakerConfig:
+        return self._config
+
+    def _rejected(self, info: Any) -> CircuitBreakerOpenError:
+        circuit = CircuitInfo._from_native(info)
+        return CircuitBreakerOpenError(f"Circuit '{self._name}' is open.", circuit=circuit)
+
+    def _outcome(self, exc: Exception) -> int:
+        return _FAILURE if self._counts(exc) else _IGNORED
+
+    def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Runs ``fn(*args, **kwargs)`` under the breaker."""
+        if self._handle.admit():
+            return self._call_leased(fn, args, kwargs)
+        return self._call_slow(fn, args, kwargs, None)
+
+    def _call_leased(self, fn: Callable[..., _T], args: Any, kwargs: Any) -> _T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            self._handle.native.leased_call_failed(self._outcome(exc))
+            raise
+        except BaseException:
+            self._handle.native.leased_call_failed(_IGNORED)
+            raise
+
+    def _call_slow(self, fn: Callable[..., _T], args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]) -> _T:
+        """A call the lease does not cover: ask the breaker."""
+        native = self._handle.native
+        kind, permit, _lease, info = native.acquire()
+        if kind == _REJECTED:
+            if on_open is not None:
+                return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(info))  # type: ignore[no-any-return]
+            raise self._rejected(info)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            native.complete(permit, self._outcome(exc))
+            raise
+        except BaseException:
+            native.complete(permit, _IGNORED)
+            raise
+        native.complete(permit, _SUCCESS)
+        return result
+
+    def acquire(self) -> Permit:
+        """Asks to make one call, for code that cannot hand the breaker a function (callbacks,
+        streams): raises ``CircuitBreakerOpenError`` when the circuit rejects it. Report the
+        outcome on the returned permit."""
+        h = self._handle
+        if h.admit():
+            return Permit(h, None, False)
+        kind, permit, _lease, info = h.native.acquire()
+        if kind == _REJECTED:
+            raise self._rejected(info)
+        return Permit(h, permit, kind == _PROBE)
+
+    async def call_async(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        """Awaits ``fn(*args, **kwargs)`` under the breaker. Store I/O never blocks the event
+        loop; a cancelled call counts as nothing."""
+        return await self._call_async(fn, args, kwargs, None)
+
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[_T]], args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]
+    ) -> _T:
+        native = self._handle.native
+        if self._handle.admit():
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                await _settle(native.leased_call_failed_async(_loop(), self._outcome(exc)))
+                raise
+            except BaseException:
+                native.leased_call_failed(_IGNORED)
+                raise
+        import asyncio
+
+        acquired: Any = native.acquire_async(asyncio.get_running_loop())
+        if isinstance(acquired, asyncio.Future):
+            acquired = await acquired
+        kind, permit, _lease, info = acquired
+        if kind == _REJECTED:
+            if on_open is not None:
+                outcome = on_open(*args, **kwargs, circuit=CircuitInfo._from_native(info))
+                if hasattr(outcome, "__await__"):
+                    outcome = await outcome
+                return outcome  # type: ignore[no-any-return]
+            raise self._rejected(info)
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            await _settle(native.complete_async(_loop(), permit, self._outcome(exc)))
+            raise
+        except BaseException:
+            # Cancellation (and exits) pass through uncounted.
+            native.complete(permit, _IGNORED)
+            raise
+        await _settle(native.complete_async(_loop(), permit, _SUCCESS))
+        return result
+
+    def info(self) -> CircuitInfo:
+        """The circuit as this environment sees it (reading the store if its copy is stale)."""
+        return CircuitInfo._from_native(self._handle.native.info())
+
+    def force_open(self, duration: Optional[float] = None, reason: Optional[str] = None) -> CircuitInfo:
+        """Rejects every call, fleet-wide, for ``duration`` seconds or until changed."""
+        return self._override(self._handle.native.force_open, duration, reason)
+
+    def force_closed(self, duration: Optional[float] = None, reason: Optional[str] = None) -> CircuitInfo:
+        """Admits every call and counts nothing, fleet-wide, for ``duration`` seconds or until
+        changed."""
+        return self._override(self._handle.native.force_closed, duration, reason)
+
+    def reset(self) -> CircuitInfo:
+        """Writes a fresh closed record, whatever the state."""
+        return CircuitInfo._from_native(self._handle.native.reset())
+
+    def _override(self, native: Callable[[Optional[int], str], Any], duration: Optional[float], reason: Optional[str]) -> CircuitInfo:
+        if duration is not None:
+            ok = isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 < duration <= 10 * 366 * 86400
+            if not ok:
+                raise CircuitBreakerConfigError(f"duration must be a positive number of seconds, got {duration!r}.")
+        if reason is not None and not isinstance(reason, str):
+            raise CircuitBreakerConfigError(f"reason must be a string, got {reason!r}.")
+        ms = None if duration is None else int(round(duration * 1000))
+        return CircuitInfo._from_native(native(ms, reason or ""))
+
+
+def circuit_breaker(
+    name: str,
+    persistence_store: CircuitBreakerPersistenceLayer,
+    on_circuit_open: Optional[Callable[..., Any]] = None,
+    on_transition: Optional[Callable[[CircuitTransition], Any]] = None,
+    config: Optional[CircuitBreakerConfig] = None,
+    clock: Optional[ManualClock] = None,
+) -> Callable[[_F], _F]:
+    """Protects a function (plain or ``async def``) with the circuit ``name``.
+
+    A rejected call runs ``on_circuit_open(*args, **kwargs, circuit=CircuitInfo)`` and returns
+    its value, or raises ``CircuitBreakerOpenError`` when there is no callback. The protected
+    function's own result and exceptions always reach the caller unchanged.
+    """
+    if on_circuit_open is not None and not callable(on_circuit_open):
+        raise CircuitBreakerConfigError(f"on_circuit_open must be callable, got {on_circuit_open!r}.")
+    disabled = _disabled()
+    breaker = None if disabled else CircuitBreaker(name, persistence_store, config, on_transition, clock)
+
+    def decorate(fn: _F) -> _F:
+        if disabled:
+            _warn_disabled()
+            return fn
+        assert breaker is not None
+        if _is_coroutine_function(fn):
+
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await breaker._call_async(fn, args, kwargs, on_circuit_open)
+
+            _wraps(async_wrapper, fn)
+            async_wrapper.circuit_breaker = breaker  # type: ignore[attr-defined]
+            return async_wrapper  # type: ignore[return-value]
+
+        # The healthy path, inlined: one native call (the lease check), then the call.
+        admit, leased_call_failed, outcome, slow = (
+            breaker._handle.admit,
+            breaker._handle.native.leased_call_failed,
+            breaker._outcome,
+            breaker._call_slow,
+        )
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if admit():
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as exc:
+                    leased_call_failed(outcome(exc))
+                    raise
+                except BaseException:
+                    leased_call_failed(_IGNORED)
+                    raise
+            return slow(fn, args, kwargs, on_circuit_open)
+
+        _wraps(wrapper, fn)
+        wrapper.circuit_breaker = breaker  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

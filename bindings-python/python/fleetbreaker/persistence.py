@@ -1,0 +1,270 @@
+"""Where circuits are shared: DynamoDB for a fleet, SQLite for the processes of one machine,
+memory for one process.
+
+Within one process, breakers that share a name and a persistence store share one circuit, as
+one execution environment does. Separate processes are separate environments.
+"""
+
+from __future__ import annotations
+
+from _thread import allocate_lock, start_new_thread
+
+from . import _native
+from .exceptions import CircuitBreakerConfigError
+from .states import CircuitState, CircuitTransition
+
+# Lean imports on purpose (cold starts): typing only for checkers, logging when first needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
+    from .breaker import _Handle
+    from .config import CircuitBreakerConfig
+    from .testing import ManualClock
+
+__all__ = [
+    "CircuitBreakerPersistenceLayer",
+    "CircuitBreakerDynamoDBPersistence",
+    "SQLitePersistence",
+    "InMemoryPersistence",
+]
+
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("fleetbreaker")
+
+
+class _Environment:
+    """One component instance (one environment) and the circuits it holds."""
+
+    def __init__(self, store: _native.Store, clock: Optional["ManualClock"], environment_id: Optional[str]) -> None:
+        self.handles: Dict[str, "_Handle"] = {}
+        # Test sinks (fleetbreaker.testing.record_events): every event, as the native tuple.
+        self.sinks: List[List[Tuple[Any, ...]]] = []
+        native_clock = clock._native if clock is not None else _native.Clock.system()
+        self.native = _native.Environment(store, native_clock, self._dispatch, environment_id)
+        self.clock = clock
+
+    def _dispatch(self, event: Tuple[Any, ...]) -> None:
+        for sink in self.sinks:
+            sink.append(event)
+        kind = event[0]
+        if kind == "transition":
+            _, circuit, from_state, to_state, version, at_ms, opened_at_ms, reason, override_reason, local_only = event
+            handle = self.handles.get(circuit)
+            transition = CircuitTransition(
+                circuit_name=circuit,
+                from_state=CircuitState(from_state),
+                to_state=CircuitState(to_state),
+                opened_at=None if opened_at_ms is None else opened_at_ms / 1000.0,
+                version=version,
+                at=at_ms / 1000.0,
+                reason=reason,
+                override_reason=override_reason,
+                local_only=local_only,
+            )
+            _logger().info(
+                "Circuit '%s': %s -> %s (%s), version %d%s",
+                circuit, from_state, to_state, reason, version, " (local only)" if local_only else "",
+            )
+            for hook in list(handle.listeners) if handle is not None else []:
+                try:
+                    hook(transition)
+                except Exception:
+                    _logger().warning("on_transition hook for circuit '%s' raised; ignoring.", circuit, exc_info=True)
+        elif kind == "store_degraded":
+            _, circuit, error_kind, message, _retry_at = event
+            log = _logger()
+            level = 40 if error_kind == "misconfigured" else 30  # ERROR, WARNING
+            log.log(level, "Circuit '%s': %s; protecting locally until the store answers again.", circuit, message)
+        elif kind == "corrupt_record":
+            _logger().warning(
+                "Circuit '%s': %s; treating it as absent until the next transition replaces it.", event[1], event[2]
+            )
+        elif kind == "store_recovered":
+            _logger().info("Circuit '%s': the store answers again.", event[1])
+
+
+_DEFAULT_STORE_TIMEOUT = 1.0
+
+
+class CircuitBreakerPersistenceLayer:
+    """The base of the persistence stores. A store opens its connection on first use."""
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._store: Optional[_native.Store] = None
+        self._store_timeout: Optional[float] = None
+        self._environments: Dict[Optional[int], _Environment] = {}
+        self._environment_id: Optional[str] = None
+        self._shared_from: Optional["CircuitBreakerPersistenceLayer"] = None
+
+    def _open(self, store_timeout: float) -> _native.Store:
+        raise NotImplementedError
+
+    def _native_store(self, store_timeout: float) -> _native.Store:
+        if self._shared_from is not None:
+            return self._shared_from._native_store(store_timeout)
+        with self._lock:
+            if self._store is None:
+                self._store = self._open(store_timeout)
+                self._store_timeout = store_timeout
+            elif self._store_timeout != store_timeout and not isinstance(self, InMemoryPersistence):
+                raise CircuitBreakerConfigError(
+                    f"store_timeout {store_timeout!r} differs from the {self._store_timeout!r} s this "
+                    "persistence store already uses; give breakers with another store_timeout their "
+                    "own persistence store."
+                )
+            return self._store
+
+    def _environment(self, store_timeout: float, clock: Optional["ManualClock"]) -> _Environment:
+        store = self._native_store(store_timeout)
+        key = None if clock is None else id(clock)
+        with self._lock:
+            env = self._environments.get(key)
+            if env is None:
+                env = _Environment(store, clock, self._environment_id)
+                self._environments[key] = env
+            return env
+
+    def environment(self, environment_id: Optional[str] = None) -> "CircuitBreakerPersistenceLayer":
+        """Another environment on the same store, as if in another process: for simulating a
+        fleet in one process (tests, demos). ``environment_id`` names it in the records it
+        writes (default: a unique id)."""
+        other = object.__new__(type(self))
+        CircuitBreakerPersistenceLayer.__init__(other)
+        other._shared_from = self._shared_from or self
+        other._environment_id = environment_id
+        return other
+
+
+class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
+    """Circuits in a DynamoDB table: one item per circuit, read with ``GetItem`` and written
+    with a conditional ``PutItem``; IAM needs ``dynamodb:GetItem`` and ``dynamodb:PutItem``.
+
+    Unset arguments come from the standard AWS environment (``AWS_REGION``,
+    ``AWS_ENDPOINT_URL_DYNAMODB``, the credentials chain). With ``sort_key_attr``, the circuit
+    name goes in the sort key and ``static_pk_value`` (default
+    ``fleetbreaker#<AWS_LAMBDA_FUNCTION_NAME>``) in the partition key.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        key_attr: str = "id",
+        sort_key_attr: Optional[str] = None,
+        static_pk_value: Optional[str] = None,
+        region: Optional[str] = None,
+        endpoint_url: Optional[str] = None,
+        consistent_read: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(table_name, str) or not table_name:
+            raise CircuitBreakerConfigError(f"table_name must be a non-empty string, got {table_name!r}.")
+        if sort_key_attr is not None and sort_key_attr == key_attr:
+            raise CircuitBreakerConfigError(f"key_attr [{key_attr}] and sort_key_attr [{sort_key_attr}] cannot be the same!")
+        if static_pk_value is not None and sort_key_attr is None:
+            raise CircuitBreakerConfigError(
+                "static_pk_value is only used with sort_key_attr (composite keys); set both or neither."
+            )
+        self.table_name = table_name
+        self.key_attr = key_attr
+        self.sort_key_attr = sort_key_attr
+        self.static_pk_value = static_pk_value
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.consistent_read = consistent_read
+        # Open the connection in the background now (it loads the TLS roots, a few ms), so the
+        # first call after a cold start finds it ready.
+        self._prewarmed: Optional[_native.Store] = None
+        self._prewarm: Optional[Any] = allocate_lock()
+        self._prewarm.acquire()
+        start_new_thread(self._run_prewarm, (self._prewarm,))
+
+    def _run_prewarm(self, done: Any) -> None:
+        try:
+            self._prewarmed = self._connect(_DEFAULT_STORE_TIMEOUT)
+        except BaseException:  # the real open reports what is wrong
+            pass
+        finally:
+            done.release()
+
+    def _open(self, store_timeout: float) -> _native.Store:
+        prewarm, self._prewarm = self._prewarm, None
+        if prewarm is not None:
+            with prewarm:
+                pass
+            store, self._prewarmed = self._prewarmed, None
+            if store is not None and store_timeout == _DEFAULT_STORE_TIMEOUT:
+                return store
+        return self._connect(store_timeout)
+
+    def _connect(self, store_timeout: float) -> _native.Store:
+        return _native.Store.dynamodb(
+            self.table_name,
+            self.key_attr,
+            self.sort_key_attr,
+            self.static_pk_value,
+            self.region,
+            self.endpoint_url,
+            self.consistent_read,
+            store_timeout,
+        )
+
+    def create_table(self) -> None:
+        """Creates the table (on-demand capacity, TTL on ``expiration``): for development and
+        tests. Production tables belong in infrastructure code."""
+        self._connect(5.0).create_table()
+
+
+class SQLitePersistence(CircuitBreakerPersistenceLayer):
+    """Circuits in a SQLite file, shared by the processes of one machine (server workers,
+    local development)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        if not isinstance(path, str) or not path:
+            raise CircuitBreakerConfigError(f"path must be a non-empty string, got {path!r}.")
+        self.path = path
+
+    def _open(self, store_timeout: float) -> _native.Store:
+        return _native.Store.sqlite(self.path, store_timeout)
+
+
+class InMemoryPersistence(CircuitBreakerPersistenceLayer):
+    """Circuits in this process's memory: for tests and single-process programs."""
+
+    def _open(self, store_timeout: float) -> _native.Store:
+        return _native.Store.memory()
+
+
+def _circuit(
+    persistence: CircuitBreakerPersistenceLayer,
+    name: str,
+    config: "CircuitBreakerConfig",
+    clock: Optional["ManualClock"],
+) -> "_Handle":
+    """The shared handle of circuit ``name`` in ``persistence``'s environment."""
+    from .breaker import _Handle
+
+    if not isinstance(persistence, CircuitBreakerPersistenceLayer):
+        raise CircuitBreakerConfigError(
+            f"persistence_store must be a fleetbreaker persistence store, got {persistence!r}."
+        )
+    env = persistence._environment(config.store_timeout, clock)
+    with persistence._lock:
+        handle = env.handles.get(name)
+        if handle is not None:
+            if handle.config != config:
+                raise CircuitBreakerConfigError(
+                    f"circuit '{name}' is already in use with this persistence store with a different "
+                    "configuration; breakers that share a name share one circuit."
+                )
+            return handle
+        handle = _Handle(env, name, config)
+        env.handles[name] = handle
+        return handle
+

@@ -1,0 +1,155 @@
+"""What a circuit looks like: its state, what a caller sees of it, and its transitions."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+# Lean imports on purpose: this module loads at every cold start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
+
+__all__ = ["CircuitState", "CircuitInfo", "CircuitTransition"]
+
+
+class CircuitState(str, Enum):
+    """Where a circuit stands. Members compare equal to their names (``"OPEN"``)."""
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+    FORCED_OPEN = "FORCED_OPEN"
+    FORCED_CLOSED = "FORCED_CLOSED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _seconds(ms: Optional[int]) -> Optional[float]:
+    return None if ms is None else ms / 1000.0
+
+
+class _Frozen:
+    """A small immutable record: fields by keyword or position, equality and repr by fields."""
+
+    __slots__: Tuple[str, ...] = ()
+
+    def _init(self, values: Dict[str, Any]) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _fields(self) -> Tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._fields() == other._fields()  # type: ignore[attr-defined,unused-ignore]
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def _asdict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class CircuitInfo(_Frozen):
+    """What a call or an operator sees of a circuit. Times are Unix seconds; durations seconds.
+
+    ``failure_count``: while closed, this environment's current run of failures; otherwise the
+    failures seen by the environment that tripped the circuit. ``retry_after``: how long a
+    rejected caller may wait before calls go through again, when known. ``local_only``: the
+    store cannot be reached and this environment decides alone.
+    """
+
+    __slots__ = (
+        "name", "state", "failure_count", "opened_at", "version", "retry_after",
+        "open_until", "override_reason", "override_until", "local_only",
+    )
+    name: str
+    state: CircuitState
+    failure_count: int
+    opened_at: Optional[float]
+    version: int
+    retry_after: Optional[float]
+    open_until: Optional[float]
+    override_reason: Optional[str]
+    override_until: Optional[float]
+    local_only: bool
+
+    def __init__(
+        self,
+        name: str,
+        state: CircuitState,
+        failure_count: int = 0,
+        opened_at: Optional[float] = None,
+        version: int = 0,
+        retry_after: Optional[float] = None,
+        open_until: Optional[float] = None,
+        override_reason: Optional[str] = None,
+        override_until: Optional[float] = None,
+        local_only: bool = False,
+    ) -> None:
+        self._init(locals())
+
+    @classmethod
+    def _from_native(cls, t: Tuple[Any, ...]) -> CircuitInfo:
+        (name, state, version, failures, opened, until, retry, reason, override_until, local) = t
+        return cls(
+            name=name,
+            state=CircuitState(state),
+            failure_count=failures,
+            opened_at=_seconds(opened),
+            version=version,
+            retry_after=_seconds(retry),
+            open_until=_seconds(until),
+            override_reason=reason,
+            override_until=_seconds(override_until),
+            local_only=local,
+        )
+
+
+class CircuitTransition(_Frozen):
+    """One change of a circuit, reported by the environment whose write made it.
+
+    ``reason`` is one of ``tripped``, ``probe_started``, ``probe_taken_over``,
+    ``probe_succeeded``, ``probe_released``, ``probe_failed``, ``recovered``, ``forced_open``,
+    ``forced_closed``, ``override_expired``, ``reset``, ``reconciled``. With ``local_only`` the
+    store could not be reached and only this environment changed.
+    """
+
+    __slots__ = (
+        "circuit_name", "from_state", "to_state", "opened_at", "version", "at", "reason",
+        "override_reason", "local_only",
+    )
+    circuit_name: str
+    from_state: CircuitState
+    to_state: CircuitState
+    opened_at: Optional[float]
+    version: int
+    at: float
+    reason: str
+    override_reason: Optional[str]
+    local_only: bool
+
+    def __init__(
+        self,
+        circuit_name: str,
+        from_state: CircuitState,
+        to_state: CircuitState,
+        opened_at: Optional[float] = None,
+        version: int = 0,
+        at: float = 0.0,
+        reason: str = "",
+        override_reason: Optional[str] = None,
+        local_only: bool = False,
+    ) -> None:
+        self._init(locals())

@@ -1,0 +1,89 @@
+"""Helpers for testing code that uses fleetbreaker: a manual clock, and a look inside an
+in-memory store."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _native
+from .exceptions import CircuitBreakerConfigError
+from .persistence import CircuitBreakerPersistenceLayer, InMemoryPersistence
+
+__all__ = [
+    "ManualClock",
+    "record_events",
+    "stored_record",
+    "store_counts",
+    "set_store_fault",
+    "put_corrupt_item",
+]
+
+
+class ManualClock:
+    """A wall clock that moves only when told. Pass it as ``clock=`` to a breaker: every
+    breaker given the same clock on the same persistence store shares one environment."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._native = _native.Clock.manual(int(round(start * 1000)))
+
+    def now(self) -> float:
+        """Unix seconds."""
+        return self._native.now_ms() / 1000.0
+
+    def set(self, now: float) -> None:
+        self._native.set_ms(int(round(now * 1000)))
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        self._native.advance_ms(int(round(seconds * 1000)))
+
+
+def _memory(persistence: CircuitBreakerPersistenceLayer) -> _native.Store:
+    root = persistence._shared_from or persistence
+    if not isinstance(root, InMemoryPersistence):
+        raise CircuitBreakerConfigError("only an InMemoryPersistence can be inspected or broken on purpose")
+    return root._native_store(1.0)
+
+
+_RECORD_FIELDS = (
+    "state", "version", "trips", "probe_successes", "probe_owner", "opened_at_ms", "open_until_ms",
+    "closed_at_ms", "failure_count", "override_reason", "override_until_ms", "updated_by",
+)
+
+
+def stored_record(persistence: CircuitBreakerPersistenceLayer, name: str) -> Optional[Dict[str, object]]:
+    """The valid record of circuit ``name``, as a dict, or None (no item, or a corrupt one)."""
+    record = _memory(persistence).record(name)
+    return None if record is None else dict(zip(_RECORD_FIELDS, record))
+
+
+def store_counts(persistence: CircuitBreakerPersistenceLayer) -> Tuple[int, int, int]:
+    """(successful reads, successful writes, calls refused by ``set_store_fault``)."""
+    return _memory(persistence).stats()
+
+
+def set_store_fault(persistence: CircuitBreakerPersistenceLayer, kind: Optional[str]) -> None:
+    """Makes every later store call fail with ``kind`` (``unavailable``, ``timeout``,
+    ``throttled``, ``misconfigured``), or work again with None."""
+    _memory(persistence).set_fault(kind)
+
+
+def put_corrupt_item(persistence: CircuitBreakerPersistenceLayer, name: str, version: Optional[int], problem: str) -> None:
+    """Replaces circuit ``name``'s item with one that is not a valid record."""
+    _memory(persistence).put_corrupt(name, version, problem)
+
+
+def record_events(
+    persistence: CircuitBreakerPersistenceLayer,
+    clock: Optional[ManualClock] = None,
+    into: Optional[List[Tuple[Any, ...]]] = None,
+) -> List[Tuple[Any, ...]]:
+    """A list that receives every event of ``persistence``'s environment (for ``clock``), in
+    order, as tuples: ``("transition", circuit, from, to, version, at_ms, opened_at_ms, reason,
+    override_reason, local_only)``, ``("store_degraded", circuit, kind, message, retry_at_ms)``,
+    ``("store_recovered", circuit)``, ``("corrupt_record", circuit, message)``. With ``into``,
+    events are appended to that list (anything with ``append``) instead of a new one."""
+    sink: List[Tuple[Any, ...]] = [] if into is None else into
+    persistence._environment(1.0, clock).sinks.append(sink)
+    return sink

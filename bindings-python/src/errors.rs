@@ -1,0 +1,60 @@
+//! The one place where the host's errors become Python exceptions (the classes live in
+//! `fleetbreaker.exceptions`, so they keep the Powertools behaviour).
+
+use fleetbreaker::{Error, StoreError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let module = MODULE.get_or_try_init(py, || {
+        py.import("fleetbreaker.exceptions").map(Bound::unbind)
+    })?;
+    module.bind(py).getattr(name)
+}
+
+fn raise<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
+    match class(py, name).and_then(|c| c.call1(args)) {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(e) => e,
+    }
+}
+
+/// The kind of a store error, as Python code names it.
+pub fn store_error_kind(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Timeout(_) => "timeout",
+        StoreError::Throttled(_) => "throttled",
+        StoreError::Misconfigured(_) => "misconfigured",
+        StoreError::Corrupt(_) => "corrupt",
+    }
+}
+
+pub fn to_py(py: Python<'_>, error: Error) -> PyErr {
+    match error {
+        Error::Config(e) => raise(py, "CircuitBreakerConfigError", (e.to_string(),)),
+        Error::Store(e) => {
+            let kind = store_error_kind(&e);
+            let err = raise(py, "CircuitBreakerPersistenceError", (e.to_string(),));
+            let _ = err.value(py).setattr("kind", kind);
+            err
+        }
+        Error::Component(m) => raise(
+            py,
+            "CircuitBreakerError",
+            (format!("breaker component: {m}"),),
+        ),
+        // Rejections are returned as values, not raised here; this is a safety net.
+        Error::Open(info) => raise(
+            py,
+            "CircuitBreakerError",
+            (format!("circuit '{}' is {}", info.name, info.state),),
+        ),
+    }
+}
+
+/// Maps a host result for Python.
+pub fn check<T>(py: Python<'_>, result: Result<T, Error>) -> PyResult<T> {
+    result.map_err(|e| to_py(py, e))
+}

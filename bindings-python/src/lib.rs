@@ -1,0 +1,586 @@
+//! `fleetbreaker._native`: the wasmtime host and its stores, for the Python package. The
+//! Python layer (`python/fleetbreaker`) carries the API; this module only exposes the host.
+
+mod bridge;
+mod errors;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleetbreaker::{
+    Breaker, CircuitInfo, Clock as _, Config, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
+    Event, FailurePolicy, ManualClock, MemoryStore, Outcome, Record, SqliteStore, StoreFailureMode,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::errors::{check, store_error_kind};
+
+/// A store of shared records.
+#[pyclass(module = "fleetbreaker._native", frozen)]
+struct Store {
+    inner: Arc<dyn fleetbreaker::Store>,
+    memory: Option<MemoryStore>,
+    dynamodb: Option<Arc<DynamoDbStore>>,
+    sqlite: Option<Arc<SqliteStore>>,
+}
+
+fn store_fault(kind: &str) -> PyResult<fleetbreaker::StoreError> {
+    let m = "injected".to_string();
+    Ok(match kind {
+        "unavailable" => fleetbreaker::StoreError::Unavailable(m),
+        "timeout" => fleetbreaker::StoreError::Timeout(m),
+        "throttled" => fleetbreaker::StoreError::Throttled(m),
+        "misconfigured" => fleetbreaker::StoreError::Misconfigured(m),
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown fault {other:?}"
+            )));
+        }
+    })
+}
+
+fn record_tuple(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyTuple>> {
+    PyTuple::new(
+        py,
+        [
+            r.state.as_str().into_pyobject(py)?.into_any(),
+            r.version.into_pyobject(py)?.into_any(),
+            r.trips.into_pyobject(py)?.into_any(),
+            r.probe_successes.into_pyobject(py)?.into_any(),
+            r.probe_owner.into_pyobject(py)?.into_any(),
+            r.opened_at_ms.into_pyobject(py)?.into_any(),
+            r.open_until_ms.into_pyobject(py)?.into_any(),
+            r.closed_at_ms.into_pyobject(py)?.into_any(),
+            r.failure_count.into_pyobject(py)?.into_any(),
+            r.override_reason.into_pyobject(py)?.into_any(),
+            r.override_until_ms.into_pyobject(py)?.into_any(),
+            r.updated_by.into_pyobject(py)?.into_any(),
+        ],
+    )
+}
+
+#[pymethods]
+impl Store {
+    /// A store in this process's memory.
+    #[staticmethod]
+    fn memory() -> Store {
+        let memory = MemoryStore::new();
+        Store {
+            inner: Arc::new(memory.clone()),
+            memory: Some(memory),
+            dynamodb: None,
+            sqlite: None,
+        }
+    }
+
+    #[staticmethod]
+    fn sqlite(py: Python<'_>, path: PathBuf, store_timeout_s: f64) -> PyResult<Store> {
+        let store = check(
+            py,
+            SqliteStore::open_with_timeout(path, Duration::from_secs_f64(store_timeout_s)),
+        )?;
+        let store = Arc::new(store);
+        Ok(Store {
+            inner: store.clone(),
+            memory: None,
+            dynamodb: None,
+            sqlite: Some(store),
+        })
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (table_name, key_attr, sort_key_attr, static_pk_value, region, endpoint_url, consistent_read, store_timeout_s))]
+    #[allow(clippy::too_many_arguments)]
+    fn dynamodb(
+        py: Python<'_>,
+        table_name: String,
+        key_attr: String,
+        sort_key_attr: Option<String>,
+        static_pk_value: Option<String>,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+        consistent_read: bool,
+        store_timeout_s: f64,
+    ) -> PyResult<Store> {
+        let mut config = DynamoDbConfig::new(table_name);
+        config.key_attr = key_attr;
+        config.sort_key_attr = sort_key_attr;
+        config.static_pk_value = static_pk_value;
+        config.region = region;
+        config.endpoint_url = endpoint_url;
+        config.consistent_read = consistent_read;
+        config.store_timeout = Duration::from_secs_f64(store_timeout_s);
+        // Building the client is mostly CPU (loading the TLS roots): without the GIL, so a
+        // connection opened in the background does not hold up the interpreter.
+        let store = check(
+            py,
+            py.detach(move || bridge::runtime().block_on(DynamoDbStore::connect(config))),
+        )?;
+        let store = Arc::new(store);
+        Ok(Store {
+            inner: store.clone(),
+            memory: None,
+            dynamodb: Some(store),
+            sqlite: None,
+        })
+    }
+
+    /// Creates the DynamoDB table with TTL on `expiration` (development and tests).
+    fn create_table(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(store) = self.dynamodb.clone() else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "create_table is for DynamoDB stores",
+            ));
+        };
+        check(
+            py,
+            bridge::block(py, async move { store.create_table().await }),
+        )
+    }
+
+    /// (reads, writes) made so far.
+    fn stats(&self) -> (u64, u64, u64) {
+        if let Some(m) = &self.memory {
+            return (m.reads(), m.writes(), m.faulted_calls());
+        }
+        let stats = match (&self.dynamodb, &self.sqlite) {
+            (Some(d), _) => d.stats(),
+            (_, Some(s)) => s.stats(),
+            _ => Default::default(),
+        };
+        (stats.reads, stats.writes, stats.errors)
+    }
+
+    /// Memory stores: makes every later call fail (`None`: work again).
+    fn set_fault(&self, fault: Option<&str>) -> PyResult<()> {
+        let memory = self.memory_only()?;
+        memory.set_fault(fault.map(store_fault).transpose()?);
+        Ok(())
+    }
+
+    /// Memory stores: replaces `circuit`'s item with one that is not a valid record.
+    fn put_corrupt(&self, circuit: &str, version: Option<u64>, detail: String) -> PyResult<()> {
+        self.memory_only()?
+            .put_corrupt(circuit, CorruptItem { detail, version });
+        Ok(())
+    }
+
+    /// The stored record of `circuit` as a tuple, or None. For a memory store, a look that
+    /// neither counts as a read nor meets an injected fault.
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        circuit: String,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if let Some(memory) = &self.memory {
+            return memory
+                .record(&circuit)
+                .map(|r| record_tuple(py, r))
+                .transpose();
+        }
+        let store = self.inner.clone();
+        let loaded = bridge::block(py, async move { store.load(&circuit).await });
+        match loaded {
+            Ok(Some(r)) => Ok(Some(record_tuple(py, r)?)),
+            Ok(None) | Err(fleetbreaker::StoreError::Corrupt(_)) => Ok(None),
+            Err(e) => Err(errors::to_py(py, Error::Store(e))),
+        }
+    }
+}
+
+impl Store {
+    fn memory_only(&self) -> PyResult<&MemoryStore> {
+        self.memory
+            .as_ref()
+            .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("only for in-memory stores"))
+    }
+}
+
+/// The clock of an environment: the system's, or a manual one.
+#[pyclass(module = "fleetbreaker._native", frozen)]
+struct Clock {
+    manual: Option<ManualClock>,
+}
+
+#[pymethods]
+impl Clock {
+    #[staticmethod]
+    fn system() -> Clock {
+        Clock { manual: None }
+    }
+
+    #[staticmethod]
+    fn manual(now_ms: u64) -> Clock {
+        Clock {
+            manual: Some(ManualClock::new(now_ms)),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        match &self.manual {
+            Some(m) => m.now_ms(),
+            None => fleetbreaker::SystemClock.now_ms(),
+        }
+    }
+
+    fn set_ms(&self, now_ms: u64) -> PyResult<()> {
+        self.manual_only()?.set(now_ms);
+        Ok(())
+    }
+
+    fn advance_ms(&self, ms: u64) -> PyResult<()> {
+        self.manual_only()?.advance(ms);
+        Ok(())
+    }
+}
+
+impl Clock {
+    fn manual_only(&self) -> PyResult<&ManualClock> {
+        self.manual
+            .as_ref()
+            .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("the system clock cannot be set"))
+    }
+}
+
+/// One component instance: the breakers of one persistence store in one process.
+#[pyclass(module = "fleetbreaker._native", frozen)]
+struct Environment {
+    env: fleetbreaker::Environment,
+}
+
+fn event_tuple<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyTuple>> {
+    let items: Vec<Bound<'py, PyAny>> = match event {
+        Event::Transition(t) => vec![
+            "transition".into_pyobject(py)?.into_any(),
+            t.circuit.as_str().into_pyobject(py)?.into_any(),
+            t.from_state.as_str().into_pyobject(py)?.into_any(),
+            t.to_state.as_str().into_pyobject(py)?.into_any(),
+            t.version.into_pyobject(py)?.into_any(),
+            t.at_ms.into_pyobject(py)?.into_any(),
+            t.opened_at_ms.into_pyobject(py)?.into_any(),
+            t.reason.as_str().into_pyobject(py)?.into_any(),
+            t.override_reason.as_deref().into_pyobject(py)?.into_any(),
+            t.local_only.into_pyobject(py)?.to_owned().into_any(),
+        ],
+        Event::StoreDegraded(f) => vec![
+            "store_degraded".into_pyobject(py)?.into_any(),
+            f.circuit.as_str().into_pyobject(py)?.into_any(),
+            store_error_kind(&f.error).into_pyobject(py)?.into_any(),
+            f.error.to_string().into_pyobject(py)?.into_any(),
+            f.retry_at_ms.into_pyobject(py)?.into_any(),
+        ],
+        Event::CorruptRecord(f) => vec![
+            "corrupt_record".into_pyobject(py)?.into_any(),
+            f.circuit.as_str().into_pyobject(py)?.into_any(),
+            f.error.to_string().into_pyobject(py)?.into_any(),
+        ],
+        Event::StoreRecovered(c) => vec![
+            "store_recovered".into_pyobject(py)?.into_any(),
+            c.as_str().into_pyobject(py)?.into_any(),
+        ],
+    };
+    PyTuple::new(py, items)
+}
+
+#[pymethods]
+impl Environment {
+    /// `on_event(tuple)` receives every event, after the call that caused it.
+    #[new]
+    #[pyo3(signature = (store, clock, on_event, environment_id=None))]
+    fn new(
+        py: Python<'_>,
+        store: &Store,
+        clock: &Clock,
+        on_event: Py<PyAny>,
+        environment_id: Option<String>,
+    ) -> PyResult<Environment> {
+        let mut builder =
+            fleetbreaker::Environment::builder(store.inner.clone()).on_event(move |event| {
+                Python::attach(|py| {
+                    let delivered = event_tuple(py, event).and_then(|t| on_event.call1(py, (t,)));
+                    if let Err(e) = delivered {
+                        e.write_unraisable(py, None);
+                    }
+                })
+            });
+        if let Some(manual) = &clock.manual {
+            builder = builder.clock(manual.clone());
+        }
+        if let Some(id) = environment_id {
+            builder = builder.id(id);
+        }
+        Ok(Environment {
+            env: check(py, builder.build())?,
+        })
+    }
+
+    #[getter]
+    fn id(&self) -> String {
+        self.env.id().to_string()
+    }
+}
+
+/// Leave to make one call, handed back to `complete`.
+#[pyclass(module = "fleetbreaker._native", frozen)]
+struct Permit {
+    inner: Mutex<Option<fleetbreaker::Permit>>,
+}
+
+impl Permit {
+    fn take(&self) -> PyResult<fleetbreaker::Permit> {
+        self.inner.lock().unwrap().take().ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("this permit was already completed")
+        })
+    }
+}
+
+/// The circuit `name` in an environment.
+#[pyclass(module = "fleetbreaker._native", frozen)]
+struct Circuit {
+    breaker: Breaker,
+}
+
+const ADMITTED: u8 = 0;
+const PROBE: u8 = 1;
+const REJECTED: u8 = 2;
+
+fn outcome(code: u8) -> PyResult<Outcome> {
+    match code {
+        0 => Ok(Outcome::Success),
+        1 => Ok(Outcome::Failure),
+        2 => Ok(Outcome::Ignored),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "unknown outcome {other}"
+        ))),
+    }
+}
+
+fn info_tuple(py: Python<'_>, i: CircuitInfo) -> PyResult<Py<PyAny>> {
+    Ok(PyTuple::new(
+        py,
+        [
+            i.name.into_pyobject(py)?.into_any(),
+            i.state.as_str().into_pyobject(py)?.into_any(),
+            i.version.into_pyobject(py)?.into_any(),
+            i.failure_count.into_pyobject(py)?.into_any(),
+            i.opened_at_ms.into_pyobject(py)?.into_any(),
+            i.open_until_ms.into_pyobject(py)?.into_any(),
+            i.retry_after_ms.into_pyobject(py)?.into_any(),
+            i.override_reason.into_pyobject(py)?.into_any(),
+            i.override_until_ms.into_pyobject(py)?.into_any(),
+            i.local_only.into_pyobject(py)?.to_owned().into_any(),
+        ],
+    )?
+    .into_any()
+    .unbind())
+}
+
+/// (kind, permit, lease_until_ms, info): kind 0 admitted, 1 probe, 2 rejected (with info).
+fn acquired(py: Python<'_>, result: Result<fleetbreaker::Permit, Error>) -> PyResult<Py<PyAny>> {
+    let tuple = match result {
+        Ok(permit) => {
+            let kind = if permit.is_probe() { PROBE } else { ADMITTED };
+            let lease = permit.lease_until_ms().unwrap_or(0);
+            let permit = Py::new(
+                py,
+                Permit {
+                    inner: Mutex::new(Some(permit)),
+                },
+            )?;
+            (kind, permit.into_any(), lease, py.None()).into_pyobject(py)?
+        }
+        Err(Error::Open(info)) => {
+            (REJECTED, py.None(), 0u64, info_tuple(py, *info)?).into_pyobject(py)?
+        }
+        Err(e) => return Err(errors::to_py(py, e)),
+    };
+    Ok(tuple.into_any().unbind())
+}
+
+fn done(py: Python<'_>, _: ()) -> PyResult<Py<PyAny>> {
+    Ok(py.None())
+}
+
+#[pymethods]
+impl Circuit {
+    #[new]
+    #[pyo3(signature = (environment, name, failure_threshold, recovery_timeout_ms, success_threshold, local_cache_max_age_ms, backoff_multiplier, max_recovery_timeout_ms, recovery_jitter, probe_lease_ms, store_retry_after_ms, store_failure_mode_closed))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        environment: &Environment,
+        name: String,
+        failure_threshold: u32,
+        recovery_timeout_ms: u64,
+        success_threshold: u32,
+        local_cache_max_age_ms: u64,
+        backoff_multiplier: f64,
+        max_recovery_timeout_ms: Option<u64>,
+        recovery_jitter: f64,
+        probe_lease_ms: Option<u64>,
+        store_retry_after_ms: u64,
+        store_failure_mode_closed: bool,
+    ) -> PyResult<Circuit> {
+        let config = Config {
+            failure_policy: FailurePolicy::ConsecutiveFailures(failure_threshold),
+            recovery_timeout_ms,
+            success_threshold,
+            local_cache_max_age_ms,
+            backoff_multiplier,
+            max_recovery_timeout_ms,
+            recovery_jitter,
+            probe_lease_ms,
+            store_retry_after_ms,
+            store_failure_mode: if store_failure_mode_closed {
+                StoreFailureMode::Closed
+            } else {
+                StoreFailureMode::Open
+            },
+        };
+        let breaker = check(
+            py,
+            Breaker::builder(name)
+                .config(config)
+                .environment(&environment.env)
+                .build(),
+        )?;
+        Ok(Circuit { breaker })
+    }
+
+    /// Admits a call under the admission lease if it holds (counted as a success unless
+    /// `leased_call_failed` says otherwise). The healthy path's only native call.
+    fn try_admit_leased(&self) -> bool {
+        self.breaker.try_admit_leased()
+    }
+
+    /// A call admitted by `try_admit_leased` ended with `outcome_code` (failure or ignored).
+    fn leased_call_failed(&self, py: Python<'_>, outcome_code: u8) -> PyResult<()> {
+        let outcome = outcome(outcome_code)?;
+        let breaker = self.breaker.clone();
+        bridge::block(py, async move { breaker.leased_call_failed(outcome).await });
+        Ok(())
+    }
+
+    fn leased_call_failed_async(
+        &self,
+        py: Python<'_>,
+        event_loop: Bound<'_, PyAny>,
+        outcome_code: u8,
+    ) -> PyResult<Py<PyAny>> {
+        let outcome = outcome(outcome_code)?;
+        let breaker = self.breaker.clone();
+        bridge::start(
+            py,
+            event_loop,
+            async move { breaker.leased_call_failed(outcome).await },
+            done,
+        )
+    }
+
+    fn acquire(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let breaker = self.breaker.clone();
+        let result = bridge::block(py, async move { breaker.acquire().await });
+        acquired(py, result)
+    }
+
+    /// The acquire result, or an asyncio future of it if the store must be asked first.
+    fn acquire_async(&self, py: Python<'_>, event_loop: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let breaker = self.breaker.clone();
+        bridge::start(
+            py,
+            event_loop,
+            async move { breaker.acquire().await },
+            acquired,
+        )
+    }
+
+    fn complete(&self, py: Python<'_>, permit: &Permit, outcome_code: u8) -> PyResult<()> {
+        let (permit, outcome) = (permit.take()?, outcome(outcome_code)?);
+        let breaker = self.breaker.clone();
+        bridge::block(py, async move { breaker.complete(permit, outcome).await });
+        Ok(())
+    }
+
+    fn complete_async(
+        &self,
+        py: Python<'_>,
+        event_loop: Bound<'_, PyAny>,
+        permit: &Permit,
+        outcome_code: u8,
+    ) -> PyResult<Py<PyAny>> {
+        let (permit, outcome) = (permit.take()?, outcome(outcome_code)?);
+        let breaker = self.breaker.clone();
+        bridge::start(
+            py,
+            event_loop,
+            async move { breaker.complete(permit, outcome).await },
+            done,
+        )
+    }
+
+    fn info(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let breaker = self.breaker.clone();
+        let info = check(py, bridge::block(py, async move { breaker.info().await }))?;
+        info_tuple(py, info)
+    }
+
+    #[pyo3(signature = (duration_ms, reason))]
+    fn force_open(
+        &self,
+        py: Python<'_>,
+        duration_ms: Option<u64>,
+        reason: String,
+    ) -> PyResult<Py<PyAny>> {
+        let breaker = self.breaker.clone();
+        let d = duration_ms.map(Duration::from_millis);
+        let info = check(
+            py,
+            bridge::block(py, async move { breaker.force_open(d, &reason).await }),
+        )?;
+        info_tuple(py, info)
+    }
+
+    #[pyo3(signature = (duration_ms, reason))]
+    fn force_closed(
+        &self,
+        py: Python<'_>,
+        duration_ms: Option<u64>,
+        reason: String,
+    ) -> PyResult<Py<PyAny>> {
+        let breaker = self.breaker.clone();
+        let d = duration_ms.map(Duration::from_millis);
+        let info = check(
+            py,
+            bridge::block(py, async move { breaker.force_closed(d, &reason).await }),
+        )?;
+        info_tuple(py, info)
+    }
+
+    fn reset(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let breaker = self.breaker.clone();
+        let info = check(py, bridge::block(py, async move { breaker.reset().await }))?;
+        info_tuple(py, info)
+    }
+}
+
+/// The time on the system clock, and its coarse reading, in epoch ms.
+#[pyfunction]
+fn now_ms() -> u64 {
+    fleetbreaker::SystemClock.now_ms()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Store>()?;
+    m.add_class::<Clock>()?;
+    m.add_class::<Environment>()?;
+    m.add_class::<Circuit>()?;
+    m.add_class::<Permit>()?;
+    m.add_function(wrap_pyfunction!(now_ms, m)?)?;
+    m.add("ADMITTED", ADMITTED)?;
+    m.add("PROBE", PROBE)?;
+    m.add("REJECTED", REJECTED)?;
+    Ok(())
+}

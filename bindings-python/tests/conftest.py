@@ -1,0 +1,71 @@
+"""Shared fixtures: a moto server (a DynamoDB-compatible server on loopback), started once per
+test session and stopped at its end."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Iterator
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Moto:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        python = os.environ.get("FLEETBREAKER_PYTHON", sys.executable)
+        try:
+            self.process = subprocess.Popen(
+                [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as e:  # pragma: no cover - a broken environment
+            pytest.fail(f"cannot start moto's server with {python}: {e}; pip install 'moto[server]'")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                pytest.fail(
+                    "these tests need moto's server, a DynamoDB-compatible server on loopback: "
+                    f"pip install 'moto[server]' (scripts/test installs it). It exited: {err}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail("moto's server did not start within 30 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Moto]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    server = Moto(_free_port())
+    yield server
+    server.stop()
+
+
+_tables = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def table_name() -> str:
+    return f"breakers-{os.getpid()}-{next(_tables)}"

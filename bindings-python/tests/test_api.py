@@ -1,0 +1,339 @@
+"""The Python API: names and defaults as in Powertools, results and exceptions unchanged,
+callbacks, configuration errors naming the field, overrides, disabling."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, List
+
+import pytest
+
+from fleetbreaker import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitBreakerConfigError,
+    CircuitBreakerError,
+    CircuitBreakerOpenError,
+    CircuitBreakerPersistenceError,
+    CircuitInfo,
+    CircuitState,
+    CircuitTransition,
+    circuit_breaker,
+)
+from fleetbreaker.persistence import (
+    CircuitBreakerDynamoDBPersistence,
+    InMemoryPersistence,
+    SQLitePersistence,
+)
+from fleetbreaker.testing import ManualClock, set_store_fault, stored_record
+
+
+class Downstream(Exception):
+    pass
+
+
+def test_the_powertools_names_are_all_here() -> None:
+    import fleetbreaker
+    import fleetbreaker.persistence
+    import fleetbreaker.testing
+
+    for name in [
+        "circuit_breaker", "CircuitBreaker", "CircuitBreakerConfig", "CircuitInfo", "CircuitState",
+        "CircuitTransition", "CircuitBreakerError", "CircuitBreakerOpenError", "CircuitBreakerConfigError",
+    ]:
+        assert hasattr(fleetbreaker, name), name
+    for name in ["CircuitBreakerDynamoDBPersistence", "InMemoryPersistence", "SQLitePersistence"]:
+        assert hasattr(fleetbreaker.persistence, name), name
+    assert fleetbreaker.testing.ManualClock
+
+
+def test_defaults_are_the_seeds() -> None:
+    c = CircuitBreakerConfig()
+    assert (c.failure_threshold, c.recovery_timeout, c.success_threshold, c.local_cache_max_age) == (5, 30, 3, 5)
+    assert (c.backoff_multiplier, c.max_recovery_timeout, c.probe_lease) == (1.0, None, None)
+    assert (c.store_timeout, c.store_retry_after, c.store_failure_mode) == (1.0, 5, "open")
+    assert c.handled_exceptions is None and c.ignored_exceptions is None
+
+
+def test_results_and_exceptions_reach_the_caller_unchanged() -> None:
+    clock = ManualClock()
+
+    @circuit_breaker(name="payments", persistence_store=InMemoryPersistence(), clock=clock)
+    def charge(amount: int, *, currency: str = "EUR") -> dict:
+        if amount < 0:
+            raise Downstream(f"refused {amount}")
+        return {"amount": amount, "currency": currency}
+
+    assert charge(5, currency="USD") == {"amount": 5, "currency": "USD"}
+    error = Downstream("original")
+    with pytest.raises(Downstream) as raised:
+        CircuitBreaker("other", InMemoryPersistence(), clock=clock).call(_raise, error)
+    assert raised.value is error, "the very same exception object"
+    assert charge.__name__ == "charge", "functools.wraps"
+
+
+def _raise(e: BaseException) -> None:
+    raise e
+
+
+def test_consecutive_failures_open_the_circuit_and_rejections_carry_the_circuit() -> None:
+    clock = ManualClock(1_000.0)
+    store = InMemoryPersistence()
+    breaker = CircuitBreaker("payments", store, CircuitBreakerConfig(failure_threshold=3, recovery_timeout=30), clock=clock)
+    for _ in range(3):
+        with pytest.raises(Downstream):
+            breaker.call(_raise, Downstream())
+    clock.advance(10)
+    with pytest.raises(CircuitBreakerOpenError) as raised:
+        breaker.call(lambda: pytest.fail("a rejected call must not run"))
+    err = raised.value
+    assert str(err) == "Circuit 'payments' is open."
+    assert isinstance(err, CircuitBreakerError)
+    assert err.circuit is not None and err.circuit.state is CircuitState.OPEN
+    assert err.circuit.name == "payments" and err.circuit.failure_count == 3
+    assert err.circuit.opened_at == 1_000.0
+    assert err.retry_after == pytest.approx(20.0)
+    assert stored_record(store, "payments")["state"] == "OPEN"  # type: ignore[index]
+
+
+def test_on_circuit_open_gets_the_arguments_and_its_value_or_exception_is_the_result() -> None:
+    clock = ManualClock()
+    seen: List[Any] = []
+
+    def fallback(order: str, *, priority: int, circuit: CircuitInfo) -> str:
+        seen.append((order, priority, circuit.state))
+        if order == "boom":
+            raise ValueError("fallback failed")
+        return "queued"
+
+    @circuit_breaker(
+        name="payments",
+        persistence_store=InMemoryPersistence(),
+        on_circuit_open=fallback,
+        config=CircuitBreakerConfig(failure_threshold=1),
+        clock=clock,
+    )
+    def pay(order: str, *, priority: int) -> str:
+        raise Downstream(order)
+
+    with pytest.raises(Downstream):
+        pay("a", priority=1)
+    assert pay("b", priority=2) == "queued"
+    assert seen == [("b", 2, CircuitState.OPEN)]
+    with pytest.raises(ValueError, match="fallback failed"):
+        pay("boom", priority=3)
+
+
+def test_on_transition_receives_each_write_and_a_raising_hook_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock(2_000.0)
+    seen: List[CircuitTransition] = []
+    breaker = CircuitBreaker(
+        "payments",
+        InMemoryPersistence(),
+        CircuitBreakerConfig(failure_threshold=1, recovery_timeout=5, success_threshold=1),
+        on_transition=seen.append,
+        clock=clock,
+    )
+    with pytest.raises(Downstream):
+        breaker.call(_raise, Downstream())
+    clock.advance(5)
+    assert breaker.call(lambda: "ok") == "ok"
+    assert [(t.from_state, t.to_state, t.reason, t.version) for t in seen] == [
+        ("CLOSED", "OPEN", "tripped", 1),
+        ("OPEN", "HALF_OPEN", "probe_started", 2),
+        ("HALF_OPEN", "CLOSED", "recovered", 3),
+    ]
+    first = seen[0]
+    assert first.circuit_name == "payments" and first.opened_at == 2_000.0 and first.at == 2_000.0
+    assert first.to_state is CircuitState.OPEN
+
+    def broken(_: CircuitTransition) -> None:
+        raise RuntimeError("metrics are down")
+
+    noisy = CircuitBreaker("noisy", InMemoryPersistence(), CircuitBreakerConfig(failure_threshold=1), on_transition=broken, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="fleetbreaker"):
+        with pytest.raises(Downstream):
+            noisy.call(_raise, Downstream())
+    assert "on_transition hook for circuit 'noisy' raised; ignoring." in caplog.text
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"failure_threshold": 0}, "failure_threshold must be a positive integer, got 0."),
+        ({"failure_threshold": 2.5}, "failure_threshold must be a positive integer, got 2.5."),
+        ({"success_threshold": -1}, "success_threshold must be a positive integer, got -1."),
+        ({"recovery_timeout": 0}, "recovery_timeout must be a positive number of seconds"),
+        ({"recovery_timeout": "30"}, "recovery_timeout must be a positive number of seconds (at most ten years), got '30'."),
+        ({"local_cache_max_age": -1}, "local_cache_max_age must be a non-negative number"),
+        ({"backoff_multiplier": 0.5}, "backoff_multiplier must be a number of at least 1.0, got 0.5."),
+        ({"max_recovery_timeout": 10}, "max_recovery_timeout must be at least recovery_timeout"),
+        ({"recovery_jitter": 2}, "recovery_jitter must be between 0.0 and 1.0, got 2."),
+        ({"probe_lease": 0}, "probe_lease must be a positive number"),
+        ({"store_timeout": 120}, "store_timeout must be at most 60 seconds, got 120."),
+        ({"store_retry_after": float("nan")}, "store_retry_after must be a non-negative number"),
+        ({"store_failure_mode": "maybe"}, "store_failure_mode must be 'open' or 'closed', got 'maybe'."),
+        ({"handled_exceptions": "ValueError"}, "handled_exceptions must be an exception type or an iterable of exception types, got 'ValueError'."),
+        ({"handled_exceptions": 5}, "handled_exceptions must be an exception type or an iterable of exception types, got 5."),
+        ({"ignored_exceptions": []}, "ignored_exceptions must contain at least one exception type."),
+        ({"ignored_exceptions": [ValueError, int]}, "ignored_exceptions must contain only exception types, got <class 'int'>."),
+        ({"handled_exceptions": ValueError, "ignored_exceptions": KeyError}, "handled_exceptions and ignored_exceptions are mutually exclusive; pass only one."),
+    ],
+)
+def test_invalid_configuration_names_the_field_and_the_value(kwargs: dict, message: str) -> None:
+    with pytest.raises(CircuitBreakerConfigError) as raised:
+        CircuitBreakerConfig(**kwargs)
+    assert message in str(raised.value)
+
+
+def test_exception_lists_are_normalised_and_classify_failures() -> None:
+    c = CircuitBreakerConfig(handled_exceptions=[TimeoutError, ConnectionError])
+    assert c.handled_exceptions == (TimeoutError, ConnectionError)
+    assert c.counts_as_failure(TimeoutError()) and not c.counts_as_failure(KeyError())
+    c = CircuitBreakerConfig(ignored_exceptions=KeyError)
+    assert c.ignored_exceptions == (KeyError,)
+    assert not c.counts_as_failure(KeyError()) and c.counts_as_failure(ValueError())
+    assert CircuitBreakerConfig(handled_exceptions=iter([ValueError])).handled_exceptions == (ValueError,)
+
+
+def test_ignored_exceptions_neither_count_nor_reset() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker("c", InMemoryPersistence(), CircuitBreakerConfig(failure_threshold=2, ignored_exceptions=KeyError), clock=clock)
+    with pytest.raises(Downstream):
+        breaker.call(_raise, Downstream())
+    for _ in range(5):
+        with pytest.raises(KeyError):
+            breaker.call(_raise, KeyError("not found"))
+    assert breaker.info().state is CircuitState.CLOSED and breaker.info().failure_count == 1
+    with pytest.raises(Downstream):
+        breaker.call(_raise, Downstream())
+    assert breaker.info().state is CircuitState.OPEN
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3), GeneratorExit()])
+def test_base_exceptions_pass_through_uncounted(exc: BaseException) -> None:
+    breaker = CircuitBreaker("c", InMemoryPersistence(), CircuitBreakerConfig(failure_threshold=1), clock=ManualClock())
+    for _ in range(3):
+        with pytest.raises(type(exc)):
+            breaker.call(_raise, exc)
+    assert breaker.info().state is CircuitState.CLOSED
+
+
+def test_durations_take_int_or_float_seconds_and_overrides_expire() -> None:
+    clock = ManualClock(100.0)
+    breaker = CircuitBreaker("c", InMemoryPersistence(), CircuitBreakerConfig(recovery_timeout=1.5, local_cache_max_age=0.25), clock=clock)
+    info = breaker.force_open(duration=90, reason="deploy")
+    assert info.state is CircuitState.FORCED_OPEN and info.override_reason == "deploy"
+    assert info.override_until == 190.0 and info.retry_after == 90.0
+    with pytest.raises(CircuitBreakerOpenError) as raised:
+        breaker.call(lambda: None)
+    assert raised.value.circuit is not None and raised.value.circuit.state is CircuitState.FORCED_OPEN
+    clock.advance(90)
+    assert breaker.call(lambda: 7) == 7, "the override expired"
+    assert breaker.force_closed(2.5, "known flaky").override_until == 192.5
+    for _ in range(10):
+        with pytest.raises(Downstream):
+            breaker.call(_raise, Downstream())
+    assert breaker.info().state is CircuitState.FORCED_CLOSED, "forced closed counts nothing"
+    assert breaker.reset().state is CircuitState.CLOSED
+    with pytest.raises(CircuitBreakerConfigError, match="duration must be a positive number of seconds"):
+        breaker.force_open(duration=-1)
+
+
+def test_operator_actions_report_store_errors() -> None:
+    store = InMemoryPersistence()
+    breaker = CircuitBreaker("c", store, clock=ManualClock())
+    set_store_fault(store, "throttled")
+    with pytest.raises(CircuitBreakerPersistenceError) as raised:
+        breaker.reset()
+    assert raised.value.kind == "throttled"
+    assert breaker.call(lambda: "still protected") == "still protected", "calls never see store errors"
+
+
+def test_names_are_checked() -> None:
+    store = InMemoryPersistence()
+    for bad in ["", "x" * 1025, 42]:
+        with pytest.raises(CircuitBreakerConfigError, match="name must be"):
+            CircuitBreaker(bad, store)  # type: ignore[arg-type]
+    with pytest.raises(CircuitBreakerConfigError, match="valid UTF-8"):
+        CircuitBreaker("\udcff", store)
+    CircuitBreaker("é" * 512, store)
+
+
+def test_breakers_sharing_a_name_and_a_store_share_one_circuit() -> None:
+    clock = ManualClock()
+    store = InMemoryPersistence()
+    config = CircuitBreakerConfig(failure_threshold=2)
+    one = CircuitBreaker("payments", store, config, clock=clock)
+    two = CircuitBreaker("payments", store, config, clock=clock)
+    with pytest.raises(Downstream):
+        one.call(_raise, Downstream())
+    with pytest.raises(Downstream):
+        two.call(_raise, Downstream())
+    assert one.info().state is CircuitState.OPEN, "two failures through two breakers: one circuit"
+    with pytest.raises(CircuitBreakerConfigError, match="different configuration"):
+        CircuitBreaker("payments", store, CircuitBreakerConfig(failure_threshold=9), clock=clock)
+    other = CircuitBreaker("payments", InMemoryPersistence(), config, clock=clock)
+    assert other.info().state is CircuitState.CLOSED, "another store: another circuit"
+
+
+def test_disabling_bypasses_and_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fleetbreaker.breaker as breaker_module
+
+    monkeypatch.setattr(breaker_module, "_disabled_warned", False)
+    monkeypatch.setenv("FLEETBREAKER_DISABLED", "true")
+    calls: List[int] = []
+
+    def work(n: int) -> int:
+        calls.append(n)
+        return n
+
+    with pytest.warns(UserWarning, match="FLEETBREAKER_DISABLED"):
+        wrapped = circuit_breaker(name="x", persistence_store=InMemoryPersistence())(work)
+    assert wrapped is work, "bypassed: the function itself"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        circuit_breaker(name="y", persistence_store=InMemoryPersistence())(work)
+    monkeypatch.setenv("FLEETBREAKER_DISABLED", "sometimes")
+    with pytest.raises(CircuitBreakerConfigError, match="FLEETBREAKER_DISABLED must be a truth value"):
+        circuit_breaker(name="z", persistence_store=InMemoryPersistence())
+
+
+def test_persistence_arguments_are_checked() -> None:
+    with pytest.raises(CircuitBreakerConfigError, match=r"key_attr \[id\] and sort_key_attr \[id\] cannot be the same!"):
+        CircuitBreakerDynamoDBPersistence("t", sort_key_attr="id")
+    with pytest.raises(CircuitBreakerConfigError, match="static_pk_value is only used with sort_key_attr"):
+        CircuitBreakerDynamoDBPersistence("t", static_pk_value="x")
+    with pytest.raises(CircuitBreakerConfigError, match="table_name"):
+        CircuitBreakerDynamoDBPersistence("")
+    with pytest.raises(CircuitBreakerConfigError, match="persistence_store must be"):
+        CircuitBreaker("c", object())  # type: ignore[arg-type]
+    # A file that cannot be opened is a deployment fault: it fails when the breaker is made.
+    with pytest.raises(CircuitBreakerPersistenceError, match="cannot open SQLite database /nonexistent-dir/x/circuits.db") as raised:
+        CircuitBreaker("c", SQLitePersistence("/nonexistent-dir/x/circuits.db"))
+    assert raised.value.kind == "misconfigured"
+
+
+def test_state_is_a_str_enum() -> None:
+    assert CircuitState.OPEN == "OPEN" and str(CircuitState.HALF_OPEN) == "HALF_OPEN"
+    assert [s.value for s in CircuitState] == ["CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "FORCED_CLOSED"]
+
+
+def test_error_messages_follow_the_seed() -> None:
+    assert str(CircuitBreakerError("main message", "extra detail")) == "main message - (extra detail)"
+    assert str(CircuitBreakerError()) == ""
+    err = CircuitBreakerOpenError("Circuit 'x' is open.")
+    assert err.circuit is None and err.retry_after is None
+
+
+def test_a_manual_permit_reports_its_outcome_once() -> None:
+    breaker = CircuitBreaker("c", InMemoryPersistence(), CircuitBreakerConfig(failure_threshold=1), clock=ManualClock())
+    permit = breaker.acquire()
+    assert not permit.probe
+    permit.failure()
+    with pytest.raises(RuntimeError, match="already completed"):
+        permit.success()
+    with pytest.raises(CircuitBreakerOpenError):
+        breaker.acquire()
