@@ -1,0 +1,71 @@
+"""Every error the native module maps (bindings-python/src/errors.rs) arrives as its Python
+type, with what it is about; and the package stays free of boto3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fleetbreaker import (
+    CircuitBreaker,
+    CircuitBreakerConfigError,
+    CircuitBreakerError,
+    CircuitBreakerPersistenceError,
+    _native,
+)
+from fleetbreaker.persistence import InMemoryPersistence
+from fleetbreaker.testing import ManualClock, set_store_fault
+
+
+def test_a_configuration_the_component_refuses_is_a_config_error() -> None:
+    env = _native.Environment(_native.Store.memory(), _native.Clock.system(), lambda e: None)
+    with pytest.raises(CircuitBreakerConfigError) as raised:
+        _native.Circuit(env, "c", 0, 30_000, 3, 5_000, 1.0, None, 0.0, None, 5_000, False)
+    assert "failure_policy.consecutive_failures" in str(raised.value)
+    assert isinstance(raised.value, CircuitBreakerError)
+    with pytest.raises(CircuitBreakerConfigError, match="name"):
+        _native.Circuit(env, "", 5, 30_000, 3, 5_000, 1.0, None, 0.0, None, 5_000, False)
+
+
+@pytest.mark.parametrize("kind", ["unavailable", "timeout", "throttled", "misconfigured"])
+def test_each_store_error_kind_reaches_an_operator_as_a_persistence_error(kind: str) -> None:
+    store = InMemoryPersistence()
+    breaker = CircuitBreaker("c", store, clock=ManualClock())
+    set_store_fault(store, kind)
+    with pytest.raises(CircuitBreakerPersistenceError) as raised:
+        breaker.force_open(reason="drill")
+    assert raised.value.kind == kind
+    assert isinstance(raised.value, CircuitBreakerError)
+    assert breaker.call(lambda: "protected calls never see it") == "protected calls never see it"
+
+
+def test_a_completed_permit_cannot_be_completed_again() -> None:
+    breaker = CircuitBreaker("c", InMemoryPersistence(), clock=ManualClock())
+    native = breaker._handle.native
+    kind, permit, _, _ = native.acquire()
+    native.complete(permit, 1)
+    with pytest.raises(RuntimeError, match="already completed"):
+        native.complete(permit, 0)
+    with pytest.raises(ValueError, match="unknown outcome"):
+        native.leased_call_failed(7)
+
+
+def test_importing_and_using_the_package_loads_no_boto3() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from fleetbreaker import circuit_breaker
+        from fleetbreaker.persistence import CircuitBreakerDynamoDBPersistence, InMemoryPersistence
+        CircuitBreakerDynamoDBPersistence("t", region="us-east-1", endpoint_url="http://127.0.0.1:9")
+        @circuit_breaker(name="x", persistence_store=InMemoryPersistence())
+        def f(): return 1
+        f()
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "asyncio", "dataclasses"))
+        print(loaded)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"cold-start imports: {out}"
