@@ -51,3 +51,14 @@ build_wheel() {
         -m bindings-python/Cargo.toml -o "$CARGO_TARGET_DIR/wheels" -i "$FLEETBREAKER_VENV/bin/python"
     ls -l "$CARGO_TARGET_DIR"/wheels/fleetbreaker-*.whl
 }
+
+# Installs the Node package's tools and builds the addon (release: what users install); the
+# explicit triple shares the target tree with the Python wheel's build.
+build_addon() {
+    (
+        cd bindings-node
+        npm ci --no-audit --no-fund --loglevel=error
+        npx napi build --platform --release --strip --target x86_64-unknown-linux-gnu --js native.js --dts native.d.ts
+        ls -l fleetbreaker.*.node
+    )
+}

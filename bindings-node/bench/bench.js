@@ -1,0 +1,121 @@
+'use strict';
+// fleetbreaker against opossum and the AWS SDK, side by side in one run.
+//
+//   node bench/bench.js        (scripts/bench-node installs what it needs and runs it)
+//
+// 1. Healthy-path overhead of a wrapped async call against the bare call, µs per call, with
+//    opossum 10 (in-process only, `fire`) on the same function.
+// 2. Cold start: a whole `node` process to the first guarded call returning, with
+//    DynamoDBPersistence on moto, and its peak RSS; against `node` alone and against
+//    `require('@aws-sdk/client-dynamodb')` plus one GetItem.
+// Figures only: nothing here passes or fails.
+
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
+const { startMoto } = require('../test/helpers.js');
+
+const ROUNDS = 7;
+
+async function perCallUs(fn, n) {
+  for (let i = 0; i < n / 10; i++) await fn();
+  const rounds = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) await fn();
+    rounds.push(Number(process.hrtime.bigint() - start) / 1e3 / n);
+  }
+  rounds.sort((a, b) => a - b);
+  return rounds[ROUNDS >> 1];
+}
+
+async function healthy(endpoint) {
+  const { circuitBreaker, DynamoDBPersistence } = require('..');
+  const CircuitBreaker = require('opossum');
+  const work = async (x) => x;
+  const ours = circuitBreaker(work, {
+    name: 'bench',
+    persistence: new DynamoDBPersistence({ tableName: 'fleetbreaker-bench', region: 'us-east-1', endpointUrl: endpoint }),
+    config: { localCacheMaxAge: 3600 },
+  });
+  const opossum = new CircuitBreaker(work, { timeout: false });
+  await ours(1);
+  await opossum.fire(1);
+  const n = 200_000;
+  const bare = await perCallUs(() => work(1), n);
+  return {
+    bare,
+    fleetbreaker: (await perCallUs(() => ours(1), n)) - bare,
+    opossum: (await perCallUs(() => opossum.fire(1), n)) - bare,
+  };
+}
+
+const COLD = {
+  'node alone': '',
+  fleetbreaker: `
+    const { circuitBreaker, DynamoDBPersistence } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    const work = circuitBreaker(async () => 1, { name: 'cold', persistence: new DynamoDBPersistence({ tableName: 'fleetbreaker-bench' }) });
+    work().then(report);
+  `,
+  '@aws-sdk/client-dynamodb + one GetItem': `
+    const { DynamoDBClient, GetItemCommand } = require('@aws-sdk/client-dynamodb');
+    const client = new DynamoDBClient({});
+    client.send(new GetItemCommand({ TableName: 'fleetbreaker-bench', Key: { id: { S: 'cold' } } })).then(report);
+  `,
+};
+
+const REPORT = `
+  function report() {
+    const hwm = require('fs').readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\\s+(\\d+)/)[1];
+    process.stdout.write(hwm);
+  }
+`;
+
+function cold(endpoint) {
+  const env = { ...process.env, AWS_ENDPOINT_URL_DYNAMODB: endpoint, AWS_REGION: 'us-east-1' };
+  const results = {};
+  for (const [name, body] of Object.entries(COLD)) {
+    const code = REPORT + (body || 'report();');
+    const walls = [];
+    const rss = [];
+    for (let i = 0; i < 9; i++) {
+      const start = process.hrtime.bigint();
+      const out = execFileSync(process.execPath, ['-e', code], { env, cwd: __dirname });
+      walls.push(Number(process.hrtime.bigint() - start) / 1e6);
+      rss.push(Number(out.toString()) / 1024);
+    }
+    walls.sort((a, b) => a - b);
+    rss.sort((a, b) => a - b);
+    results[name] = [walls[4], rss[4]];
+  }
+  return results;
+}
+
+(async () => {
+  process.env.AWS_ACCESS_KEY_ID ??= 'testing';
+  process.env.AWS_SECRET_ACCESS_KEY ??= 'testing';
+  const moto = await startMoto();
+  try {
+    const { DynamoDBPersistence } = require('..');
+    await new DynamoDBPersistence({ tableName: 'fleetbreaker-bench', region: 'us-east-1', endpointUrl: moto.endpoint }).createTable();
+    const h = await healthy(moto.endpoint);
+    console.log(`Node ${process.version}; healthy-path overhead over the bare async call, µs per call (median of ${ROUNDS} rounds):\n`);
+    console.log('| breaker | µs per call |\n| --- | --- |');
+    console.log(`| bare async call (time itself) | ${h.bare.toFixed(3)} |`);
+    console.log(`| fleetbreaker (shared, DynamoDB): overhead | ${h.fleetbreaker.toFixed(3)} |`);
+    console.log(`| opossum 10 (one process only, fire): overhead | ${h.opossum.toFixed(3)} |`);
+    console.log(`\nfleetbreaker's overhead is ${(h.fleetbreaker / h.opossum).toFixed(2)}x opossum's (target: at most 1).`);
+
+    const c = cold(moto.endpoint);
+    console.log('\ncold start: a whole node process to the first guarded call returning (median of 9):\n');
+    console.log('| process | wall ms | peak RSS MiB |\n| --- | --- | --- |');
+    for (const [name, [wall, rss]] of Object.entries(c)) console.log(`| ${name} | ${wall.toFixed(1)} | ${rss.toFixed(1)} |`);
+    const ours = c.fleetbreaker[0];
+    const sdk = c['@aws-sdk/client-dynamodb + one GetItem'][0];
+    console.log(`\nfleetbreaker: ${ours.toFixed(0)} ms against ${sdk.toFixed(0)} ms for the AWS SDK alone (target: at most that).`);
+  } finally {
+    moto.stop();
+  }
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

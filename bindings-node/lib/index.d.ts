@@ -1,0 +1,206 @@
+// Types of the fleetbreaker JavaScript API. (The addon's own types are in ../native.d.ts.)
+
+/** Where a circuit stands. */
+export declare const CircuitState: {
+  readonly CLOSED: 'CLOSED';
+  readonly OPEN: 'OPEN';
+  readonly HALF_OPEN: 'HALF_OPEN';
+  readonly FORCED_OPEN: 'FORCED_OPEN';
+  readonly FORCED_CLOSED: 'FORCED_CLOSED';
+};
+export type CircuitState = (typeof CircuitState)[keyof typeof CircuitState];
+
+/** How a circuit behaves. Durations are seconds; absent fields take the defaults. */
+export interface CircuitBreakerConfig {
+  /** Consecutive counted failures in one environment that open the circuit. Default 5. */
+  failureThreshold?: number;
+  /** How long the circuit stays open before one call may probe. Default 30. */
+  recoveryTimeout?: number;
+  /** Probe successes that close it again. Default 3. */
+  successThreshold?: number;
+  /** How long this environment trusts its read of the shared record. Default 5. */
+  localCacheMaxAge?: number;
+  /** Each reopening multiplies the break by this. Default 1. */
+  backoffMultiplier?: number;
+  /** The longest break. Default none. */
+  maxRecoveryTimeout?: number | null;
+  /** Up to this fraction of the break is added at random. Default 0. */
+  recoveryJitter?: number;
+  /** How long one call holds the probe permit before another may take it over. Default recoveryTimeout. */
+  probeLease?: number | null;
+  /** The deadline of every store call. Default 1. */
+  storeTimeout?: number;
+  /** After a store error, how long to protect locally before asking the store again. Default 5. */
+  storeRetryAfter?: number;
+  /** While the store cannot be reached: admit and protect locally ('open', the default) or reject ('closed'). */
+  storeFailureMode?: 'open' | 'closed';
+}
+
+/** What a call or an operator sees of a circuit. Times are epoch milliseconds. */
+export interface CircuitInfo {
+  readonly name: string;
+  readonly state: CircuitState;
+  /** Closed: this environment's current run of failures; otherwise the failures seen by the environment that tripped it. */
+  readonly failureCount: number;
+  readonly version: number;
+  readonly openedAtMs: number | null;
+  readonly openUntilMs: number | null;
+  /** How long a rejected caller may wait before calls go through again, when known. */
+  readonly retryAfterMs: number | null;
+  readonly overrideReason: string | null;
+  readonly overrideUntilMs: number | null;
+  /** The store cannot be reached; this environment decides alone. */
+  readonly localOnly: boolean;
+}
+
+/** One change of a circuit, reported by the environment whose write made it. */
+export interface CircuitTransition {
+  readonly circuitName: string;
+  readonly fromState: CircuitState;
+  readonly toState: CircuitState;
+  readonly openedAtMs: number | null;
+  readonly version: number;
+  readonly atMs: number;
+  /** tripped, probe_started, probe_taken_over, probe_succeeded, probe_released, probe_failed, recovered, forced_open, forced_closed, override_expired, reset or reconciled. */
+  readonly reason: string;
+  readonly overrideReason: string | null;
+  readonly localOnly: boolean;
+}
+
+export interface Logger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+export interface PersistenceOptions {
+  /** Where store trouble is reported. Default: console.warn / console.error. */
+  logger?: Logger;
+}
+
+declare abstract class Persistence {
+  /** Another environment on the same store, as if in another process (tests, simulations). */
+  environment(options?: { id?: string }): this;
+}
+
+/** Circuits in this process's memory. */
+export declare class InMemoryPersistence extends Persistence {
+  constructor(options?: PersistenceOptions);
+}
+
+/** Circuits in a SQLite file, shared by the processes of one machine. */
+export declare class SQLitePersistence extends Persistence {
+  constructor(options: string | (PersistenceOptions & { path: string }));
+  readonly path: string;
+}
+
+export interface DynamoDBPersistenceOptions extends PersistenceOptions {
+  tableName: string;
+  /** The partition key attribute. Default 'id'. */
+  keyAttr?: string;
+  /** Composite keys: the sort key attribute that holds the circuit name. */
+  sortKeyAttr?: string;
+  /** Composite keys: the partition key value. Default 'fleetbreaker#' + AWS_LAMBDA_FUNCTION_NAME. */
+  staticPkValue?: string;
+  /** Default: the standard AWS environment. */
+  region?: string;
+  /** Default: the standard AWS environment (AWS_ENDPOINT_URL_DYNAMODB). */
+  endpointUrl?: string;
+  /** Strongly consistent reads. Default false. */
+  consistentRead?: boolean;
+}
+
+/** Circuits in a DynamoDB table (IAM: dynamodb:GetItem and dynamodb:PutItem). */
+export declare class DynamoDBPersistence extends Persistence {
+  constructor(options: DynamoDBPersistenceOptions);
+  readonly tableName: string;
+  /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
+  createTable(): Promise<void>;
+}
+
+/** A wall clock that moves only when told. */
+export declare class ManualClock {
+  constructor(startMs?: number);
+  nowMs(): number;
+  advance(seconds: number): void;
+  setMs(ms: number): void;
+}
+
+export interface CircuitBreakerOptions {
+  name: string;
+  persistence: Persistence;
+  config?: CircuitBreakerConfig;
+  onTransition?: (transition: CircuitTransition) => void;
+  /** Whether an error counts against the circuit. Default: every error. */
+  isFailure?: (error: unknown) => boolean;
+  clock?: ManualClock;
+}
+
+export interface CircuitBreakerFnOptions<A extends unknown[], R> extends CircuitBreakerOptions {
+  /** Called instead of the function when the circuit rejects a call; its value becomes the result. */
+  onCircuitOpen?: (...args: [...A, CircuitInfo]) => R | Promise<R>;
+}
+
+/** Leave to make one call; report exactly one outcome. */
+export declare class Permit {
+  readonly leased: boolean;
+  readonly probe: boolean;
+  success(): Promise<void>;
+  failure(): Promise<void>;
+  ignore(): Promise<void>;
+}
+
+export declare class CircuitBreaker {
+  constructor(options: CircuitBreakerOptions);
+  readonly name: string;
+  readonly config: Readonly<Required<CircuitBreakerConfig>>;
+  call<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, ...args: A): Promise<R>;
+  acquire(): Promise<Permit>;
+  info(): Promise<CircuitInfo>;
+  forceOpen(options?: { duration?: number; reason?: string }): Promise<CircuitInfo>;
+  forceClosed(options?: { duration?: number; reason?: string }): Promise<CircuitInfo>;
+  reset(): Promise<CircuitInfo>;
+}
+
+/** Wraps `fn` with a fleet-wide circuit: an async function with `fn`'s parameters and result. */
+export declare function circuitBreaker<A extends unknown[], R>(
+  fn: (...args: A) => R | Promise<R>,
+  options: CircuitBreakerFnOptions<A, R>,
+): ((...args: A) => Promise<R>) & { readonly circuitBreaker: CircuitBreaker };
+
+export declare class CircuitBreakerError extends Error {}
+
+export declare class CircuitBreakerOpenError extends CircuitBreakerError {
+  readonly code: 'ERR_CIRCUIT_OPEN';
+  readonly circuit: CircuitInfo;
+  readonly retryAfterMs: number | null;
+}
+
+export declare class CircuitBreakerPersistenceError extends CircuitBreakerError {
+  readonly code: 'ERR_CIRCUIT_STORE';
+  readonly kind: 'unavailable' | 'timeout' | 'throttled' | 'misconfigured' | 'corrupt';
+}
+
+export interface StoredRecord {
+  state: CircuitState;
+  version: number;
+  trips: number;
+  probeSuccesses: number;
+  probeOwner?: string | null;
+  openedAtMs?: number | null;
+  openUntilMs?: number | null;
+  closedAtMs?: number | null;
+  failureCount: number;
+  overrideReason?: string | null;
+  overrideUntilMs?: number | null;
+  updatedBy: string;
+}
+
+/** Helpers for tests: look inside and break an in-memory store, record every event. */
+export declare const testing: {
+  storedRecord(persistence: InMemoryPersistence, name: string): StoredRecord | null;
+  storeCounts(persistence: InMemoryPersistence): { reads: number; writes: number; failedCalls: number };
+  setStoreFault(persistence: InMemoryPersistence, kind: 'unavailable' | 'timeout' | 'throttled' | 'misconfigured' | null): void;
+  putCorruptItem(persistence: InMemoryPersistence, name: string, version: number | null, problem: string): void;
+  recordEvents(persistence: Persistence, sink: (event: Record<string, unknown>) => void, clock?: ManualClock): void;
+};

@@ -1,0 +1,635 @@
+'use strict';
+// fleetbreaker for Node: a circuit breaker shared by a whole serverless fleet.
+//
+// The healthy path stays in JavaScript: while the admission lease holds, a call is admitted by
+// a clock read and a compare, and its success counted in a number; it makes no native call.
+// Everything else goes to the addon, which answers at once when no store I/O is needed and
+// with a Promise otherwise (the event loop never waits on the store).
+
+const native = require('../native.js');
+const {
+  CircuitBreakerError,
+  CircuitBreakerOpenError,
+  CircuitBreakerPersistenceError,
+  invalidType,
+  outOfRange,
+  fromNative,
+} = require('./errors.js');
+
+const SUCCESS = 0;
+const FAILURE = 1;
+const IGNORED = 2;
+const PROBE = 1;
+const REJECTED = 2;
+const MAX_NAME_BYTES = 1024;
+const TEN_YEARS_S = 10 * 366 * 24 * 3600;
+
+/** Where a circuit stands. */
+const CircuitState = Object.freeze({
+  CLOSED: 'CLOSED',
+  OPEN: 'OPEN',
+  HALF_OPEN: 'HALF_OPEN',
+  FORCED_OPEN: 'FORCED_OPEN',
+  FORCED_CLOSED: 'FORCED_CLOSED',
+});
+
+const DEFAULTS = Object.freeze({
+  failureThreshold: 5,
+  recoveryTimeout: 30,
+  successThreshold: 3,
+  localCacheMaxAge: 5,
+  backoffMultiplier: 1,
+  maxRecoveryTimeout: null,
+  recoveryJitter: 0,
+  probeLease: null,
+  storeTimeout: 1,
+  storeRetryAfter: 5,
+  storeFailureMode: 'open',
+});
+
+function positiveInteger(field, value) {
+  if (typeof value !== 'number') throw invalidType(field, 'a positive integer', value);
+  if (!Number.isInteger(value) || value <= 0 || value > 0xffffffff) throw outOfRange(field, 'a positive integer', value);
+  return value;
+}
+
+function seconds(field, value, { allowZero = false, max = TEN_YEARS_S } = {}) {
+  if (typeof value !== 'number') throw invalidType(field, 'a number of seconds', value);
+  const ok = Number.isFinite(value) && (allowZero ? value >= 0 : value > 0) && value <= max;
+  if (!ok) {
+    const low = allowZero ? 'non-negative' : 'positive';
+    throw outOfRange(field, `a ${low} number of seconds, at most ${max}`, value);
+  }
+  return value;
+}
+
+/** Validates a config (seconds, camelCase) and fills in the defaults. */
+function normalizeConfig(config) {
+  if (config === undefined || config === null) config = {};
+  if (typeof config !== 'object') throw invalidType('config', 'an object', config);
+  for (const key of Object.keys(config)) {
+    if (!(key in DEFAULTS)) throw invalidType(`config.${key}`, `one of the known fields (${Object.keys(DEFAULTS).join(', ')})`, key);
+  }
+  const c = { ...DEFAULTS, ...config };
+  const out = {
+    failureThreshold: positiveInteger('config.failureThreshold', c.failureThreshold),
+    recoveryTimeout: seconds('config.recoveryTimeout', c.recoveryTimeout),
+    successThreshold: positiveInteger('config.successThreshold', c.successThreshold),
+    localCacheMaxAge: seconds('config.localCacheMaxAge', c.localCacheMaxAge, { allowZero: true }),
+    backoffMultiplier: c.backoffMultiplier,
+    maxRecoveryTimeout: c.maxRecoveryTimeout === null ? null : seconds('config.maxRecoveryTimeout', c.maxRecoveryTimeout),
+    recoveryJitter: c.recoveryJitter,
+    probeLease: c.probeLease === null ? null : seconds('config.probeLease', c.probeLease),
+    storeTimeout: seconds('config.storeTimeout', c.storeTimeout, { max: 60 }),
+    storeRetryAfter: seconds('config.storeRetryAfter', c.storeRetryAfter, { allowZero: true }),
+    storeFailureMode: c.storeFailureMode,
+  };
+  if (typeof out.backoffMultiplier !== 'number') throw invalidType('config.backoffMultiplier', 'a number', out.backoffMultiplier);
+  if (!Number.isFinite(out.backoffMultiplier) || out.backoffMultiplier < 1) {
+    throw outOfRange('config.backoffMultiplier', 'a number of at least 1', out.backoffMultiplier);
+  }
+  if (out.maxRecoveryTimeout !== null && out.maxRecoveryTimeout < out.recoveryTimeout) {
+    throw outOfRange('config.maxRecoveryTimeout', `at least recoveryTimeout (${out.recoveryTimeout})`, out.maxRecoveryTimeout);
+  }
+  if (typeof out.recoveryJitter !== 'number') throw invalidType('config.recoveryJitter', 'a number', out.recoveryJitter);
+  if (!(out.recoveryJitter >= 0 && out.recoveryJitter <= 1)) throw outOfRange('config.recoveryJitter', 'between 0 and 1', out.recoveryJitter);
+  if (out.storeFailureMode !== 'open' && out.storeFailureMode !== 'closed') {
+    throw outOfRange('config.storeFailureMode', "'open' or 'closed'", out.storeFailureMode);
+  }
+  return Object.freeze(out);
+}
+
+function sameConfig(a, b) {
+  return Object.keys(DEFAULTS).every((k) => a[k] === b[k]);
+}
+
+function nativeConfig(c) {
+  const ms = (s) => Math.round(s * 1000);
+  return {
+    failureThreshold: c.failureThreshold,
+    recoveryTimeoutMs: ms(c.recoveryTimeout),
+    successThreshold: c.successThreshold,
+    localCacheMaxAgeMs: ms(c.localCacheMaxAge),
+    backoffMultiplier: c.backoffMultiplier,
+    maxRecoveryTimeoutMs: c.maxRecoveryTimeout === null ? undefined : ms(c.maxRecoveryTimeout),
+    recoveryJitter: c.recoveryJitter,
+    probeLeaseMs: c.probeLease === null ? undefined : ms(c.probeLease),
+    storeRetryAfterMs: ms(c.storeRetryAfter),
+    storeFailureModeClosed: c.storeFailureMode === 'closed',
+  };
+}
+
+function checkName(name) {
+  if (typeof name !== 'string') throw invalidType('name', 'a string', name);
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes === 0 || bytes > MAX_NAME_BYTES) throw outOfRange('name', `1 to ${MAX_NAME_BYTES} bytes of UTF-8`, `${bytes} bytes`);
+  if (!name.isWellFormed()) throw outOfRange('name', 'valid UTF-8 (no lone surrogates)', name);
+  return name;
+}
+
+/** What a caller sees of a circuit. */
+function circuitInfo(n) {
+  return Object.freeze({
+    name: n.name,
+    state: n.state,
+    failureCount: n.failureCount,
+    version: n.version,
+    openedAtMs: n.openedAtMs ?? null,
+    openUntilMs: n.openUntilMs ?? null,
+    retryAfterMs: n.retryAfterMs ?? null,
+    overrideReason: n.overrideReason ?? null,
+    overrideUntilMs: n.overrideUntilMs ?? null,
+    localOnly: n.localOnly,
+  });
+}
+
+function transition(e) {
+  return Object.freeze({
+    circuitName: e.circuit,
+    fromState: e.fromState,
+    toState: e.toState,
+    openedAtMs: e.openedAtMs ?? null,
+    version: e.version,
+    atMs: e.atMs,
+    reason: e.reason,
+    overrideReason: e.overrideReason ?? null,
+    localOnly: e.localOnly,
+  });
+}
+
+/** Calls the addon: its value at once, or a Promise when it had to ask the store; its errors,
+ * thrown or rejected, become fleetbreaker's own. */
+function invoke(call) {
+  let value;
+  try {
+    value = call();
+  } catch (e) {
+    throw fromNative(e);
+  }
+  return value instanceof Promise ? value.catch((e) => { throw fromNative(e); }) : value;
+}
+
+const consoleLogger = Object.freeze({
+  info() {},
+  warn: (...a) => console.warn(...a),
+  error: (...a) => console.error(...a),
+});
+
+/** A wall clock that moves only when told; pass it as `clock` to breakers in tests. */
+class ManualClock {
+  /** @param {number} startMs epoch milliseconds */
+  constructor(startMs = 1_700_000_000_000) {
+    if (typeof startMs !== 'number' || !Number.isFinite(startMs) || startMs < 0) throw outOfRange('startMs', 'epoch milliseconds', startMs);
+    this._ms = Math.round(startMs);
+    this._native = native.NativeClock.manual(this._ms);
+    this.nowMs = this.nowMs.bind(this);
+  }
+
+  /** Epoch milliseconds. */
+  nowMs() {
+    return this._ms;
+  }
+
+  /** Moves the clock forward by `seconds`. */
+  advance(seconds) {
+    if (typeof seconds !== 'number' || !(seconds >= 0)) throw outOfRange('seconds', 'a non-negative number', seconds);
+    this._ms += Math.round(seconds * 1000);
+    this._native.setMs(this._ms);
+  }
+
+  /** Sets the clock to `ms` epoch milliseconds. */
+  setMs(ms) {
+    this._ms = Math.round(ms);
+    this._native.setMs(this._ms);
+  }
+}
+
+/** One environment (one component instance) of a persistence store, and its circuits. */
+class Environment {
+  constructor(store, clock, id, logger) {
+    this.handles = new Map();
+    this.sinks = [];
+    this.clock = clock;
+    this.logger = logger;
+    this.native = new native.NativeEnvironment(store, clock ? clock._native : native.NativeClock.system(), (e) => this._dispatch(e), id);
+  }
+
+  _dispatch(e) {
+    for (const sink of this.sinks) sink(e);
+    if (e.kind === 'transition') {
+      const handle = this.handles.get(e.circuit);
+      if (!handle) return;
+      const t = transition(e);
+      for (const hook of handle.listeners) {
+        try {
+          hook(t);
+        } catch (err) {
+          this.logger.warn(`fleetbreaker: onTransition hook for circuit '${e.circuit}' threw; ignoring.`, err);
+        }
+      }
+    } else if (e.kind === 'store_degraded') {
+      const log = e.error === 'misconfigured' ? this.logger.error : this.logger.warn;
+      log(`fleetbreaker: circuit '${e.circuit}': ${e.message}; protecting locally until the store answers again.`);
+    } else if (e.kind === 'corrupt_record') {
+      this.logger.warn(`fleetbreaker: circuit '${e.circuit}': ${e.message}; treating it as absent until the next transition replaces it.`);
+    } else if (e.kind === 'store_recovered') {
+      this.logger.info(`fleetbreaker: circuit '${e.circuit}': the store answers again.`);
+    }
+  }
+}
+
+/** The base of the persistence stores. */
+class Persistence {
+  constructor(options = {}) {
+    if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options);
+    this._logger = options.logger || consoleLogger;
+    this._nativeStore = null;
+    this._storeTimeout = null;
+    this._environments = new Map();
+    this._environmentId = undefined;
+    this._root = this;
+  }
+
+  _open() {
+    throw new Error('not implemented');
+  }
+
+  _store(storeTimeout) {
+    const root = this._root;
+    if (root._nativeStore === null) {
+      try {
+        root._nativeStore = root._open(storeTimeout);
+      } catch (err) {
+        throw fromNative(err);
+      }
+      root._storeTimeout = storeTimeout;
+    } else if (root._storeTimeout !== storeTimeout && !(root instanceof InMemoryPersistence)) {
+      throw outOfRange(
+        'config.storeTimeout',
+        `the ${root._storeTimeout} s this persistence store already uses (give breakers with another storeTimeout their own persistence store)`,
+        storeTimeout,
+      );
+    }
+    return root._nativeStore;
+  }
+
+  _environment(storeTimeout, clock) {
+    const store = this._store(storeTimeout);
+    const key = clock || null;
+    let env = this._environments.get(key);
+    if (!env) {
+      try {
+        env = new Environment(store, clock, this._environmentId, this._logger);
+      } catch (err) {
+        throw fromNative(err);
+      }
+      this._environments.set(key, env);
+    }
+    return env;
+  }
+
+  /**
+   * Another environment on the same store, as if in another process: for simulating a fleet in
+   * one process (tests, demos).
+   */
+  environment({ id } = {}) {
+    const other = Object.create(Object.getPrototypeOf(this));
+    Object.assign(other, this, {
+      _nativeStore: null,
+      _storeTimeout: null,
+      _environments: new Map(),
+      _environmentId: id,
+      _root: this._root,
+    });
+    return other;
+  }
+}
+
+/** Circuits in this process's memory: for tests and single-process programs. */
+class InMemoryPersistence extends Persistence {
+  _open() {
+    return native.NativeStore.memory();
+  }
+}
+
+/** Circuits in a SQLite file, shared by the processes of one machine. */
+class SQLitePersistence extends Persistence {
+  constructor(options) {
+    if (typeof options === 'string') options = { path: options };
+    super(options);
+    if (typeof options.path !== 'string' || options.path === '') throw invalidType('path', 'a non-empty string', options.path);
+    this.path = options.path;
+  }
+
+  _open(storeTimeout) {
+    return native.NativeStore.sqlite(this.path, Math.round(storeTimeout * 1000));
+  }
+}
+
+/**
+ * Circuits in a DynamoDB table: one item per circuit, read with GetItem and written with a
+ * conditional PutItem (IAM: dynamodb:GetItem and dynamodb:PutItem). Unset options come from the
+ * standard AWS environment (AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB, the credentials chain).
+ */
+class DynamoDBPersistence extends Persistence {
+  constructor(options) {
+    super(options);
+    const { tableName, keyAttr = 'id', sortKeyAttr, staticPkValue, region, endpointUrl, consistentRead = false } = options;
+    if (typeof tableName !== 'string' || tableName === '') throw invalidType('tableName', 'a non-empty string', tableName);
+    if (sortKeyAttr !== undefined && sortKeyAttr === keyAttr) throw outOfRange('sortKeyAttr', `different from keyAttr (${keyAttr})`, sortKeyAttr);
+    if (staticPkValue !== undefined && sortKeyAttr === undefined) {
+      throw invalidType('staticPkValue', 'used only with sortKeyAttr (composite keys)', staticPkValue);
+    }
+    Object.assign(this, { tableName, keyAttr, sortKeyAttr, staticPkValue, region, endpointUrl, consistentRead });
+  }
+
+  _open(storeTimeout) {
+    return native.NativeStore.dynamodb({
+      tableName: this.tableName,
+      keyAttr: this.keyAttr,
+      sortKeyAttr: this.sortKeyAttr,
+      staticPkValue: this.staticPkValue,
+      region: this.region,
+      endpointUrl: this.endpointUrl,
+      consistentRead: this.consistentRead,
+      storeTimeoutMs: Math.round(storeTimeout * 1000),
+    });
+  }
+
+  /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
+  async createTable() {
+    const store = invoke(() => native.NativeStore.dynamodb({
+      tableName: this.tableName,
+      keyAttr: this.keyAttr,
+      sortKeyAttr: this.sortKeyAttr,
+      staticPkValue: this.staticPkValue,
+      region: this.region,
+      endpointUrl: this.endpointUrl,
+      storeTimeoutMs: 5000,
+    }));
+    await invoke(() => store.createTable());
+  }
+}
+
+/** One circuit in one environment, shared by every breaker of that name there. */
+class Handle {
+  constructor(env, name, config) {
+    this.name = name;
+    this.config = config;
+    try {
+      this.native = new native.NativeCircuit(env.native, name, nativeConfig(config));
+    } catch (err) {
+      throw fromNative(err);
+    }
+    // The admission lease, kept here so the healthy path makes no native call.
+    this.leaseUntil = 0;
+    this.leasedOk = 0;
+    this.listeners = [];
+    this.now = env.clock ? env.clock.nowMs : Date.now;
+  }
+
+  takeLeased() {
+    const n = this.leasedOk;
+    this.leasedOk = 0;
+    return n;
+  }
+
+  async leasedFailure() {
+    this.leaseUntil = 0;
+    await invoke(() => this.native.completeLeased(this.takeLeased(), FAILURE));
+  }
+
+  async acquire() {
+    const acquired = await invoke(() => this.native.acquire(this.takeLeased()));
+    if (acquired.kind !== REJECTED) this.leaseUntil = acquired.leaseUntilMs;
+    return acquired;
+  }
+
+  async complete(permit, outcome) {
+    if (outcome === FAILURE) this.leaseUntil = 0;
+    await invoke(() => this.native.complete(permit, outcome));
+  }
+}
+
+function circuitHandle(persistence, name, config, clock) {
+  if (!(persistence instanceof Persistence)) throw invalidType('persistence', 'a fleetbreaker persistence store', persistence);
+  const env = persistence._environment(config.storeTimeout, clock);
+  let handle = env.handles.get(name);
+  if (handle) {
+    if (!sameConfig(handle.config, config)) {
+      throw outOfRange('config', `the configuration already in use for circuit '${name}' with this persistence store (breakers that share a name share one circuit)`, config);
+    }
+    return handle;
+  }
+  handle = new Handle(env, name, config);
+  env.handles.set(name, handle);
+  return handle;
+}
+
+/** Leave to make one call, from `CircuitBreaker.acquire()`; report exactly one outcome. */
+class Permit {
+  constructor(handle, permit, probe) {
+    this._handle = handle;
+    this._permit = permit;
+    this._done = false;
+    /** Admitted under the admission lease, without asking the breaker. */
+    this.leased = permit === null;
+    /** This call is the fleet's single probe of a half-open circuit. */
+    this.probe = probe;
+  }
+
+  async _finish(outcome) {
+    if (this._done) throw new CircuitBreakerError('this permit was already completed');
+    this._done = true;
+    const h = this._handle;
+    if (this._permit === null) {
+      if (outcome === SUCCESS) h.leasedOk++;
+      else if (outcome === FAILURE) await h.leasedFailure();
+      return;
+    }
+    await h.complete(this._permit, outcome);
+  }
+
+  success() {
+    return this._finish(SUCCESS);
+  }
+
+  failure() {
+    return this._finish(FAILURE);
+  }
+
+  ignore() {
+    return this._finish(IGNORED);
+  }
+}
+
+/**
+ * A circuit shared, through its persistence store, by every environment of a fleet.
+ */
+class CircuitBreaker {
+  constructor(options) {
+    if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options);
+    const { name, persistence, config, onTransition, isFailure, clock } = options;
+    this.name = checkName(name);
+    this.config = normalizeConfig(config);
+    if (onTransition !== undefined && typeof onTransition !== 'function') throw invalidType('onTransition', 'a function', onTransition);
+    if (isFailure !== undefined && typeof isFailure !== 'function') throw invalidType('isFailure', 'a function', isFailure);
+    if (clock !== undefined && !(clock instanceof ManualClock)) throw invalidType('clock', 'a ManualClock', clock);
+    this._isFailure = isFailure || (() => true);
+    this._handle = circuitHandle(persistence, this.name, this.config, clock);
+    if (onTransition) this._handle.listeners.push(onTransition);
+  }
+
+  _outcome(err) {
+    return this._isFailure(err) ? FAILURE : IGNORED;
+  }
+
+  /** Runs `fn(...args)` under the breaker; its result or error comes back unchanged. */
+  call(fn, ...args) {
+    if (typeof fn !== 'function') return Promise.reject(invalidType('fn', 'a function', fn));
+    return this._call(fn, args, undefined);
+  }
+
+  async _call(fn, args, onCircuitOpen) {
+    const h = this._handle;
+    if (h.now() < h.leaseUntil) {
+      let result;
+      try {
+        result = await fn(...args);
+      } catch (err) {
+        if (this._isFailure(err)) await h.leasedFailure();
+        throw err;
+      }
+      h.leasedOk++;
+      return result;
+    }
+    const acquired = await h.acquire();
+    if (acquired.kind === REJECTED) {
+      const circuit = circuitInfo(acquired.info);
+      if (onCircuitOpen) return onCircuitOpen(...args, circuit);
+      throw new CircuitBreakerOpenError(circuit);
+    }
+    let result;
+    try {
+      result = await fn(...args);
+    } catch (err) {
+      await h.complete(acquired.permit, this._outcome(err));
+      throw err;
+    }
+    await h.complete(acquired.permit, SUCCESS);
+    return result;
+  }
+
+  /** Asks to make one call, for code that cannot hand the breaker a function; rejects with
+   * CircuitBreakerOpenError when the circuit says no. */
+  async acquire() {
+    const h = this._handle;
+    if (h.now() < h.leaseUntil) return new Permit(h, null, false);
+    const acquired = await h.acquire();
+    if (acquired.kind === REJECTED) throw new CircuitBreakerOpenError(circuitInfo(acquired.info));
+    return new Permit(h, acquired.permit, acquired.kind === PROBE);
+  }
+
+  /** The circuit as this environment sees it (reading the store if its copy is stale). */
+  async info() {
+    return circuitInfo(await invoke(() => this._handle.native.info()));
+  }
+
+  /** Rejects every call, fleet-wide, for `duration` seconds or until changed. */
+  forceOpen({ duration, reason } = {}) {
+    return this._override('forceOpen', duration, reason);
+  }
+
+  /** Admits every call and counts nothing, fleet-wide, for `duration` seconds or until changed. */
+  forceClosed({ duration, reason } = {}) {
+    return this._override('forceClosed', duration, reason);
+  }
+
+  /** Writes a fresh closed record, whatever the state. */
+  async reset() {
+    this._handle.leaseUntil = 0;
+    return circuitInfo(await invoke(() => this._handle.native.reset()));
+  }
+
+  async _override(method, duration, reason = '') {
+    if (duration !== undefined && duration !== null) seconds('duration', duration);
+    if (typeof reason !== 'string') throw invalidType('reason', 'a string', reason);
+    this._handle.leaseUntil = 0;
+    const ms = duration === undefined || duration === null ? undefined : Math.round(duration * 1000);
+    return circuitInfo(await invoke(() => this._handle.native[method](ms, reason)));
+  }
+}
+
+/**
+ * Wraps `fn` (sync or async) with the circuit `options.name`: the result is an async function
+ * with `fn`'s parameters. A rejected call returns `onCircuitOpen(...args, circuit)` or rejects
+ * with CircuitBreakerOpenError.
+ */
+function circuitBreaker(fn, options) {
+  if (typeof fn !== 'function') throw invalidType('fn', 'a function', fn);
+  if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options);
+  const { onCircuitOpen } = options;
+  if (onCircuitOpen !== undefined && typeof onCircuitOpen !== 'function') throw invalidType('onCircuitOpen', 'a function', onCircuitOpen);
+  const breaker = new CircuitBreaker(options);
+  const h = breaker._handle;
+  const isFailure = breaker._isFailure;
+  // The healthy path, inlined: a clock read, a compare, the call, an increment.
+  const protectedCall = async function (...args) {
+    if (h.now() < h.leaseUntil) {
+      let result;
+      try {
+        result = await fn(...args);
+      } catch (err) {
+        if (isFailure(err)) await h.leasedFailure();
+        throw err;
+      }
+      h.leasedOk++;
+      return result;
+    }
+    return breaker._call(fn, args, onCircuitOpen);
+  };
+  Object.defineProperty(protectedCall, 'name', { value: fn.name });
+  protectedCall.circuitBreaker = breaker;
+  return protectedCall;
+}
+
+/** Testing helpers: inspect and break an in-memory store, record every event. */
+const testing = Object.freeze({
+  storedRecord(persistence, name) {
+    return memoryOf(persistence).record(name) ?? null;
+  },
+  storeCounts(persistence) {
+    return memoryOf(persistence).stats();
+  },
+  setStoreFault(persistence, kind) {
+    memoryOf(persistence).setFault(kind ?? null);
+  },
+  putCorruptItem(persistence, name, version, problem) {
+    memoryOf(persistence).putCorrupt(name, version ?? undefined, problem);
+  },
+  /** Calls `sink(event)` with every event of the persistence store's environment. */
+  recordEvents(persistence, sink, clock) {
+    persistence._environment(1, clock).sinks.push(sink);
+  },
+});
+
+function memoryOf(persistence) {
+  const root = persistence._root;
+  if (!(root instanceof InMemoryPersistence)) throw invalidType('persistence', 'an InMemoryPersistence', persistence);
+  return root._store(1);
+}
+
+module.exports = {
+  circuitBreaker,
+  CircuitBreaker,
+  CircuitState,
+  CircuitBreakerError,
+  CircuitBreakerOpenError,
+  CircuitBreakerPersistenceError,
+  DynamoDBPersistence,
+  SQLitePersistence,
+  InMemoryPersistence,
+  ManualClock,
+  Permit,
+  testing,
+};

@@ -1,0 +1,691 @@
+//! The fleetbreaker Node addon: the wasmtime host and its stores. The JavaScript layer (`lib/`)
+//! carries the API; this module only exposes the host.
+//!
+//! A call that needs no I/O is decided on the JavaScript thread and returned as a value; one
+//! that must ask the store moves to a background runtime and returns a Promise, so the event
+//! loop never waits on the store.
+
+mod errors;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use fleetbreaker::{
+    Breaker, CircuitInfo, Clock as _, Config, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
+    Event, FailurePolicy, ManualClock, MemoryStore, Outcome, Permit, SqliteStore, StoreFailureMode,
+};
+use napi::bindgen_prelude::{Either, Object};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status};
+use napi_derive::napi;
+
+use crate::errors::to_napi;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fleetbreaker-io")
+            .enable_all()
+            .build()
+            .expect("the fleetbreaker I/O runtime")
+    })
+}
+
+type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D> + Send>;
+
+/// Polls `future` once on this thread (inside the runtime's context, where store clients find
+/// their reactor): a value if it needed no I/O, else a Promise the runtime resolves.
+fn run<'env, T, D, C>(
+    env: &'env Env,
+    future: impl Future<Output = T> + Send + 'static,
+    convert: C,
+) -> napi::Result<Either<D, Object<'env>>>
+where
+    T: Send + 'static,
+    D: napi::bindgen_prelude::ToNapiValue + 'static,
+    C: FnOnce(T) -> napi::Result<D> + Send + 'static,
+{
+    let mut future: Boxed<T> = Box::pin(future);
+    let polled = {
+        let _entered = runtime().enter();
+        future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    };
+    if let Poll::Ready(value) = polled {
+        return convert(value).map(Either::A);
+    }
+    let (deferred, promise) = env.create_deferred::<D, Resolver<D>>()?;
+    runtime().spawn(async move {
+        let value = future.await;
+        deferred.resolve(Box::new(move |_env| convert(value)));
+    });
+    Ok(Either::B(promise))
+}
+
+fn ms(v: f64, field: &str) -> napi::Result<u64> {
+    if (0.0..=1e15).contains(&v) {
+        Ok(v.round() as u64)
+    } else {
+        Err(napi::Error::new(
+            Status::InvalidArg,
+            format!("{field} must be a non-negative number of ms, got {v}"),
+        ))
+    }
+}
+
+/// A store of shared records.
+#[napi]
+pub struct NativeStore {
+    inner: Arc<dyn fleetbreaker::Store>,
+    memory: Option<MemoryStore>,
+    dynamodb: Option<Arc<DynamoDbStore>>,
+    sqlite: Option<Arc<SqliteStore>>,
+}
+
+#[napi(object)]
+pub struct DynamoDbOptions {
+    pub table_name: String,
+    pub key_attr: Option<String>,
+    pub sort_key_attr: Option<String>,
+    pub static_pk_value: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub consistent_read: Option<bool>,
+    pub store_timeout_ms: Option<f64>,
+}
+
+/// The stored record, for tests and operators.
+#[napi(object)]
+pub struct StoredRecord {
+    pub state: String,
+    pub version: f64,
+    pub trips: u32,
+    pub probe_successes: u32,
+    pub probe_owner: Option<String>,
+    pub opened_at_ms: Option<f64>,
+    pub open_until_ms: Option<f64>,
+    pub closed_at_ms: Option<f64>,
+    pub failure_count: u32,
+    pub override_reason: Option<String>,
+    pub override_until_ms: Option<f64>,
+    pub updated_by: String,
+}
+
+#[napi(object)]
+pub struct StoreStats {
+    pub reads: f64,
+    pub writes: f64,
+    pub failed_calls: f64,
+}
+
+fn store_fault(kind: &str) -> napi::Result<fleetbreaker::StoreError> {
+    let m = "injected".to_string();
+    Ok(match kind {
+        "unavailable" => fleetbreaker::StoreError::Unavailable(m),
+        "timeout" => fleetbreaker::StoreError::Timeout(m),
+        "throttled" => fleetbreaker::StoreError::Throttled(m),
+        "misconfigured" => fleetbreaker::StoreError::Misconfigured(m),
+        other => {
+            return Err(napi::Error::new(
+                Status::InvalidArg,
+                format!("unknown fault {other:?}"),
+            ));
+        }
+    })
+}
+
+#[napi]
+impl NativeStore {
+    #[napi(factory)]
+    pub fn memory() -> NativeStore {
+        let memory = MemoryStore::new();
+        NativeStore {
+            inner: Arc::new(memory.clone()),
+            memory: Some(memory),
+            dynamodb: None,
+            sqlite: None,
+        }
+    }
+
+    #[napi(factory)]
+    pub fn sqlite(path: String, store_timeout_ms: f64) -> napi::Result<NativeStore> {
+        let timeout = Duration::from_millis(ms(store_timeout_ms, "storeTimeout")?);
+        let store = Arc::new(SqliteStore::open_with_timeout(path, timeout).map_err(to_napi)?);
+        Ok(NativeStore {
+            inner: store.clone(),
+            memory: None,
+            dynamodb: None,
+            sqlite: Some(store),
+        })
+    }
+
+    /// Builds the client (it loads the TLS roots: a few ms of CPU, no I/O).
+    #[napi(factory)]
+    pub fn dynamodb(options: DynamoDbOptions) -> napi::Result<NativeStore> {
+        let mut config = DynamoDbConfig::new(options.table_name);
+        if let Some(k) = options.key_attr {
+            config.key_attr = k;
+        }
+        config.sort_key_attr = options.sort_key_attr;
+        config.static_pk_value = options.static_pk_value;
+        config.region = options.region;
+        config.endpoint_url = options.endpoint_url;
+        config.consistent_read = options.consistent_read.unwrap_or(false);
+        if let Some(t) = options.store_timeout_ms {
+            config.store_timeout = Duration::from_millis(ms(t, "storeTimeout")?);
+        }
+        let store = runtime()
+            .block_on(DynamoDbStore::connect(config))
+            .map_err(to_napi)?;
+        let store = Arc::new(store);
+        Ok(NativeStore {
+            inner: store.clone(),
+            memory: None,
+            dynamodb: Some(store),
+            sqlite: None,
+        })
+    }
+
+    /// Creates the DynamoDB table with TTL on `expiration` (development and tests).
+    #[napi]
+    pub fn create_table<'env>(&self, env: &'env Env) -> napi::Result<Either<(), Object<'env>>> {
+        let Some(store) = self.dynamodb.clone() else {
+            return Err(napi::Error::new(
+                Status::InvalidArg,
+                "createTable is for DynamoDB stores",
+            ));
+        };
+        run(env, async move { store.create_table().await }, |r| {
+            r.map_err(to_napi)
+        })
+    }
+
+    #[napi]
+    pub fn stats(&self) -> StoreStats {
+        if let Some(m) = &self.memory {
+            return StoreStats {
+                reads: m.reads() as f64,
+                writes: m.writes() as f64,
+                failed_calls: m.faulted_calls() as f64,
+            };
+        }
+        let s = match (&self.dynamodb, &self.sqlite) {
+            (Some(d), _) => d.stats(),
+            (_, Some(s)) => s.stats(),
+            _ => Default::default(),
+        };
+        StoreStats {
+            reads: s.reads as f64,
+            writes: s.writes as f64,
+            failed_calls: s.errors as f64,
+        }
+    }
+
+    /// Memory stores: every later call fails with `kind` (null: works again).
+    #[napi]
+    pub fn set_fault(&self, kind: Option<String>) -> napi::Result<()> {
+        let memory = self.memory_only()?;
+        memory.set_fault(kind.as_deref().map(store_fault).transpose()?);
+        Ok(())
+    }
+
+    /// Memory stores: replaces `circuit`'s item with one that is not a valid record.
+    #[napi]
+    pub fn put_corrupt(
+        &self,
+        circuit: String,
+        version: Option<f64>,
+        detail: String,
+    ) -> napi::Result<()> {
+        let version = version.map(|v| ms(v, "version")).transpose()?;
+        self.memory_only()?
+            .put_corrupt(&circuit, CorruptItem { detail, version });
+        Ok(())
+    }
+
+    /// Memory stores: the valid record of `circuit` (a look that neither counts as a read nor
+    /// meets an injected fault).
+    #[napi]
+    pub fn record(&self, circuit: String) -> napi::Result<Option<StoredRecord>> {
+        let r = self.memory_only()?.record(&circuit);
+        Ok(r.map(|r| StoredRecord {
+            state: r.state.as_str().into(),
+            version: r.version as f64,
+            trips: r.trips,
+            probe_successes: r.probe_successes,
+            probe_owner: r.probe_owner,
+            opened_at_ms: r.opened_at_ms.map(|v| v as f64),
+            open_until_ms: r.open_until_ms.map(|v| v as f64),
+            closed_at_ms: r.closed_at_ms.map(|v| v as f64),
+            failure_count: r.failure_count,
+            override_reason: r.override_reason,
+            override_until_ms: r.override_until_ms.map(|v| v as f64),
+            updated_by: r.updated_by,
+        }))
+    }
+}
+
+impl NativeStore {
+    fn memory_only(&self) -> napi::Result<&MemoryStore> {
+        self.memory
+            .as_ref()
+            .ok_or_else(|| napi::Error::new(Status::InvalidArg, "only for in-memory stores"))
+    }
+}
+
+/// An environment's clock: the system's, or a manual one.
+#[napi]
+pub struct NativeClock {
+    manual: Option<ManualClock>,
+}
+
+#[napi]
+impl NativeClock {
+    #[napi(factory)]
+    pub fn system() -> NativeClock {
+        NativeClock { manual: None }
+    }
+
+    #[napi(factory)]
+    pub fn manual(now_ms: f64) -> napi::Result<NativeClock> {
+        Ok(NativeClock {
+            manual: Some(ManualClock::new(ms(now_ms, "now")?)),
+        })
+    }
+
+    #[napi]
+    pub fn set_ms(&self, now_ms: f64) -> napi::Result<()> {
+        self.manual_only()?.set(ms(now_ms, "now")?);
+        Ok(())
+    }
+
+    #[napi]
+    pub fn now_ms(&self) -> f64 {
+        match &self.manual {
+            Some(m) => m.now_ms() as f64,
+            None => fleetbreaker::SystemClock.now_ms() as f64,
+        }
+    }
+}
+
+impl NativeClock {
+    fn manual_only(&self) -> napi::Result<&ManualClock> {
+        self.manual
+            .as_ref()
+            .ok_or_else(|| napi::Error::new(Status::InvalidArg, "the system clock cannot be set"))
+    }
+}
+
+/// An event, as JavaScript receives it.
+#[napi(object)]
+#[derive(Clone)]
+pub struct NativeEvent {
+    /// `transition`, `store_degraded`, `store_recovered` or `corrupt_record`.
+    pub kind: String,
+    pub circuit: String,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub version: Option<f64>,
+    pub at_ms: Option<f64>,
+    pub opened_at_ms: Option<f64>,
+    pub reason: Option<String>,
+    pub override_reason: Option<String>,
+    pub local_only: Option<bool>,
+    /// For store trouble: the kind of store error, and what it said.
+    pub error: Option<String>,
+    pub message: Option<String>,
+}
+
+fn native_event(event: &Event) -> NativeEvent {
+    let mut e = NativeEvent {
+        kind: String::new(),
+        circuit: String::new(),
+        from_state: None,
+        to_state: None,
+        version: None,
+        at_ms: None,
+        opened_at_ms: None,
+        reason: None,
+        override_reason: None,
+        local_only: None,
+        error: None,
+        message: None,
+    };
+    match event {
+        Event::Transition(t) => {
+            e.kind = "transition".into();
+            e.circuit = t.circuit.clone();
+            e.from_state = Some(t.from_state.as_str().into());
+            e.to_state = Some(t.to_state.as_str().into());
+            e.version = Some(t.version as f64);
+            e.at_ms = Some(t.at_ms as f64);
+            e.opened_at_ms = t.opened_at_ms.map(|v| v as f64);
+            e.reason = Some(t.reason.as_str().into());
+            e.override_reason = t.override_reason.clone();
+            e.local_only = Some(t.local_only);
+        }
+        Event::StoreDegraded(f) => {
+            e.kind = "store_degraded".into();
+            e.circuit = f.circuit.clone();
+            e.error = Some(errors::store_error_kind(&f.error).into());
+            e.message = Some(f.error.to_string());
+        }
+        Event::CorruptRecord(f) => {
+            e.kind = "corrupt_record".into();
+            e.circuit = f.circuit.clone();
+            e.message = Some(f.error.to_string());
+        }
+        Event::StoreRecovered(c) => {
+            e.kind = "store_recovered".into();
+            e.circuit = c.clone();
+        }
+    }
+    e
+}
+
+/// Weak: a pending event must not keep the process alive.
+type EventCallback = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, true>;
+
+/// One component instance: the breakers of one persistence store in one process.
+#[napi]
+pub struct NativeEnvironment {
+    env: fleetbreaker::Environment,
+}
+
+#[napi]
+impl NativeEnvironment {
+    /// `onEvent(event)` receives every event, on the JavaScript thread, after the call that
+    /// caused it.
+    #[napi(constructor)]
+    pub fn new(
+        store: &NativeStore,
+        clock: &NativeClock,
+        on_event: EventCallback,
+        environment_id: Option<String>,
+    ) -> napi::Result<NativeEnvironment> {
+        let on_event = Arc::new(on_event);
+        let mut builder =
+            fleetbreaker::Environment::builder(store.inner.clone()).on_event(move |event| {
+                on_event.call(native_event(event), ThreadsafeFunctionCallMode::NonBlocking);
+            });
+        if let Some(manual) = &clock.manual {
+            builder = builder.clock(manual.clone());
+        }
+        if let Some(id) = environment_id {
+            builder = builder.id(id);
+        }
+        Ok(NativeEnvironment {
+            env: builder.build().map_err(to_napi)?,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.env.id().to_string()
+    }
+}
+
+/// A circuit's configuration, durations in ms.
+#[napi(object)]
+pub struct NativeConfig {
+    pub failure_threshold: u32,
+    pub recovery_timeout_ms: f64,
+    pub success_threshold: u32,
+    pub local_cache_max_age_ms: f64,
+    pub backoff_multiplier: f64,
+    pub max_recovery_timeout_ms: Option<f64>,
+    pub recovery_jitter: f64,
+    pub probe_lease_ms: Option<f64>,
+    pub store_retry_after_ms: f64,
+    pub store_failure_mode_closed: bool,
+}
+
+/// What a caller sees of a circuit.
+#[napi(object)]
+pub struct NativeInfo {
+    pub name: String,
+    pub state: String,
+    pub version: f64,
+    pub failure_count: u32,
+    pub opened_at_ms: Option<f64>,
+    pub open_until_ms: Option<f64>,
+    pub retry_after_ms: Option<f64>,
+    pub override_reason: Option<String>,
+    pub override_until_ms: Option<f64>,
+    pub local_only: bool,
+}
+
+fn info(i: CircuitInfo) -> NativeInfo {
+    NativeInfo {
+        name: i.name,
+        state: i.state.as_str().into(),
+        version: i.version as f64,
+        failure_count: i.failure_count,
+        opened_at_ms: i.opened_at_ms.map(|v| v as f64),
+        open_until_ms: i.open_until_ms.map(|v| v as f64),
+        retry_after_ms: i.retry_after_ms.map(|v| v as f64),
+        override_reason: i.override_reason,
+        override_until_ms: i.override_until_ms.map(|v| v as f64),
+        local_only: i.local_only,
+    }
+}
+
+/// The answer to `acquire`: `kind` 0 admitted, 1 probe, 2 rejected (with `info`). `permit`
+/// is the handle to complete (0 when rejected); `leaseUntilMs` the admission lease granted
+/// with it (0: none).
+#[napi(object)]
+pub struct Acquired {
+    pub kind: u32,
+    pub permit: u32,
+    pub lease_until_ms: f64,
+    pub info: Option<NativeInfo>,
+}
+
+/// The circuit `name` in an environment.
+#[napi]
+pub struct NativeCircuit {
+    breaker: Breaker,
+    /// Permits handed to JavaScript, by handle, until completed.
+    permits: Arc<Mutex<HashMap<u32, Permit>>>,
+    next_permit: AtomicU32,
+}
+
+fn outcome(code: u32) -> napi::Result<Outcome> {
+    match code {
+        0 => Ok(Outcome::Success),
+        1 => Ok(Outcome::Failure),
+        2 => Ok(Outcome::Ignored),
+        other => Err(napi::Error::new(
+            Status::InvalidArg,
+            format!("unknown outcome {other}"),
+        )),
+    }
+}
+
+#[napi]
+impl NativeCircuit {
+    #[napi(constructor)]
+    pub fn new(
+        environment: &NativeEnvironment,
+        name: String,
+        config: NativeConfig,
+    ) -> napi::Result<NativeCircuit> {
+        let opt = |v: Option<f64>, f: &str| v.map(|v| ms(v, f)).transpose();
+        let config = Config {
+            failure_policy: FailurePolicy::ConsecutiveFailures(config.failure_threshold),
+            recovery_timeout_ms: ms(config.recovery_timeout_ms, "recoveryTimeout")?,
+            success_threshold: config.success_threshold,
+            local_cache_max_age_ms: ms(config.local_cache_max_age_ms, "localCacheMaxAge")?,
+            backoff_multiplier: config.backoff_multiplier,
+            max_recovery_timeout_ms: opt(config.max_recovery_timeout_ms, "maxRecoveryTimeout")?,
+            recovery_jitter: config.recovery_jitter,
+            probe_lease_ms: opt(config.probe_lease_ms, "probeLease")?,
+            store_retry_after_ms: ms(config.store_retry_after_ms, "storeRetryAfter")?,
+            store_failure_mode: if config.store_failure_mode_closed {
+                StoreFailureMode::Closed
+            } else {
+                StoreFailureMode::Open
+            },
+        };
+        let breaker = Breaker::builder(name)
+            .config(config)
+            .environment(&environment.env)
+            .build()
+            .map_err(to_napi)?;
+        Ok(NativeCircuit {
+            breaker,
+            permits: Arc::default(),
+            next_permit: AtomicU32::new(1),
+        })
+    }
+
+    /// Asks for a permit: `Acquired` at once when no store I/O is needed, else a Promise of it.
+    /// `leasedSuccesses` are the successes JavaScript counted under the last lease.
+    #[napi]
+    pub fn acquire<'env>(
+        &self,
+        env: &'env Env,
+        leased_successes: u32,
+    ) -> napi::Result<Either<Acquired, Object<'env>>> {
+        self.breaker.add_leased_successes(leased_successes);
+        let breaker = self.breaker.clone();
+        let permits = self.permits.clone();
+        let handle = self.next_permit.fetch_add(1, Ordering::Relaxed);
+        run(env, async move { breaker.acquire().await }, move |result| {
+            convert_acquired(&permits, handle, result)
+        })
+    }
+
+    /// Reports how the call made with `permit` ended: undefined at once, or a Promise when the
+    /// outcome must be written.
+    #[napi]
+    pub fn complete<'env>(
+        &self,
+        env: &'env Env,
+        permit: u32,
+        outcome_code: u32,
+    ) -> napi::Result<Either<(), Object<'env>>> {
+        let outcome = outcome(outcome_code)?;
+        let Some(permit) = self.permits.lock().unwrap().remove(&permit) else {
+            return Err(napi::Error::new(
+                Status::InvalidArg,
+                "unknown or already completed permit",
+            ));
+        };
+        let breaker = self.breaker.clone();
+        run(
+            env,
+            async move { breaker.complete(permit, outcome).await },
+            Ok,
+        )
+    }
+
+    /// Reports a call JavaScript admitted under the lease (with the successes counted before
+    /// it); used for failures.
+    #[napi]
+    pub fn complete_leased<'env>(
+        &self,
+        env: &'env Env,
+        leased_successes: u32,
+        outcome_code: u32,
+    ) -> napi::Result<Either<(), Object<'env>>> {
+        let outcome = outcome(outcome_code)?;
+        self.breaker.add_leased_successes(leased_successes);
+        let breaker = self.breaker.clone();
+        run(
+            env,
+            async move { breaker.complete_leased(outcome).await },
+            Ok,
+        )
+    }
+
+    #[napi]
+    pub fn info<'env>(&self, env: &'env Env) -> napi::Result<Either<NativeInfo, Object<'env>>> {
+        let breaker = self.breaker.clone();
+        run(env, async move { breaker.info().await }, |r| {
+            r.map(info).map_err(to_napi)
+        })
+    }
+
+    #[napi]
+    pub fn force_open<'env>(
+        &self,
+        env: &'env Env,
+        duration_ms: Option<f64>,
+        reason: String,
+    ) -> napi::Result<Either<NativeInfo, Object<'env>>> {
+        let duration = duration_ms
+            .map(|d| ms(d, "duration").map(Duration::from_millis))
+            .transpose()?;
+        let breaker = self.breaker.clone();
+        run(
+            env,
+            async move { breaker.force_open(duration, &reason).await },
+            |r| r.map(info).map_err(to_napi),
+        )
+    }
+
+    #[napi]
+    pub fn force_closed<'env>(
+        &self,
+        env: &'env Env,
+        duration_ms: Option<f64>,
+        reason: String,
+    ) -> napi::Result<Either<NativeInfo, Object<'env>>> {
+        let duration = duration_ms
+            .map(|d| ms(d, "duration").map(Duration::from_millis))
+            .transpose()?;
+        let breaker = self.breaker.clone();
+        run(
+            env,
+            async move { breaker.force_closed(duration, &reason).await },
+            |r| r.map(info).map_err(to_napi),
+        )
+    }
+
+    #[napi]
+    pub fn reset<'env>(&self, env: &'env Env) -> napi::Result<Either<NativeInfo, Object<'env>>> {
+        let breaker = self.breaker.clone();
+        run(env, async move { breaker.reset().await }, |r| {
+            r.map(info).map_err(to_napi)
+        })
+    }
+}
+
+type Held = Arc<Mutex<HashMap<u32, Permit>>>;
+
+fn convert_acquired(
+    permits: &Held,
+    handle: u32,
+    result: Result<Permit, Error>,
+) -> napi::Result<Acquired> {
+    match result {
+        Ok(permit) => {
+            let kind = if permit.is_probe() { 1 } else { 0 };
+            let lease = permit.lease_until_ms().unwrap_or(0) as f64;
+            permits.lock().unwrap().insert(handle, permit);
+            Ok(Acquired {
+                kind,
+                permit: handle,
+                lease_until_ms: lease,
+                info: None,
+            })
+        }
+        Err(Error::Open(i)) => Ok(Acquired {
+            kind: 2,
+            permit: 0,
+            lease_until_ms: 0.0,
+            info: Some(info(*i)),
+        }),
+        Err(e) => Err(to_napi(e)),
+    }
+}

@@ -1,0 +1,237 @@
+'use strict';
+// The JavaScript API: results and errors unchanged, rejections with their code and circuit,
+// callbacks, classification, configuration errors naming the field, overrides, sharing.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const {
+  circuitBreaker,
+  CircuitBreaker,
+  CircuitBreakerError,
+  CircuitBreakerOpenError,
+  CircuitBreakerPersistenceError,
+  CircuitState,
+  DynamoDBPersistence,
+  InMemoryPersistence,
+  SQLitePersistence,
+  ManualClock,
+  testing,
+} = require('../lib/index.js');
+const { flushEvents } = require('./helpers.js');
+
+class Downstream extends Error {}
+
+function breaker(config = {}, extra = {}) {
+  return new CircuitBreaker({ name: 'payments', persistence: new InMemoryPersistence(), config, clock: new ManualClock(), ...extra });
+}
+
+test('results and errors reach the caller unchanged, sync functions included', async () => {
+  const clock = new ManualClock();
+  const charge = circuitBreaker(async (amount, { currency }) => ({ amount, currency }), {
+    name: 'payments',
+    persistence: new InMemoryPersistence(),
+    clock,
+  });
+  assert.deepEqual(await charge(5, { currency: 'USD' }), { amount: 5, currency: 'USD' });
+  const double = circuitBreaker(function double(x) { return x * 2; }, { name: 'sync', persistence: new InMemoryPersistence(), clock });
+  const result = double(21);
+  assert.ok(result instanceof Promise, 'a sync function still returns a Promise');
+  assert.equal(await result, 42);
+  const error = new Downstream('original');
+  const failing = circuitBreaker(() => { throw error; }, { name: 'throws', persistence: new InMemoryPersistence(), clock });
+  await assert.rejects(failing(), (e) => e === error, 'the very same error object');
+  assert.equal(double.name, 'double', 'the wrapper keeps the function name');
+  assert.ok(double.circuitBreaker instanceof CircuitBreaker);
+});
+
+test('consecutive failures open the circuit; a rejection carries its code and the circuit', async () => {
+  const clock = new ManualClock(1_000_000);
+  const b = breaker({ failureThreshold: 3, recoveryTimeout: 30 }, { clock });
+  for (let i = 0; i < 3; i++) await assert.rejects(b.call(() => { throw new Downstream(); }), Downstream);
+  clock.advance(10);
+  let ran = false;
+  const err = await b.call(() => { ran = true; }).catch((e) => e);
+  assert.equal(ran, false, 'a rejected call is not run');
+  assert.ok(err instanceof CircuitBreakerOpenError && err instanceof CircuitBreakerError);
+  assert.equal(err.code, 'ERR_CIRCUIT_OPEN');
+  assert.equal(err.message, "Circuit 'payments' is open.");
+  assert.equal(err.retryAfterMs, 20_000);
+  assert.equal(err.circuit.state, CircuitState.OPEN);
+  assert.equal(err.circuit.failureCount, 3);
+  assert.equal(err.circuit.openedAtMs, 1_000_000);
+});
+
+test('onCircuitOpen gets the arguments then the circuit, and its value is the result', async () => {
+  const seen = [];
+  const pay = circuitBreaker(async (order) => { throw new Downstream(order.id); }, {
+    name: 'payments',
+    persistence: new InMemoryPersistence(),
+    config: { failureThreshold: 1 },
+    clock: new ManualClock(),
+    onCircuitOpen: (order, circuit) => {
+      seen.push([order.id, circuit.state]);
+      if (order.id === 'boom') throw new Error('fallback failed');
+      return { queued: true };
+    },
+  });
+  await assert.rejects(pay({ id: 'a' }), Downstream);
+  assert.deepEqual(await pay({ id: 'b' }), { queued: true });
+  assert.deepEqual(seen, [['b', 'OPEN']]);
+  await assert.rejects(pay({ id: 'boom' }), /fallback failed/);
+});
+
+test('isFailure decides what counts', async () => {
+  class NotFound extends Error {}
+  const b = breaker({ failureThreshold: 1 }, { isFailure: (e) => !(e instanceof NotFound) });
+  for (let i = 0; i < 5; i++) await assert.rejects(b.call(() => { throw new NotFound(); }), NotFound);
+  assert.equal((await b.info()).state, 'CLOSED');
+  await assert.rejects(b.call(() => { throw new Downstream(); }), Downstream);
+  assert.equal((await b.info()).state, 'OPEN');
+});
+
+test('onTransition receives each write; a throwing hook is logged and ignored', async () => {
+  const clock = new ManualClock(2_000_000);
+  const seen = [];
+  const warnings = [];
+  const persistence = new InMemoryPersistence({ logger: { info() {}, warn: (...a) => warnings.push(a.join(' ')), error() {} } });
+  const b = new CircuitBreaker({
+    name: 'payments', persistence, clock,
+    config: { failureThreshold: 1, recoveryTimeout: 5, successThreshold: 1 },
+    onTransition: (t) => seen.push(t),
+  });
+  new CircuitBreaker({ name: 'payments', persistence, clock, config: b.config, onTransition: () => { throw new Error('metrics down'); } });
+  await assert.rejects(b.call(() => { throw new Downstream(); }));
+  clock.advance(5);
+  assert.equal(await b.call(() => 'ok'), 'ok');
+  await flushEvents();
+  assert.deepEqual(seen.map((t) => [t.fromState, t.toState, t.reason, t.version]), [
+    ['CLOSED', 'OPEN', 'tripped', 1],
+    ['OPEN', 'HALF_OPEN', 'probe_started', 2],
+    ['HALF_OPEN', 'CLOSED', 'recovered', 3],
+  ]);
+  assert.equal(seen[0].circuitName, 'payments');
+  assert.equal(seen[0].openedAtMs, 2_000_000);
+  assert.equal(seen[0].atMs, 2_000_000);
+  assert.equal(warnings.length, 3);
+  assert.match(warnings[0], /onTransition hook for circuit 'payments' threw; ignoring/);
+});
+
+test('invalid configuration throws TypeError or RangeError naming the field', () => {
+  const cases = [
+    [{ failureThreshold: 0 }, RangeError, 'config.failureThreshold'],
+    [{ failureThreshold: '5' }, TypeError, 'config.failureThreshold'],
+    [{ successThreshold: 1.5 }, RangeError, 'config.successThreshold'],
+    [{ recoveryTimeout: 0 }, RangeError, 'config.recoveryTimeout'],
+    [{ recoveryTimeout: Infinity }, RangeError, 'config.recoveryTimeout'],
+    [{ localCacheMaxAge: -1 }, RangeError, 'config.localCacheMaxAge'],
+    [{ backoffMultiplier: 0.5 }, RangeError, 'config.backoffMultiplier'],
+    [{ maxRecoveryTimeout: 1 }, RangeError, 'config.maxRecoveryTimeout'],
+    [{ recoveryJitter: 2 }, RangeError, 'config.recoveryJitter'],
+    [{ probeLease: 0 }, RangeError, 'config.probeLease'],
+    [{ storeTimeout: 120 }, RangeError, 'config.storeTimeout'],
+    [{ storeRetryAfter: NaN }, RangeError, 'config.storeRetryAfter'],
+    [{ storeFailureMode: 'maybe' }, RangeError, 'config.storeFailureMode'],
+    [{ recoveryTimout: 30 }, TypeError, 'config.recoveryTimout'],
+  ];
+  for (const [config, kind, field] of cases) {
+    assert.throws(() => breaker(config), (e) => e instanceof kind && e.message.startsWith(field) && e.field === field, `${JSON.stringify(config)}`);
+  }
+});
+
+test('names, options and persistence arguments are checked', () => {
+  const persistence = new InMemoryPersistence();
+  assert.throws(() => new CircuitBreaker({ name: '', persistence }), RangeError);
+  assert.throws(() => new CircuitBreaker({ name: 'x'.repeat(1025), persistence }), /name must be 1 to 1024 bytes/);
+  assert.throws(() => new CircuitBreaker({ name: '\ud800', persistence }), /valid UTF-8/);
+  assert.throws(() => new CircuitBreaker({ name: 42, persistence }), TypeError);
+  assert.throws(() => new CircuitBreaker({ name: 'x', persistence: {} }), /persistence must be a fleetbreaker persistence store/);
+  assert.throws(() => circuitBreaker('not a function', { name: 'x', persistence }), TypeError);
+  assert.throws(() => new DynamoDBPersistence({ tableName: '' }), /tableName/);
+  assert.throws(() => new DynamoDBPersistence({ tableName: 't', sortKeyAttr: 'id' }), /sortKeyAttr/);
+  assert.throws(() => new DynamoDBPersistence({ tableName: 't', staticPkValue: 'x' }), /staticPkValue/);
+  assert.throws(
+    () => new CircuitBreaker({ name: 'c', persistence: new SQLitePersistence('/nonexistent-dir/x/circuits.db') }),
+    (e) => e instanceof CircuitBreakerPersistenceError && e.kind === 'misconfigured' && /circuits.db/.test(e.message),
+  );
+  new CircuitBreaker({ name: 'é'.repeat(512), persistence });
+});
+
+test('breakers that share a name and a persistence store share one circuit', async () => {
+  const clock = new ManualClock();
+  const persistence = new InMemoryPersistence();
+  const one = new CircuitBreaker({ name: 'payments', persistence, clock, config: { failureThreshold: 2 } });
+  const two = new CircuitBreaker({ name: 'payments', persistence, clock, config: { failureThreshold: 2 } });
+  await assert.rejects(one.call(() => { throw new Downstream(); }));
+  await assert.rejects(two.call(() => { throw new Downstream(); }));
+  assert.equal((await one.info()).state, 'OPEN');
+  assert.throws(() => new CircuitBreaker({ name: 'payments', persistence, clock, config: { failureThreshold: 9 } }), /already in use/);
+  const other = new CircuitBreaker({ name: 'payments', persistence: new InMemoryPersistence(), clock });
+  assert.equal((await other.info()).state, 'CLOSED');
+});
+
+test('overrides take seconds, expire, and operator errors say what the store said', async () => {
+  const clock = new ManualClock(100_000);
+  const persistence = new InMemoryPersistence();
+  const b = new CircuitBreaker({ name: 'c', persistence, clock, config: { localCacheMaxAge: 0.25 } });
+  const info = await b.forceOpen({ duration: 90, reason: 'deploy' });
+  assert.equal(info.state, 'FORCED_OPEN');
+  assert.equal(info.overrideUntilMs, 190_000);
+  await assert.rejects(b.call(() => 1), (e) => e.circuit.state === 'FORCED_OPEN' && e.retryAfterMs === 90_000);
+  clock.advance(90);
+  assert.equal(await b.call(() => 7), 7);
+  assert.equal((await b.forceClosed({ duration: 2.5 })).overrideUntilMs, 192_500);
+  for (let i = 0; i < 10; i++) await assert.rejects(b.call(() => { throw new Downstream(); }));
+  assert.equal((await b.info()).state, 'FORCED_CLOSED', 'forced closed counts nothing');
+  assert.equal((await b.reset()).state, 'CLOSED');
+  await assert.rejects(b.forceOpen({ duration: -1 }), RangeError);
+  testing.setStoreFault(persistence, 'throttled');
+  await assert.rejects(b.reset(), (e) => e instanceof CircuitBreakerPersistenceError && e.code === 'ERR_CIRCUIT_STORE' && e.kind === 'throttled');
+  assert.equal(await b.call(() => 'still protected'), 'still protected', 'calls never see store errors');
+});
+
+test('store faults never reach a protected call; the environment protects locally', async () => {
+  const persistence = new InMemoryPersistence({ logger: { info() {}, warn() {}, error() {} } });
+  testing.setStoreFault(persistence, 'unavailable');
+  const b = new CircuitBreaker({ name: 'c', persistence, clock: new ManualClock(), config: { failureThreshold: 2 } });
+  assert.equal(await b.call(() => 'fine'), 'fine');
+  for (let i = 0; i < 2; i++) await assert.rejects(b.call(() => { throw new Downstream('down'); }), Downstream);
+  const err = await b.call(() => 1).catch((e) => e);
+  assert.ok(err instanceof CircuitBreakerOpenError);
+  assert.equal(err.circuit.localOnly, true);
+});
+
+test('a manual permit reports its outcome once', async () => {
+  const b = breaker({ failureThreshold: 1 });
+  const permit = await b.acquire();
+  assert.equal(permit.probe, false);
+  await permit.failure();
+  await assert.rejects(permit.success(), /already completed/);
+  await assert.rejects(b.acquire(), CircuitBreakerOpenError);
+});
+
+test('the package works through import as well as require', async () => {
+  const esm = await import('../lib/index.mjs');
+  const cjs = require('../lib/index.js');
+  assert.equal(esm.circuitBreaker, cjs.circuitBreaker);
+  assert.equal(esm.default.CircuitState, cjs.CircuitState);
+});
+
+test('healthy calls are admitted under the lease without crossing into the addon', async () => {
+  const persistence = new InMemoryPersistence();
+  const clock = new ManualClock();
+  const ok = circuitBreaker(() => 1, { name: 'hot', persistence, clock, config: { localCacheMaxAge: 5 } });
+  await ok();
+  const before = testing.storeCounts(persistence);
+  const native = ok.circuitBreaker._handle.native;
+  let crossings = 0;
+  for (const method of ['acquire', 'complete', 'completeLeased']) {
+    const original = native[method].bind(native);
+    native[method] = (...a) => { crossings++; return original(...a); };
+  }
+  for (let i = 0; i < 1000; i++) await ok();
+  assert.equal(crossings, 0);
+  assert.deepEqual(testing.storeCounts(persistence), before, 'no store I/O');
+  clock.advance(5);
+  await ok();
+  assert.equal(crossings, 2, 'the lease ended with the cache: one acquire, one complete');
+});
