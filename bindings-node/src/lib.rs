@@ -9,12 +9,12 @@ mod errors;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
+use fleetbreaker::bridge::{BoxedFuture, poll_once};
 use fleetbreaker::{
     Breaker, CircuitInfo, Clock as _, Config, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
     Event, FailurePolicy, ManualClock, MemoryStore, Outcome, Permit, SqliteStore, StoreFailureMode,
@@ -27,18 +27,9 @@ use napi_derive::napi;
 use crate::errors::to_napi;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("fleetbreaker-io")
-            .enable_all()
-            .build()
-            .expect("the fleetbreaker I/O runtime")
-    })
+    fleetbreaker::bridge::io_runtime()
 }
 
-type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D> + Send>;
 
 /// Polls `future` once on this thread (inside the runtime's context, where store clients find
@@ -53,14 +44,8 @@ where
     D: napi::bindgen_prelude::ToNapiValue + 'static,
     C: FnOnce(T) -> napi::Result<D> + Send + 'static,
 {
-    let mut future: Boxed<T> = Box::pin(future);
-    let polled = {
-        let _entered = runtime().enter();
-        future
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-    };
-    if let Poll::Ready(value) = polled {
+    let mut future: BoxedFuture<T> = Box::pin(future);
+    if let Poll::Ready(value) = poll_once(&mut future) {
         return convert(value).map(Either::A);
     }
     let (deferred, promise) = env.create_deferred::<D, Resolver<D>>()?;
@@ -128,19 +113,8 @@ pub struct StoreStats {
 }
 
 fn store_fault(kind: &str) -> napi::Result<fleetbreaker::StoreError> {
-    let m = "injected".to_string();
-    Ok(match kind {
-        "unavailable" => fleetbreaker::StoreError::Unavailable(m),
-        "timeout" => fleetbreaker::StoreError::Timeout(m),
-        "throttled" => fleetbreaker::StoreError::Throttled(m),
-        "misconfigured" => fleetbreaker::StoreError::Misconfigured(m),
-        other => {
-            return Err(napi::Error::new(
-                Status::InvalidArg,
-                format!("unknown fault {other:?}"),
-            ));
-        }
-    })
+    fleetbreaker::StoreError::of_kind(kind, "injected")
+        .ok_or_else(|| napi::Error::new(Status::InvalidArg, format!("unknown fault {kind:?}")))
 }
 
 #[napi]
@@ -376,7 +350,7 @@ fn native_event(event: &Event) -> NativeEvent {
         Event::StoreDegraded(f) => {
             e.kind = "store_degraded".into();
             e.circuit = f.circuit.clone();
-            e.error = Some(errors::store_error_kind(&f.error).into());
+            e.error = Some(f.error.kind().into());
             e.message = Some(f.error.to_string());
         }
         Event::CorruptRecord(f) => {

@@ -4,34 +4,15 @@
 //! waits with the GIL released, or an async caller gets an asyncio future.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
+use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-/// The runtime that drives store I/O (the DynamoDB client needs tokio).
+/// The runtime that drives store I/O.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("fleetbreaker-io")
-            .enable_all()
-            .build()
-            .expect("the fleetbreaker I/O runtime")
-    })
-}
-
-type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Polls once inside the runtime's context (store clients find their reactor there).
-fn poll_once<T>(future: &mut Boxed<T>) -> Poll<T> {
-    let _entered = runtime().enter();
-    future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
+    io_runtime()
 }
 
 /// Runs `future` for a sync caller: inline if it does not wait, else on the runtime while this
@@ -40,7 +21,7 @@ pub fn block<T: Send + 'static>(
     py: Python<'_>,
     future: impl Future<Output = T> + Send + 'static,
 ) -> T {
-    let mut future: Boxed<T> = Box::pin(future);
+    let mut future: BoxedFuture<T> = Box::pin(future);
     if let Poll::Ready(value) = poll_once(&mut future) {
         return value;
     }
@@ -59,7 +40,7 @@ pub fn start<T: Send + 'static>(
     future: impl Future<Output = T> + Send + 'static,
     convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let mut future: Boxed<T> = Box::pin(future);
+    let mut future: BoxedFuture<T> = Box::pin(future);
     if let Poll::Ready(value) = poll_once(&mut future) {
         return convert(py, value);
     }

@@ -1,7 +1,7 @@
 //! The one place where the host's errors become Python exceptions (the classes live in
 //! `fleetbreaker.exceptions`, so they keep the Powertools behaviour).
 
-use fleetbreaker::{Error, StoreError};
+use fleetbreaker::Error;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
@@ -20,22 +20,11 @@ fn raise<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py
     }
 }
 
-/// The kind of a store error, as Python code names it.
-pub fn store_error_kind(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Unavailable(_) => "unavailable",
-        StoreError::Timeout(_) => "timeout",
-        StoreError::Throttled(_) => "throttled",
-        StoreError::Misconfigured(_) => "misconfigured",
-        StoreError::Corrupt(_) => "corrupt",
-    }
-}
-
 pub fn to_py(py: Python<'_>, error: Error) -> PyErr {
     match error {
         Error::Config(e) => raise(py, "CircuitBreakerConfigError", (e.to_string(),)),
         Error::Store(e) => {
-            let kind = store_error_kind(&e);
+            let kind = e.kind();
             let err = raise(py, "CircuitBreakerPersistenceError", (e.to_string(),));
             let _ = err.value(py).setattr("kind", kind);
             err

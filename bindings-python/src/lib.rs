@@ -15,7 +15,7 @@ use fleetbreaker::{
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::errors::{check, store_error_kind};
+use crate::errors::check;
 
 /// A store of shared records.
 #[pyclass(module = "fleetbreaker._native", frozen)]
@@ -27,18 +27,8 @@ struct Store {
 }
 
 fn store_fault(kind: &str) -> PyResult<fleetbreaker::StoreError> {
-    let m = "injected".to_string();
-    Ok(match kind {
-        "unavailable" => fleetbreaker::StoreError::Unavailable(m),
-        "timeout" => fleetbreaker::StoreError::Timeout(m),
-        "throttled" => fleetbreaker::StoreError::Throttled(m),
-        "misconfigured" => fleetbreaker::StoreError::Misconfigured(m),
-        other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "unknown fault {other:?}"
-            )));
-        }
-    })
+    fleetbreaker::StoreError::of_kind(kind, "injected")
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown fault {kind:?}")))
 }
 
 fn record_tuple(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyTuple>> {
@@ -267,7 +257,7 @@ fn event_tuple<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyTup
         Event::StoreDegraded(f) => vec![
             "store_degraded".into_pyobject(py)?.into_any(),
             f.circuit.as_str().into_pyobject(py)?.into_any(),
-            store_error_kind(&f.error).into_pyobject(py)?.into_any(),
+            f.error.kind().into_pyobject(py)?.into_any(),
             f.error.to_string().into_pyobject(py)?.into_any(),
             f.retry_at_ms.into_pyobject(py)?.into_any(),
         ],

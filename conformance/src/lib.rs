@@ -89,26 +89,13 @@ impl ScenarioConfig {
 /// The store error an injected fault stands for.
 impl Fault {
     pub fn to_store_error(self) -> fleetbreaker_core::StoreError {
-        use fleetbreaker_core::StoreError;
-        let m = "injected by the scenario".to_string();
-        match self {
-            Fault::Unavailable => StoreError::Unavailable(m),
-            Fault::Timeout => StoreError::Timeout(m),
-            Fault::Throttled => StoreError::Throttled(m),
-            Fault::Misconfigured => StoreError::Misconfigured(m),
-        }
+        fleetbreaker_core::StoreError::of_kind(self.as_str(), "injected by the scenario")
+            .expect("every fault names a store error kind")
     }
 
     /// The kind of a store error, as scenarios name it.
     pub fn kind_of(error: &fleetbreaker_core::StoreError) -> &'static str {
-        use fleetbreaker_core::StoreError;
-        match error {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Timeout(_) => "timeout",
-            StoreError::Throttled(_) => "throttled",
-            StoreError::Misconfigured(_) => "misconfigured",
-            StoreError::Corrupt(_) => "corrupt",
-        }
+        error.kind()
     }
 }
 

@@ -128,6 +128,33 @@ pub enum StoreError {
     Corrupt(CorruptItem),
 }
 
+impl StoreError {
+    /// The kind's name, the same in every language: `unavailable`, `timeout`, `throttled`,
+    /// `misconfigured` or `corrupt`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Throttled(_) => "throttled",
+            StoreError::Misconfigured(_) => "misconfigured",
+            StoreError::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// An error of the kind named `kind` (not `corrupt`, which needs an item), for tests and
+    /// bindings that inject faults.
+    pub fn of_kind(kind: &str, message: impl Into<String>) -> Option<StoreError> {
+        let m = message.into();
+        Some(match kind {
+            "unavailable" => StoreError::Unavailable(m),
+            "timeout" => StoreError::Timeout(m),
+            "throttled" => StoreError::Throttled(m),
+            "misconfigured" => StoreError::Misconfigured(m),
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

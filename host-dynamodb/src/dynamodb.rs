@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -14,7 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use fleetbreaker_core::{CircuitState, ConfigError, CorruptItem, Record, StoreError, SwapResult};
 
 use crate::Error;
-use crate::store::{Store, StoreFuture, StoreStats};
+use crate::store::{Counters, Store, StoreFuture, StoreStats};
 
 /// The item's attribute names, in one place. Numbers are `N`, text is `S`.
 pub mod attr {
@@ -170,15 +169,6 @@ impl Key {
     }
 }
 
-/// Operations the store made, for reports and tests.
-#[derive(Debug, Default)]
-struct Counters {
-    reads: AtomicU64,
-    writes: AtomicU64,
-    conflicts: AtomicU64,
-    errors: AtomicU64,
-}
-
 /// The DynamoDB store.
 pub struct DynamoDbStore {
     client: Client,
@@ -284,13 +274,7 @@ impl DynamoDbStore {
 
     /// What this store has done so far.
     pub fn stats(&self) -> StoreStats {
-        let c = &self.counters;
-        StoreStats {
-            reads: c.reads.load(Ordering::Relaxed),
-            writes: c.writes.load(Ordering::Relaxed),
-            conflicts: c.conflicts.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
     /// Creates the table (on-demand capacity) with this store's key schema, waits until it is
@@ -408,7 +392,7 @@ impl DynamoDbStore {
         operation: &str,
         e: SdkError<E, HttpResponse>,
     ) -> StoreError {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.error();
         match &e {
             SdkError::TimeoutError(_) => StoreError::Timeout(format!(
                 "{operation} did not answer within {:?}",
@@ -470,7 +454,7 @@ impl DynamoDbStore {
         match tokio::time::timeout(self.store_timeout, call).await {
             Ok(result) => result,
             Err(_) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.counters.error();
                 Err(StoreError::Timeout(format!(
                     "{operation} did not answer within {:?}",
                     self.store_timeout
@@ -489,7 +473,7 @@ impl DynamoDbStore {
             .send()
             .await
             .map_err(|e| self.map_error("GetItem", e))?;
-        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        self.counters.read();
         match out.item() {
             None => Ok(None),
             Some(item) => item_to_record(item).map(Some).map_err(StoreError::Corrupt),
@@ -526,7 +510,7 @@ impl DynamoDbStore {
         };
         match request.send().await {
             Ok(_) => {
-                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.counters.write();
                 Ok(SwapResult::Written)
             }
             Err(SdkError::ServiceError(service))
@@ -535,7 +519,7 @@ impl DynamoDbStore {
                     PutItemError::ConditionalCheckFailedException(_)
                 ) =>
             {
-                self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
+                self.counters.conflict();
                 let current = match service.err() {
                     PutItemError::ConditionalCheckFailedException(c) => {
                         c.item().and_then(|item| item_to_record(item).ok())

@@ -64,6 +64,8 @@
 
 mod bindings;
 mod breaker;
+#[cfg(feature = "dynamodb")]
+pub mod bridge;
 mod clock;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

@@ -6,7 +6,6 @@
 //! write without losing an update.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::Error;
-use crate::store::{Store, StoreFuture, StoreStats};
+use crate::store::{Counters, Store, StoreFuture, StoreStats};
 
 /// The table, one row per circuit; its columns are the record's fields.
 pub const TABLE: &str = "fleetbreaker_circuits";
@@ -60,14 +59,6 @@ pub struct SqliteStore {
     path: PathBuf,
     requests: mpsc::Sender<Request>,
     counters: Arc<Counters>,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    reads: AtomicU64,
-    writes: AtomicU64,
-    conflicts: AtomicU64,
-    errors: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -118,13 +109,7 @@ impl SqliteStore {
 
     /// What this store has done so far.
     pub fn stats(&self) -> StoreStats {
-        let c = &self.counters;
-        StoreStats {
-            reads: c.reads.load(Ordering::Relaxed),
-            writes: c.writes.load(Ordering::Relaxed),
-            conflicts: c.conflicts.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
     /// Every circuit in the database, sorted by name (for operators).
@@ -158,9 +143,6 @@ fn connect(path: &Path, store_timeout: Duration) -> rusqlite::Result<Connection>
 }
 
 fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, counters: &Counters) {
-    let count = |counter: &AtomicU64| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    };
     // Ends when the store (the only sender) is dropped.
     for request in inbox {
         match request {
@@ -169,8 +151,8 @@ fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, coun
                     .map_err(|e| map_error(label, e))
                     .and_then(|r| r);
                 match &result {
-                    Ok(_) | Err(StoreError::Corrupt(_)) => count(&counters.reads),
-                    Err(_) => count(&counters.errors),
+                    Ok(_) | Err(StoreError::Corrupt(_)) => counters.read(),
+                    Err(_) => counters.error(),
                 }
                 let _ = reply.send(result);
             }
@@ -181,9 +163,9 @@ fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, coun
                 let result =
                     swap(&mut conn, &circuit, expected, &next).map_err(|e| map_error(label, e));
                 match &result {
-                    Ok(SwapResult::Written) => count(&counters.writes),
-                    Ok(SwapResult::Conflict(_)) => count(&counters.conflicts),
-                    Err(_) => count(&counters.errors),
+                    Ok(SwapResult::Written) => counters.write(),
+                    Ok(SwapResult::Conflict(_)) => counters.conflict(),
+                    Err(_) => counters.error(),
                 }
                 let _ = reply.send(result);
             }
