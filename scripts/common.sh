@@ -58,7 +58,7 @@ build_addon() {
     (
         cd bindings-node
         npm ci --no-audit --no-fund --loglevel=error
-        npx napi build --platform --release --strip --target x86_64-unknown-linux-gnu --js native.js --dts native.d.ts
+        npx napi build --platform --release --target x86_64-unknown-linux-gnu --js native.js --dts native.d.ts
         ls -l fleetbreaker.*.node
     )
 }

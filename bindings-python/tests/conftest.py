@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Iterator
 
@@ -24,11 +25,14 @@ class Moto:
         self.port = port
         self.endpoint = f"http://127.0.0.1:{port}"
         python = os.environ.get("FLEETBREAKER_PYTHON", sys.executable)
+        # The server logs every request to stderr: a file, not a pipe nobody drains, or it
+        # blocks once the pipe is full.
+        self.log = tempfile.TemporaryFile()
         try:
             self.process = subprocess.Popen(
                 [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=self.log,
             )
         except OSError as e:  # pragma: no cover - a broken environment
             pytest.fail(f"cannot start moto's server with {python}: {e}; pip install 'moto[server]'")
@@ -40,7 +44,8 @@ class Moto:
             except OSError:
                 pass
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                self.log.seek(0)
+                err = self.log.read().decode(errors="replace")
                 pytest.fail(
                     "these tests need moto's server, a DynamoDB-compatible server on loopback: "
                     f"pip install 'moto[server]' (scripts/test installs it). It exited: {err}"
@@ -52,6 +57,7 @@ class Moto:
     def stop(self) -> None:
         self.process.kill()
         self.process.wait()
+        self.log.close()
 
 
 @pytest.fixture(scope="session")

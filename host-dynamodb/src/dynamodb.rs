@@ -299,8 +299,8 @@ impl DynamoDbStore {
                 .build()
                 .map_err(|e| Error::Component(e.to_string()))
         };
-        let mut request = self
-            .client
+        let admin = self.admin_client();
+        let mut request = admin
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
@@ -316,8 +316,7 @@ impl DynamoDbStore {
             .await
             .map_err(|e| self.admin_error("CreateTable", e))?;
         for _ in 0..100 {
-            let described = self
-                .client
+            let described = admin
                 .describe_table()
                 .table_name(&self.table)
                 .send()
@@ -332,7 +331,7 @@ impl DynamoDbStore {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.client
+        admin
             .update_time_to_live()
             .table_name(&self.table)
             .time_to_live_specification(
@@ -353,7 +352,7 @@ impl DynamoDbStore {
     pub async fn list(&self) -> Result<Vec<(String, Result<Record, CorruptItem>)>, Error> {
         let mut circuits = Vec::new();
         let mut pages = self
-            .client
+            .admin_client()
             .scan()
             .table_name(&self.table)
             .into_paginator()
@@ -375,6 +374,24 @@ impl DynamoDbStore {
         }
         circuits.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(circuits)
+    }
+
+    /// A client for table administration, which is on no breaker's path: it waits up to a
+    /// minute rather than `store_timeout` (a local server can take seconds over its first
+    /// request, and a table scan is not a point read).
+    fn admin_client(&self) -> Client {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(Duration::from_secs(60))
+            .operation_attempt_timeout(Duration::from_secs(20))
+            .connect_timeout(Duration::from_secs(5))
+            .build();
+        Client::from_conf(
+            self.client
+                .config()
+                .to_builder()
+                .timeout_config(timeouts)
+                .build(),
+        )
     }
 
     fn admin_error<E: ProvideErrorMetadata + std::fmt::Debug>(

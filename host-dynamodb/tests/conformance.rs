@@ -1,21 +1,160 @@
 //! Runs every conformance scenario against the component through the host: each scenario
-//! environment is its own component instance ([`Environment`]), all sharing one
-//! [`MemoryStore`] and one [`ManualClock`]. The host honours the admission lease itself.
+//! environment is its own component instance ([`Environment`]), all sharing one store and one
+//! [`ManualClock`]. The host honours the admission lease itself.
+//!
+//! The scenarios run three times: on the [`MemoryStore`] (with its own fault injection), on a
+//! SQLite file and on a DynamoDB table on moto's server. The real stores sit behind a small
+//! fault injector, so a scenario's store outage is the same everywhere; their own failures
+//! (a killed server, throttling, a slow store) have their own tests.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod support;
 
-use fleetbreaker::{Breaker, CorruptItem, Environment, ManualClock, MemoryStore, Permit};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use fleetbreaker::dynamodb::attr;
+use fleetbreaker::{
+    Breaker, CorruptItem, DynamoDbStore, Environment, ManualClock, MemoryStore, Permit, Record,
+    SqliteStore, Store, StoreError, StoreFuture, SwapResult,
+};
 use fleetbreaker_conformance::{
     self as conf, Acquired, Driver, Fault, Info, PermitHandle, Scenario, SeenEvent, StoreCounts,
     Stored,
 };
+use support::moto::{self, Moto};
 
 type EventLog = Arc<Mutex<Vec<(String, SeenEvent)>>>;
 
+/// A real store behind a fault injector that counts what the memory store counts: loads that
+/// reached an item (or its absence), writes that landed, calls refused by the injected fault.
+struct Injector {
+    inner: Arc<dyn Store>,
+    fault: Mutex<Option<StoreError>>,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    faulted: AtomicU64,
+}
+
+impl Injector {
+    fn new(inner: Arc<dyn Store>) -> Injector {
+        Injector {
+            inner,
+            fault: Mutex::new(None),
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            faulted: AtomicU64::new(0),
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match &*self.fault.lock().unwrap() {
+            Some(fault) => {
+                self.faulted.fetch_add(1, Ordering::Relaxed);
+                Err(fault.clone())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Store for Injector {
+    fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(async move {
+            self.check()?;
+            let result = self.inner.load(circuit).await;
+            if matches!(result, Ok(_) | Err(StoreError::Corrupt(_))) {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a Record,
+    ) -> StoreFuture<'a, SwapResult> {
+        Box::pin(async move {
+            self.check()?;
+            let result = self.inner.swap(circuit, expected_version, next).await;
+            if matches!(result, Ok(SwapResult::Written)) {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+}
+
+/// Where a scenario's environments keep their shared record.
+enum Backend {
+    Memory(MemoryStore),
+    Sqlite {
+        injector: Arc<Injector>,
+        store: Arc<SqliteStore>,
+        path: PathBuf,
+    },
+    DynamoDb {
+        injector: Arc<Injector>,
+        store: Arc<DynamoDbStore>,
+    },
+}
+
+/// A fresh SQLite file per scenario.
+fn sqlite_backend(scenario: &Scenario) -> Backend {
+    let dir = std::env::temp_dir().join(format!(
+        "fleetbreaker-conformance-{}-{}",
+        std::process::id(),
+        scenario.name
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("circuits.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let injector = Arc::new(Injector::new(store.clone()));
+    Backend::Sqlite {
+        injector,
+        store,
+        path,
+    }
+}
+
+fn shared_moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(Moto::start)
+}
+
+/// A fresh table per scenario, on a moto server shared by the scenarios.
+fn dynamodb_backend(rt: &tokio::runtime::Runtime) -> Backend {
+    let store = rt.block_on(async {
+        let config = moto::config(&shared_moto().endpoint(), &moto::table("conformance"));
+        let store = moto::connect(config).await;
+        store.create_table().await.unwrap();
+        Arc::new(store)
+    });
+    let injector = Arc::new(Injector::new(store.clone()));
+    Backend::DynamoDb { injector, store }
+}
+
+impl Backend {
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Memory(m) => Arc::new(m.clone()),
+            Backend::Sqlite { injector, .. } | Backend::DynamoDb { injector, .. } => {
+                injector.clone()
+            }
+        }
+    }
+}
+
 struct HostDriver {
     rt: tokio::runtime::Runtime,
-    store: MemoryStore,
+    backend: Backend,
     clock: ManualClock,
     circuit: String,
     breakers: BTreeMap<String, Breaker>,
@@ -24,8 +163,16 @@ struct HostDriver {
 }
 
 impl HostDriver {
-    fn new(scenario: &Scenario) -> HostDriver {
-        let store = MemoryStore::new();
+    fn new(
+        scenario: &Scenario,
+        backend: impl FnOnce(&tokio::runtime::Runtime) -> Backend,
+    ) -> HostDriver {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let backend = backend(&rt);
+        let store = backend.store();
         let clock = ManualClock::new(scenario.start_ms);
         let events: EventLog = Arc::default();
         let breakers = scenario
@@ -53,10 +200,8 @@ impl HostDriver {
             })
             .collect();
         HostDriver {
-            rt: tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap(),
-            store,
+            rt,
+            backend,
             clock,
             circuit: scenario.circuit.clone(),
             breakers,
@@ -143,28 +288,86 @@ impl Driver for HostDriver {
     }
 
     fn set_store_fault(&mut self, fault: Option<Fault>) {
-        self.store.set_fault(fault.map(Fault::to_store_error));
+        let fault = fault.map(Fault::to_store_error);
+        match &self.backend {
+            Backend::Memory(m) => m.set_fault(fault),
+            Backend::Sqlite { injector, .. } | Backend::DynamoDb { injector, .. } => {
+                *injector.fault.lock().unwrap() = fault
+            }
+        }
     }
 
     fn corrupt_item(&mut self, version: Option<u64>, problem: &str) {
-        self.store.put_corrupt(
-            &self.circuit,
-            CorruptItem {
-                detail: problem.to_string(),
-                version,
-            },
-        );
+        // A readable version with an unknown state, or a valid state without a version: the two
+        // ways the scenarios corrupt an item, written the way a stray writer would.
+        let state = if version.is_some() {
+            "SIDEWAYS"
+        } else {
+            "CLOSED"
+        };
+        match &self.backend {
+            Backend::Memory(m) => m.put_corrupt(
+                &self.circuit,
+                CorruptItem {
+                    detail: problem.to_string(),
+                    version,
+                },
+            ),
+            Backend::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute(
+                    &format!(
+                        "INSERT OR REPLACE INTO {} (name, state, version) VALUES (?1, ?2, ?3)",
+                        fleetbreaker::sqlite::TABLE
+                    ),
+                    rusqlite::params![self.circuit, state, version.map(|v| v as i64)],
+                )
+                .unwrap();
+            }
+            Backend::DynamoDb { store, .. } => {
+                let mut item = HashMap::from([
+                    ("id".to_string(), AttributeValue::S(self.circuit.clone())),
+                    (attr::STATE.to_string(), AttributeValue::S(state.into())),
+                ]);
+                if let Some(v) = version {
+                    item.insert(attr::VERSION.to_string(), AttributeValue::N(v.to_string()));
+                }
+                self.rt
+                    .block_on(
+                        store
+                            .client()
+                            .put_item()
+                            .table_name(store.table_name())
+                            .set_item(Some(item))
+                            .send(),
+                    )
+                    .unwrap();
+            }
+        }
     }
 
     fn stored(&mut self) -> Option<Stored> {
-        self.store.record(&self.circuit).map(Stored::from_record)
+        // Straight from the store, past the injector: inspection is neither a read nor faulted.
+        let record = match &self.backend {
+            Backend::Memory(m) => m.record(&self.circuit),
+            Backend::Sqlite { store, .. } => self.rt.block_on(store.load(&self.circuit)).ok()?,
+            Backend::DynamoDb { store, .. } => self.rt.block_on(store.load(&self.circuit)).ok()?,
+        };
+        record.map(Stored::from_record)
     }
 
     fn store_counts(&mut self) -> StoreCounts {
-        StoreCounts {
-            reads: self.store.reads(),
-            writes: self.store.writes(),
-            failed_calls: self.store.faulted_calls(),
+        match &self.backend {
+            Backend::Memory(m) => StoreCounts {
+                reads: m.reads(),
+                writes: m.writes(),
+                failed_calls: m.faulted_calls(),
+            },
+            Backend::Sqlite { injector, .. } | Backend::DynamoDb { injector, .. } => StoreCounts {
+                reads: injector.reads.load(Ordering::Relaxed),
+                writes: injector.writes.load(Ordering::Relaxed),
+                failed_calls: injector.faulted.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -179,6 +382,20 @@ impl Driver for HostDriver {
 
 #[test]
 fn every_scenario_passes_on_the_component_through_the_host() {
-    let n = conf::run_all("component", HostDriver::new);
+    let n = conf::run_all("component", |s| {
+        HostDriver::new(s, |_| Backend::Memory(MemoryStore::new()))
+    });
+    assert!(n >= 20, "expected at least 20 scenarios, found {n}");
+}
+
+#[test]
+fn every_scenario_passes_on_the_sqlite_store() {
+    let n = conf::run_all("sqlite", |s| HostDriver::new(s, |_| sqlite_backend(s)));
+    assert!(n >= 20, "expected at least 20 scenarios, found {n}");
+}
+
+#[test]
+fn every_scenario_passes_on_the_dynamodb_store() {
+    let n = conf::run_all("dynamodb", |s| HostDriver::new(s, dynamodb_backend));
     assert!(n >= 20, "expected at least 20 scenarios, found {n}");
 }

@@ -57,6 +57,13 @@ impl Moto {
             };
             let outcome = wait_ready(&mut child, port);
             let ok = outcome.is_ok();
+            if ok {
+                // The server logs every request to stderr; an undrained pipe fills up and
+                // blocks it mid-test.
+                if let Some(mut stderr) = child.stderr.take() {
+                    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+                }
+            }
             started.send(outcome).unwrap();
             if ok {
                 let _ = stopped.recv();
