@@ -500,6 +500,27 @@ async fn a_slow_store_is_cut_off_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn table_administration_is_not_cut_off_at_store_timeout() {
+    let proxy = Proxy::start(shared_moto().port);
+    let mut c = moto::config(&proxy.endpoint(), &moto::table("admin"));
+    c.store_timeout = Duration::from_millis(200);
+    let store = moto::connect(c).await;
+    proxy.set_mode(Mode::Delay(Duration::from_millis(500)));
+    store
+        .create_table()
+        .await
+        .expect("creating a table may take longer than a breaker's store call");
+    assert!(store.list().await.unwrap().is_empty());
+    assert!(proxy.operations().contains(&"CreateTable".to_string()));
+    let started = Instant::now();
+    assert!(
+        matches!(store.load("payments").await, Err(StoreError::Timeout(_))),
+        "the breaker's own calls keep store_timeout"
+    );
+    assert!(started.elapsed() < Duration::from_millis(450));
+}
+
+#[tokio::test]
 async fn throttling_backs_off_and_never_reaches_the_caller() {
     let (proxy, store) = through_proxy("throttle", Duration::from_millis(500)).await;
     proxy.set_mode(Mode::Throttle);
