@@ -358,15 +358,8 @@ class DynamoDBPersistence extends Persistence {
 
   /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
   async createTable() {
-    const store = invoke(() => native.NativeStore.dynamodb({
-      tableName: this.tableName,
-      keyAttr: this.keyAttr,
-      sortKeyAttr: this.sortKeyAttr,
-      staticPkValue: this.staticPkValue,
-      region: this.region,
-      endpointUrl: this.endpointUrl,
-      storeTimeoutMs: 5000,
-    }));
+    // Table administration has its own deadline in the store; storeTimeout does not apply.
+    const store = invoke(() => this._open(DEFAULTS.storeTimeout));
     await invoke(() => store.createTable());
   }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use fleetbreaker::bridge::{BoxedFuture, poll_once};
+use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
 use fleetbreaker::{
     Breaker, CircuitInfo, Clock as _, Config, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
     Event, FailurePolicy, ManualClock, MemoryStore, Outcome, Permit, SqliteStore, StoreFailureMode,
@@ -25,10 +25,6 @@ use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::errors::to_napi;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    fleetbreaker::bridge::io_runtime()
-}
 
 type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D> + Send>;
 
@@ -49,7 +45,7 @@ where
         return convert(value).map(Either::A);
     }
     let (deferred, promise) = env.create_deferred::<D, Resolver<D>>()?;
-    runtime().spawn(async move {
+    io_runtime().spawn(async move {
         let value = future.await;
         deferred.resolve(Box::new(move |_env| convert(value)));
     });
@@ -157,7 +153,7 @@ impl NativeStore {
         if let Some(t) = options.store_timeout_ms {
             config.store_timeout = Duration::from_millis(ms(t, "storeTimeout")?);
         }
-        let store = runtime()
+        let store = io_runtime()
             .block_on(DynamoDbStore::connect(config))
             .map_err(to_napi)?;
         let store = Arc::new(store);

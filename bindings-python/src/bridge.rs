@@ -10,11 +10,6 @@ use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-/// The runtime that drives store I/O.
-pub fn runtime() -> &'static tokio::runtime::Runtime {
-    io_runtime()
-}
-
 /// Runs `future` for a sync caller: inline if it does not wait, else on the runtime while this
 /// thread waits without the GIL.
 pub fn block<T: Send + 'static>(
@@ -26,7 +21,7 @@ pub fn block<T: Send + 'static>(
         return value;
     }
     let (send, receive) = std::sync::mpsc::sync_channel(1);
-    runtime().spawn(async move {
+    io_runtime().spawn(async move {
         let _ = send.send(future.await);
     });
     py.detach(move || receive.recv().expect("a fleetbreaker task panicked"))
@@ -47,7 +42,7 @@ pub fn start<T: Send + 'static>(
     let waiter = event_loop.call_method0("create_future")?.unbind();
     let handed = waiter.clone_ref(py);
     let event_loop = event_loop.unbind();
-    runtime().spawn(async move {
+    io_runtime().spawn(async move {
         let value = future.await;
         Python::attach(|py| {
             let outcome = convert(py, value);

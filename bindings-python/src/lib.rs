@@ -106,7 +106,9 @@ impl Store {
         // connection opened in the background does not hold up the interpreter.
         let store = check(
             py,
-            py.detach(move || bridge::runtime().block_on(DynamoDbStore::connect(config))),
+            py.detach(move || {
+                fleetbreaker::bridge::io_runtime().block_on(DynamoDbStore::connect(config))
+            }),
         )?;
         let store = Arc::new(store);
         Ok(Store {

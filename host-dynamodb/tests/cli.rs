@@ -2,25 +2,30 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Output, Stdio};
 
 use support::moto::Moto;
 
+/// The CLI pointed at `table` on `moto`, with test credentials.
+fn command(moto: &Moto, table: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"));
+    c.args([
+        "--endpoint",
+        &moto.endpoint(),
+        "--region",
+        "us-east-1",
+        "--table",
+        table,
+    ])
+    .args(args)
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing");
+    c
+}
+
 fn cli(moto: &Moto, table: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
-        .args([
-            "--endpoint",
-            &moto.endpoint(),
-            "--region",
-            "us-east-1",
-            "--table",
-            table,
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .unwrap()
+    command(moto, table, args).output().unwrap()
 }
 
 fn ok(out: &Output) -> String {
@@ -91,28 +96,31 @@ fn operator_commands_on_dynamodb() {
     );
 
     // watch prints the current state, then each change; --count 1 stops after one change.
-    let watcher = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
-        .args([
-            "--endpoint",
-            &moto.endpoint(),
-            "--region",
-            "us-east-1",
-            "--table",
-            t,
-        ])
-        .args(["watch", "payments", "--interval", "100ms", "--count", "1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    let mut watcher = command(
+        &moto,
+        t,
+        &["watch", "payments", "--interval", "100ms", "--count", "1"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Change the state only once the watcher has printed the current one.
+    let mut stdout = BufReader::new(watcher.stdout.take().unwrap());
+    let mut watched = String::new();
+    while !watched.contains(" version ") {
+        assert_ne!(
+            stdout.read_line(&mut watched).unwrap(),
+            0,
+            "watch ended early: {watched}"
+        );
+    }
     ok(&cli(
         &moto,
         t,
         &["force-close", "payments", "--reason", "ship it"],
     ));
-    let watched = ok(&watcher.wait_with_output().unwrap());
+    stdout.read_to_string(&mut watched).unwrap();
+    assert!(watcher.wait().unwrap().success(), "{watched}");
     let changes: Vec<&str> = watched
         .lines()
         .filter(|l| l.contains(" version "))

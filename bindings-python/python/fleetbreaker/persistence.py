@@ -217,7 +217,8 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
     def create_table(self) -> None:
         """Creates the table (on-demand capacity, TTL on ``expiration``): for development and
         tests. Production tables belong in infrastructure code."""
-        self._connect(5.0).create_table()
+        # Table administration has its own deadline in the store; store_timeout does not apply.
+        self._connect(_DEFAULT_STORE_TIMEOUT).create_table()
 
 
 class SQLitePersistence(CircuitBreakerPersistenceLayer):
