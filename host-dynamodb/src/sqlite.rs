@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleetbreaker_core::{CircuitState, CorruptItem, Record, StoreError, SwapResult};
 use rusqlite::types::ValueRef;
@@ -125,11 +125,40 @@ impl SqliteStore {
 fn connect(path: &Path, store_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(store_timeout)?;
-    // WAL lets readers go on while a writer holds the lock; it is a property of the file.
-    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {TABLE} (
+    // A fleet starting together opens one new file from many processes at once. Setting it up
+    // can fail with "locked" at once, without the busy handler (SQLite refuses a lock upgrade
+    // that could deadlock, and the switch to WAL needs the file to itself), so it is retried
+    // until the busy timeout runs out.
+    let deadline = Instant::now() + store_timeout;
+    loop {
+        match set_up(&conn) {
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            done => return done.map(|()| conn),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// WAL (readers go on while a writer holds the lock; a property of the file) and the table.
+fn set_up(conn: &Connection) -> rusqlite::Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    }
+    // IMMEDIATE takes the write lock first (waiting in the busy handler), so creating the
+    // table never needs an upgrade.
+    let created = conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+        CREATE TABLE IF NOT EXISTS {TABLE} (
             name TEXT PRIMARY KEY NOT NULL,
             state TEXT, version INTEGER,
             opened_at_ms INTEGER, open_until_ms INTEGER, trips INTEGER,
@@ -137,9 +166,13 @@ fn connect(path: &Path, store_timeout: Duration) -> rusqlite::Result<Connection>
             closed_at_ms INTEGER, failure_count INTEGER,
             updated_at_ms INTEGER, updated_by TEXT,
             override_reason TEXT, override_until_ms INTEGER, expires_at_ms INTEGER
-        )"
-    ))?;
-    Ok(conn)
+        );
+        COMMIT;"
+    ));
+    if created.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    created
 }
 
 fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, counters: &Counters) {

@@ -5,6 +5,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Output, Stdio};
 
+use support::TempDir;
 use support::moto::Moto;
 
 /// The CLI pointed at `table` on `moto`, with test credentials.
@@ -188,8 +189,7 @@ fn errors_name_what_is_wrong() {
 
 #[test]
 fn operator_commands_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("fleetbreaker-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli");
     let db = dir.join("circuits.db");
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))

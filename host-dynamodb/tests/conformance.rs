@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -24,6 +23,7 @@ use fleetbreaker_conformance::{
     self as conf, Acquired, Driver, Fault, Info, PermitHandle, Scenario, SeenEvent, StoreCounts,
     Stored,
 };
+use support::TempDir;
 use support::moto::{self, Moto};
 
 type EventLog = Arc<Mutex<Vec<(String, SeenEvent)>>>;
@@ -95,7 +95,7 @@ enum Backend {
     Sqlite {
         injector: Arc<Injector>,
         store: Arc<SqliteStore>,
-        path: PathBuf,
+        dir: TempDir,
     },
     DynamoDb {
         injector: Arc<Injector>,
@@ -105,22 +105,13 @@ enum Backend {
 
 /// A fresh SQLite file per scenario.
 fn sqlite_backend(scenario: &Scenario) -> Backend {
-    let dir = std::env::temp_dir().join(format!(
-        "fleetbreaker-conformance-{}-{}",
-        std::process::id(),
-        scenario.name
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("circuits.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let dir = TempDir::new(&format!("conformance-{}", scenario.name));
+    let store = Arc::new(SqliteStore::open(dir.join("circuits.db")).unwrap());
     let injector = Arc::new(Injector::new(store.clone()));
     Backend::Sqlite {
         injector,
         store,
-        path,
+        dir,
     }
 }
 
@@ -313,8 +304,8 @@ impl Driver for HostDriver {
                     version,
                 },
             ),
-            Backend::Sqlite { path, .. } => {
-                let conn = rusqlite::Connection::open(path).unwrap();
+            Backend::Sqlite { dir, .. } => {
+                let conn = rusqlite::Connection::open(dir.join("circuits.db")).unwrap();
                 conn.execute(
                     &format!(
                         "INSERT OR REPLACE INTO {} (name, state, version) VALUES (?1, ?2, ?3)",

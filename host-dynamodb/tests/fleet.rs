@@ -8,17 +8,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use support::TempDir;
 use support::moto::Moto;
 
-fn workdir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("fleetbreaker-fleet-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn workdir(name: &str) -> TempDir {
+    TempDir::new(&format!("fleet-{name}"))
 }
 
 fn run_demo(args: &[&str], dir: &Path) -> (Value, String) {
@@ -76,7 +74,7 @@ fn a_fleet_of_processes_shares_one_circuit_on_dynamodb() {
             "--for",
             "8s",
         ],
-        &dir,
+        dir.path(),
     );
     let plan = &report["plan"];
     let lines = report["lines"].as_array().unwrap();
@@ -241,7 +239,7 @@ fn the_demo_runs_on_sqlite_by_default_and_draws_its_timeline() {
             "--for",
             "5s",
         ],
-        &dir,
+        dir.path(),
     );
     assert!(report["store"].as_str().unwrap().starts_with("SQLite"));
     let summary = &report["summary"];

@@ -1,25 +1,21 @@
 //! The SQLite store: compare-and-swap semantics, corrupt rows, and several real processes
 //! writing one file without losing an update.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 
 use fleetbreaker::{
     Breaker, CircuitState, Config, Error, FailurePolicy, ManualClock, Record, SqliteStore, Store,
     StoreError, SwapResult,
 };
+use support::TempDir;
 
 const T0: u64 = 1_700_000_000_000;
 
-fn temp_db(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("fleetbreaker-sqlite-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("circuits.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
+fn temp_db(name: &str) -> TempDir {
+    TempDir::new(&format!("sqlite-{name}"))
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -42,7 +38,8 @@ fn record(version: u64, state: CircuitState) -> Record {
 
 #[test]
 fn swap_is_a_compare_and_swap_on_the_version() {
-    let store = SqliteStore::open(temp_db("cas")).unwrap();
+    let db = temp_db("cas");
+    let store = SqliteStore::open(db.join("circuits.db")).unwrap();
     block_on(async {
         assert_eq!(store.load("c").await.unwrap(), None);
         let v1 = record(1, CircuitState::Open);
@@ -108,7 +105,8 @@ fn corrupt_rows_are_reported_and_replaced_by_the_next_write() {
     ];
     for (i, (what, sql, readable)) in cases.into_iter().enumerate() {
         // A file per case: the previous case's connections may still be closing.
-        let path = temp_db(&format!("corrupt-{i}"));
+        let db = temp_db(&format!("corrupt-{i}"));
+        let path = db.join("circuits.db");
         let store = SqliteStore::open(&path).unwrap();
         block_on(store.swap("payments", None, &record(7, CircuitState::Open))).unwrap();
         write_raw(&path, sql);
@@ -151,6 +149,34 @@ fn an_unusable_path_is_a_clear_error() {
     );
 }
 
+#[test]
+fn many_processes_may_open_a_new_file_at_once() {
+    // Every member of a fleet starting together opens the file; the one that creates it and
+    // the ones setting it up at the same moment must all succeed.
+    const OPENERS: usize = 8;
+    for round in 0..25 {
+        let db = temp_db(&format!("open-{round}"));
+        let path = db.join("circuits.db");
+        let barrier = std::sync::Barrier::new(OPENERS);
+        let opened: Vec<Result<SqliteStore, Error>> = std::thread::scope(|s| {
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        SqliteStore::open(&path)
+                    })
+                })
+                .collect();
+            openers.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for result in opened {
+            if let Err(e) = result {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
+}
+
 const WORKER_ENV: &str = "FLEETBREAKER_SQLITE_WORKER";
 const PROCESSES: u64 = 4;
 const INCREMENTS: u64 = 150;
@@ -191,7 +217,8 @@ fn sqlite_worker() {
 
 #[test]
 fn several_processes_never_lose_an_update() {
-    let path = temp_db("processes");
+    let db = temp_db("processes");
+    let path = db.join("circuits.db");
     SqliteStore::open(&path).unwrap();
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..PROCESSES)

@@ -79,6 +79,9 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     if args.run < Duration::from_secs(3) {
         return Err("--for must be at least 3s, to leave time for an outage and a recovery".into());
     }
+    // The workers' logs and, by default, the SQLite file: removed when the demo ends, however
+    // it ends.
+    let scratch = Scratch::new()?;
     let mut store_args = store_args.clone();
     let mut child_env: Vec<(&str, String)> = Vec::new();
     let _server;
@@ -117,9 +120,10 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
         ensure_table(&store_args, &child_env).await?;
     } else {
         _server = None;
-        let path = store_args.sqlite.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("fleetbreaker-demo-{}.db", std::process::id()))
-        });
+        let path = store_args
+            .sqlite
+            .clone()
+            .unwrap_or_else(|| scratch.0.join("circuits.db"));
         store_label = format!("SQLite file {}", path.display());
         store_args.sqlite = Some(path);
     }
@@ -156,7 +160,7 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
         plan.local_cache_max_age_ms as f64 / 1e3,
     );
 
-    let logs = tempdir()?;
+    let logs = &scratch.0;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let plan_json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
     let mut children = Vec::new();
@@ -198,7 +202,6 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
             lines.push(serde_json::from_str::<LogLine>(&line).map_err(|e| format!("{e}: {line}"))?);
         }
     }
-    let _ = std::fs::remove_dir_all(&logs);
 
     let summary = summarize(&plan, &lines, args.processes * args.threads);
     print_timeline(&plan, &lines);
@@ -220,14 +223,25 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn tempdir() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!(
-        "fleetbreaker-demo-{}-{}",
-        std::process::id(),
-        SystemClock.now_ms()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    Ok(dir)
+/// A directory of the demo's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "fleetbreaker-demo-{}-{}",
+            std::process::id(),
+            SystemClock.now_ms()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The store flags a worker needs to reach the same store.
