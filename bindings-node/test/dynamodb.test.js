@@ -132,8 +132,10 @@ test('processes on one DynamoDB table: exactly one probe', async () => {
   await fleet('dynamodb', `${moto.endpoint}|${table}`, trip);
 });
 
-test('processes on one SQLite file: exactly one probe', async () => {
-  const db = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetbreaker-')), 'circuits.db');
+test('processes on one SQLite file: exactly one probe', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetbreaker-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const db = path.join(dir, 'circuits.db');
   const trip = new CircuitBreaker({ name: 'shared', persistence: new SQLitePersistence({ path: db, logger: quiet }), config: memberConfig });
   await fleet('sqlite', db, trip);
 });
