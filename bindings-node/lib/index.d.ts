@@ -114,22 +114,32 @@ export interface DynamoDBPersistenceOptions extends PersistenceOptions {
 export declare class DynamoDBPersistence extends Persistence {
   constructor(options: DynamoDBPersistenceOptions);
   readonly tableName: string;
+  /** The partition key value in effect with composite keys (`circuit_breaker#<function>` by default); null without them. */
+  readonly staticPkValue: string | null;
   /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
   createTable(): Promise<void>;
 }
 
-/** A wall clock that moves only when told. */
+/**
+ * A clock that moves only when told: a wall clock (the times in the shared record) and a
+ * monotonic one (the breaker's own deadlines). `advance` moves both; `step` only the wall clock.
+ */
 export declare class ManualClock {
   constructor(startMs?: number);
   nowMs(): number;
+  monotonicMs(): number;
   advance(seconds: number): void;
   setMs(ms: number): void;
+  /** Steps the wall clock by `seconds` (back when negative), as an NTP step does. */
+  step(seconds: number): void;
 }
 
 export interface CircuitBreakerOptions {
   name: string;
   persistence: Persistence;
+  /** Without one, the breaker takes the configuration of the circuit if it is in use here, else the defaults. */
   config?: CircuitBreakerConfig;
+  /** Held as long as the breaker is: a hook goes away with its breaker. */
   onTransition?: (transition: CircuitTransition) => void;
   /** Whether an error counts against the circuit. Default: every error. */
   isFailure?: (error: unknown) => boolean;
@@ -202,5 +212,10 @@ export declare const testing: {
   storeCounts(persistence: InMemoryPersistence): { reads: number; writes: number; failedCalls: number };
   setStoreFault(persistence: InMemoryPersistence, kind: 'unavailable' | 'timeout' | 'throttled' | 'misconfigured' | null): void;
   putCorruptItem(persistence: InMemoryPersistence, name: string, version: number | null, problem: string): void;
+  /** Deletes the circuit's item, as DynamoDB's TTL or an operator does. */
+  deleteItem(persistence: Persistence, name: string): Promise<void>;
+  /** Store calls wait (a slow store) until `releaseCalls`; with `which`, only loads or writes. */
+  holdCalls(persistence: InMemoryPersistence, which?: { loads?: boolean; writes?: boolean }): void;
+  releaseCalls(persistence: InMemoryPersistence, which?: { loads?: boolean; writes?: boolean }): void;
   recordEvents(persistence: Persistence, sink: (event: Record<string, unknown>) => void, clock?: ManualClock): void;
 };

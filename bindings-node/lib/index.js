@@ -5,6 +5,10 @@
 // a clock read and a compare, and its success counted in a number; it makes no native call.
 // Everything else goes to the addon, which answers at once when no store I/O is needed and
 // with a Promise otherwise (the event loop never waits on the store).
+//
+// The lease here is a mirror of the addon's (the only policy kept in JavaScript): it runs on a
+// monotonic clock, starts from what the addon says is left of the lease, and an epoch makes
+// sure an answer that arrives after a failure ended the lease cannot start it again.
 
 const native = require('../native.js');
 const {
@@ -16,11 +20,14 @@ const {
   fromNative,
 } = require('./errors.js');
 
+const { performance } = require('node:perf_hooks');
+
 const SUCCESS = 0;
 const FAILURE = 1;
 const IGNORED = 2;
 const PROBE = 1;
 const REJECTED = 2;
+const DISABLED = 3;
 const MAX_NAME_BYTES = 1024;
 const TEN_YEARS_S = 10 * 366 * 24 * 3600;
 
@@ -175,14 +182,20 @@ const consoleLogger = Object.freeze({
   error: (...a) => console.error(...a),
 });
 
-/** A wall clock that moves only when told; pass it as `clock` to breakers in tests. */
+/**
+ * A clock that moves only when told; pass it as `clock` to breakers in tests. It has a wall
+ * clock (the times in the shared record) and a monotonic one (the breaker's own deadlines):
+ * `advance` moves both, `step` only the wall clock, as an NTP step does.
+ */
 class ManualClock {
   /** @param {number} startMs epoch milliseconds */
   constructor(startMs = 1_700_000_000_000) {
     if (typeof startMs !== 'number' || !Number.isFinite(startMs) || startMs < 0) throw outOfRange('startMs', 'epoch milliseconds', startMs);
     this._ms = Math.round(startMs);
     this._native = native.NativeClock.manual(this._ms);
+    this._mono = this._native.monotonicMs();
     this.nowMs = this.nowMs.bind(this);
+    this.monotonicMs = this.monotonicMs.bind(this);
   }
 
   /** Epoch milliseconds. */
@@ -190,24 +203,47 @@ class ManualClock {
     return this._ms;
   }
 
+  /** The monotonic clock, in milliseconds. */
+  monotonicMs() {
+    return this._mono;
+  }
+
   /** Moves the clock forward by `seconds`. */
   advance(seconds) {
     if (typeof seconds !== 'number' || !(seconds >= 0)) throw outOfRange('seconds', 'a non-negative number', seconds);
-    this._ms += Math.round(seconds * 1000);
-    this._native.setMs(this._ms);
+    const ms = Math.round(seconds * 1000);
+    this._native.advanceMs(ms);
+    this._ms += ms;
+    this._mono += ms;
   }
 
-  /** Sets the clock to `ms` epoch milliseconds. */
+  /** Sets the wall clock to `ms` epoch milliseconds; the monotonic clock moves forward by as much. */
   setMs(ms) {
-    this._ms = Math.round(ms);
-    this._native.setMs(this._ms);
+    ms = Math.round(ms);
+    this._native.setMs(ms);
+    this._mono += Math.max(0, ms - this._ms);
+    this._ms = ms;
+  }
+
+  /** Steps the wall clock by `seconds` (back when negative); the monotonic clock stays. */
+  step(seconds) {
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds)) throw outOfRange('seconds', 'a finite number', seconds);
+    const ms = Math.round(seconds * 1000);
+    this._native.stepWallMs(ms);
+    this._ms += ms;
   }
 }
 
 /** One environment (one component instance) of a persistence store, and its circuits. */
 class Environment {
   constructor(store, clock, id, logger) {
+    // Held weakly: a circuit no breaker uses is released, so a long-lived service that sees
+    // many circuit names keeps bounded memory.
     this.handles = new Map();
+    this.dropped = new FinalizationRegistry((name) => {
+      const ref = this.handles.get(name);
+      if (ref && ref.deref() === undefined) this.handles.delete(name);
+    });
     this.sinks = [];
     this.clock = clock;
     this.logger = logger;
@@ -217,12 +253,17 @@ class Environment {
   _dispatch(e) {
     for (const sink of this.sinks) sink(e);
     if (e.kind === 'transition') {
-      const handle = this.handles.get(e.circuit);
+      const handle = this.handles.get(e.circuit)?.deref();
       if (!handle) return;
       const t = transition(e);
-      for (const hook of handle.listeners) {
+      for (const ref of handle.listening) {
+        const breaker = ref.deref();
+        if (breaker === undefined) {
+          handle.listening.delete(ref);
+          continue;
+        }
         try {
-          hook(t);
+          breaker._onTransition(t);
         } catch (err) {
           this.logger.warn(`fleetbreaker: onTransition hook for circuit '${e.circuit}' threw; ignoring.`, err);
         }
@@ -274,6 +315,8 @@ class Persistence {
   }
 
   _environment(storeTimeout, clock) {
+    // Without a store timeout (a breaker without a config), the one in use.
+    if (storeTimeout === null || storeTimeout === undefined) storeTimeout = this._root._storeTimeout ?? DEFAULTS.storeTimeout;
     const store = this._store(storeTimeout);
     const key = clock || null;
     let env = this._environments.get(key);
@@ -334,13 +377,20 @@ class SQLitePersistence extends Persistence {
 class DynamoDBPersistence extends Persistence {
   constructor(options) {
     super(options);
-    const { tableName, keyAttr = 'id', sortKeyAttr, staticPkValue, region, endpointUrl, consistentRead = false } = options;
+    const { tableName, keyAttr = 'id', sortKeyAttr, region, endpointUrl, consistentRead = false } = options;
+    let { staticPkValue } = options;
     if (typeof tableName !== 'string' || tableName === '') throw invalidType('tableName', 'a non-empty string', tableName);
     if (sortKeyAttr !== undefined && sortKeyAttr === keyAttr) throw outOfRange('sortKeyAttr', `different from keyAttr (${keyAttr})`, sortKeyAttr);
     if (staticPkValue !== undefined && sortKeyAttr === undefined) {
-      throw invalidType('staticPkValue', 'used only with sortKeyAttr (composite keys)', staticPkValue);
+      this._logger.warn('fleetbreaker: staticPkValue is ignored unless sortKeyAttr is also set.');
+      staticPkValue = undefined;
     }
-    Object.assign(this, { tableName, keyAttr, sortKeyAttr, staticPkValue, region, endpointUrl, consistentRead });
+    // The table name by DynamoDB's rules and the key settings, now rather than at the first call.
+    const inEffect = invoke(() => native.checkDynamodb({ tableName, keyAttr, sortKeyAttr, staticPkValue }));
+    Object.assign(this, { tableName, keyAttr, sortKeyAttr, region, endpointUrl, consistentRead });
+    this._staticPkValue = staticPkValue;
+    /** The partition key value in effect with composite keys; null without them. */
+    this.staticPkValue = inEffect ?? null;
   }
 
   _open(storeTimeout) {
@@ -348,7 +398,7 @@ class DynamoDBPersistence extends Persistence {
       tableName: this.tableName,
       keyAttr: this.keyAttr,
       sortKeyAttr: this.sortKeyAttr,
-      staticPkValue: this.staticPkValue,
+      staticPkValue: this._staticPkValue,
       region: this.region,
       endpointUrl: this.endpointUrl,
       consistentRead: this.consistentRead,
@@ -374,11 +424,14 @@ class Handle {
     } catch (err) {
       throw fromNative(err);
     }
-    // The admission lease, kept here so the healthy path makes no native call.
+    // The admission lease (a mirror of the addon's), on a monotonic clock, so the healthy
+    // path makes no native call.
     this.leaseUntil = 0;
+    this.leaseEpoch = 0;
     this.leasedOk = 0;
-    this.listeners = [];
-    this.now = env.clock ? env.clock.nowMs : Date.now;
+    // WeakRefs to the breakers with a transition hook: a hook goes away with its breaker.
+    this.listening = new Set();
+    this.now = env.clock ? env.clock.monotonicMs : performance.now.bind(performance);
   }
 
   takeLeased() {
@@ -387,60 +440,83 @@ class Handle {
     return n;
   }
 
-  async leasedFailure() {
+  /** No call goes by without asking until the addon grants a new lease. */
+  endLease() {
     this.leaseUntil = 0;
+    this.leaseEpoch += 1;
+  }
+
+  async leasedFailure() {
+    this.endLease();
     await invoke(() => this.native.completeLeased(this.takeLeased(), FAILURE));
   }
 
   async acquire() {
+    const epoch = this.leaseEpoch;
     const acquired = await invoke(() => this.native.acquire(this.takeLeased()));
-    if (acquired.kind !== REJECTED) this.leaseUntil = acquired.leaseUntilMs;
+    // A failure (or any end of the lease) while the addon was asked wins over this answer.
+    if (acquired.leaseMs > 0 && epoch === this.leaseEpoch) this.leaseUntil = this.now() + acquired.leaseMs;
     return acquired;
   }
 
-  async complete(permit, outcome) {
-    if (outcome === FAILURE) this.leaseUntil = 0;
+  async complete(permit, outcome, probe) {
+    if (outcome === FAILURE || probe) this.endLease();
     await invoke(() => this.native.complete(permit, outcome));
   }
 }
 
+// A permit from `CircuitBreaker.acquire()` that is never completed (dropped) is released.
+const abandoned = new FinalizationRegistry(({ native: circuit, permit }) => circuit.abandon(permit));
+
 function circuitHandle(persistence, name, config, clock) {
   if (!(persistence instanceof Persistence)) throw invalidType('persistence', 'a fleetbreaker persistence store', persistence);
-  const env = persistence._environment(config.storeTimeout, clock);
-  let handle = env.handles.get(name);
+  const env = persistence._environment(config ? config.storeTimeout : null, clock);
+  let handle = env.handles.get(name)?.deref();
   if (handle) {
-    if (!sameConfig(handle.config, config)) {
-      throw outOfRange('config', `the configuration already in use for circuit '${name}' with this persistence store (breakers that share a name share one circuit)`, config);
+    if (config && !sameConfig(handle.config, config)) {
+      throw outOfRange('config', `the configuration already in use for circuit '${name}' with this persistence store (breakers that share a name share one circuit; leave config out to use the circuit's)`, config);
     }
     return handle;
   }
-  handle = new Handle(env, name, config);
-  env.handles.set(name, handle);
+  handle = new Handle(env, name, config || normalizeConfig(undefined));
+  env.handles.set(name, new WeakRef(handle));
+  env.dropped.register(handle, name);
   return handle;
+}
+
+let disabledWarned = false;
+function warnDisabled(logger) {
+  if (disabledWarned) return;
+  disabledWarned = true;
+  logger.warn('fleetbreaker: FLEETBREAKER_DISABLED (or POWERTOOLS_CIRCUIT_BREAKER_DISABLED) is set: circuit breakers are bypassed. This is for development only; nothing protects the downstream.');
 }
 
 /** Leave to make one call, from `CircuitBreaker.acquire()`; report exactly one outcome. */
 class Permit {
-  constructor(handle, permit, probe) {
+  constructor(handle, permit, probe, disabled = false) {
     this._handle = handle;
     this._permit = permit;
     this._done = false;
+    this._disabled = disabled;
     /** Admitted under the admission lease, without asking the breaker. */
-    this.leased = permit === null;
+    this.leased = permit === null && !disabled;
     /** This call is the fleet's single probe of a half-open circuit. */
     this.probe = probe;
+    if (permit !== null) abandoned.register(this, { native: handle.native, permit }, this);
   }
 
   async _finish(outcome) {
     if (this._done) throw new CircuitBreakerError('this permit was already completed');
     this._done = true;
+    if (this._disabled) return;
     const h = this._handle;
     if (this._permit === null) {
       if (outcome === SUCCESS) h.leasedOk++;
       else if (outcome === FAILURE) await h.leasedFailure();
       return;
     }
-    await h.complete(this._permit, outcome);
+    abandoned.unregister(this);
+    await h.complete(this._permit, outcome, this.probe);
   }
 
   success() {
@@ -464,13 +540,28 @@ class CircuitBreaker {
     if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options);
     const { name, persistence, config, onTransition, isFailure, clock } = options;
     this.name = checkName(name);
-    this.config = normalizeConfig(config);
     if (onTransition !== undefined && typeof onTransition !== 'function') throw invalidType('onTransition', 'a function', onTransition);
     if (isFailure !== undefined && typeof isFailure !== 'function') throw invalidType('isFailure', 'a function', isFailure);
     if (clock !== undefined && !(clock instanceof ManualClock)) throw invalidType('clock', 'a ManualClock', clock);
-    this._isFailure = isFailure || (() => true);
-    this._handle = circuitHandle(persistence, this.name, this.config, clock);
-    if (onTransition) this._handle.listeners.push(onTransition);
+    this._classify = isFailure || null;
+    // Without a config, the breaker takes the circuit's (if it is in use here) or the default.
+    this._handle = circuitHandle(persistence, this.name, config === undefined || config === null ? null : normalizeConfig(config), clock);
+    this.config = this._handle.config;
+    this._logger = persistence._logger;
+    this._onTransition = onTransition || null;
+    if (onTransition) this._handle.listening.add(new WeakRef(this));
+  }
+
+  /** Whether `err` counts. An `isFailure` that throws is logged and the error counts: the
+   * caller still gets its own error, never the classifier's. */
+  _isFailure(err) {
+    if (this._classify === null) return true;
+    try {
+      return Boolean(this._classify(err));
+    } catch (thrown) {
+      this._logger.warn(`fleetbreaker: isFailure for circuit '${this.name}' threw; counting the error as a failure.`, thrown);
+      return true;
+    }
   }
 
   _outcome(err) {
@@ -502,14 +593,19 @@ class CircuitBreaker {
       if (onCircuitOpen) return onCircuitOpen(...args, circuit);
       throw new CircuitBreakerOpenError(circuit);
     }
+    if (acquired.kind === DISABLED) {
+      warnDisabled(this._logger);
+      return fn(...args);
+    }
+    const probe = acquired.kind === PROBE;
     let result;
     try {
       result = await fn(...args);
     } catch (err) {
-      await h.complete(acquired.permit, this._outcome(err));
+      await h.complete(acquired.permit, this._outcome(err), probe);
       throw err;
     }
-    await h.complete(acquired.permit, SUCCESS);
+    await h.complete(acquired.permit, SUCCESS, probe);
     return result;
   }
 
@@ -520,12 +616,22 @@ class CircuitBreaker {
     if (h.now() < h.leaseUntil) return new Permit(h, null, false);
     const acquired = await h.acquire();
     if (acquired.kind === REJECTED) throw new CircuitBreakerOpenError(circuitInfo(acquired.info));
+    if (acquired.kind === DISABLED) {
+      warnDisabled(this._logger);
+      return new Permit(h, null, false, true);
+    }
     return new Permit(h, acquired.permit, acquired.kind === PROBE);
   }
 
   /** The circuit as this environment sees it (reading the store if its copy is stale). */
   async info() {
-    return circuitInfo(await invoke(() => this._handle.native.info()));
+    const h = this._handle;
+    const epoch = h.leaseEpoch;
+    const info = circuitInfo(await invoke(() => h.native.info()));
+    // A look that finds the circuit no longer healthy ends the lease, as in the addon.
+    const healthy = (info.state === 'CLOSED' || info.state === 'FORCED_CLOSED') && info.failureCount === 0;
+    if (!healthy && epoch === h.leaseEpoch) h.endLease();
+    return info;
   }
 
   /** Rejects every call, fleet-wide, for `duration` seconds or until changed. */
@@ -540,14 +646,14 @@ class CircuitBreaker {
 
   /** Writes a fresh closed record, whatever the state. */
   async reset() {
-    this._handle.leaseUntil = 0;
+    this._handle.endLease();
     return circuitInfo(await invoke(() => this._handle.native.reset()));
   }
 
   async _override(method, duration, reason = '') {
     if (duration !== undefined && duration !== null) seconds('duration', duration);
     if (typeof reason !== 'string') throw invalidType('reason', 'a string', reason);
-    this._handle.leaseUntil = 0;
+    this._handle.endLease();
     const ms = duration === undefined || duration === null ? undefined : Math.round(duration * 1000);
     return circuitInfo(await invoke(() => this._handle.native[method](ms, reason)));
   }
@@ -565,7 +671,7 @@ function circuitBreaker(fn, options) {
   if (onCircuitOpen !== undefined && typeof onCircuitOpen !== 'function') throw invalidType('onCircuitOpen', 'a function', onCircuitOpen);
   const breaker = new CircuitBreaker(options);
   const h = breaker._handle;
-  const isFailure = breaker._isFailure;
+  const isFailure = (err) => breaker._isFailure(err);
   // The healthy path, inlined: a clock read, a compare, the call, an increment.
   const protectedCall = async function (...args) {
     if (h.now() < h.leaseUntil) {
@@ -599,6 +705,20 @@ const testing = Object.freeze({
   },
   putCorruptItem(persistence, name, version, problem) {
     memoryOf(persistence).putCorrupt(name, version ?? undefined, problem);
+  },
+  /** Deletes the circuit's item, as DynamoDB's TTL or an operator does. */
+  async deleteItem(persistence, name) {
+    await invoke(() => persistence._root._store(persistence._root._storeTimeout ?? 1).remove(name));
+  },
+  /** Memory stores: loads and writes wait until `releaseCalls` (tests of races with a slow
+   * store); with `{ loads, writes }`, only those. */
+  holdCalls(persistence, which) {
+    if (which) memoryOf(persistence).hold(Boolean(which.loads), Boolean(which.writes));
+    else memoryOf(persistence).holdCalls();
+  },
+  releaseCalls(persistence, which) {
+    if (which) memoryOf(persistence).release(Boolean(which.loads), Boolean(which.writes));
+    else memoryOf(persistence).releaseCalls();
   },
   /** Calls `sink(event)` with every event of the persistence store's environment. */
   recordEvents(persistence, sink, clock) {

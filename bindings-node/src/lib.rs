@@ -222,6 +222,57 @@ impl NativeStore {
         Ok(())
     }
 
+    /// Deletes `circuit`'s item, as a TTL or an operator does (tests).
+    #[napi]
+    pub fn remove<'env>(
+        &self,
+        env: &'env Env,
+        circuit: String,
+    ) -> napi::Result<Either<(), Object<'env>>> {
+        if let Some(memory) = &self.memory {
+            memory.remove(&circuit);
+            return Ok(Either::A(()));
+        }
+        if let Some(sqlite) = self.sqlite.clone() {
+            return run(env, async move { sqlite.remove(&circuit).await }, |r| {
+                r.map_err(|e| to_napi(Error::Store(e)))
+            });
+        }
+        let store = self
+            .dynamodb
+            .clone()
+            .expect("a store of one of three kinds");
+        run(env, async move { store.remove(&circuit).await }, |r| {
+            r.map_err(to_napi)
+        })
+    }
+
+    /// Memory stores: loads and writes wait until `releaseCalls` (tests of races with a slow store).
+    #[napi]
+    pub fn hold_calls(&self) -> napi::Result<()> {
+        self.memory_only()?.hold_calls();
+        Ok(())
+    }
+
+    #[napi]
+    pub fn release_calls(&self) -> napi::Result<()> {
+        self.memory_only()?.release_calls();
+        Ok(())
+    }
+
+    /// Memory stores: hold (or release) only loads, or only writes.
+    #[napi]
+    pub fn hold(&self, loads: bool, writes: bool) -> napi::Result<()> {
+        self.memory_only()?.hold(loads, writes);
+        Ok(())
+    }
+
+    #[napi]
+    pub fn release(&self, loads: bool, writes: bool) -> napi::Result<()> {
+        self.memory_only()?.release(loads, writes);
+        Ok(())
+    }
+
     /// Memory stores: the valid record of `circuit` (a look that neither counts as a read nor
     /// meets an injected fault).
     #[napi]
@@ -252,6 +303,29 @@ impl NativeStore {
     }
 }
 
+/// The settings of a DynamoDB table, as the store will check them.
+#[napi(object)]
+pub struct DynamoDbCheck {
+    pub table_name: String,
+    pub key_attr: Option<String>,
+    pub sort_key_attr: Option<String>,
+    pub static_pk_value: Option<String>,
+}
+
+/// Checks a DynamoDB table's settings as the store will (the table name by DynamoDB's rules,
+/// the key attributes) and returns the partition key value in effect with composite keys.
+#[napi]
+pub fn check_dynamodb(settings: DynamoDbCheck) -> napi::Result<Option<String>> {
+    let mut config = DynamoDbConfig::new(settings.table_name);
+    if let Some(k) = settings.key_attr {
+        config.key_attr = k;
+    }
+    config.sort_key_attr = settings.sort_key_attr;
+    config.static_pk_value = settings.static_pk_value;
+    config.validate().map_err(|e| to_napi(Error::Config(e)))?;
+    Ok(config.partition_value())
+}
+
 /// An environment's clock: the system's, or a manual one.
 #[napi]
 pub struct NativeClock {
@@ -276,6 +350,35 @@ impl NativeClock {
     pub fn set_ms(&self, now_ms: f64) -> napi::Result<()> {
         self.manual_only()?.set(ms(now_ms, "now")?);
         Ok(())
+    }
+
+    /// Moves both clocks forward by `ms`.
+    #[napi]
+    pub fn advance_ms(&self, ms_: f64) -> napi::Result<()> {
+        self.manual_only()?.advance(ms(ms_, "ms")?);
+        Ok(())
+    }
+
+    /// Steps the wall clock only (back when negative), as NTP does.
+    #[napi]
+    pub fn step_wall_ms(&self, delta_ms: f64) -> napi::Result<()> {
+        if !delta_ms.is_finite() || delta_ms.abs() > 1e15 {
+            return Err(napi::Error::new(
+                Status::InvalidArg,
+                format!("delta must be a finite number of ms, got {delta_ms}"),
+            ));
+        }
+        self.manual_only()?.step_wall(delta_ms.round() as i64);
+        Ok(())
+    }
+
+    /// The monotonic clock, in ms.
+    #[napi]
+    pub fn monotonic_ms(&self) -> f64 {
+        match &self.manual {
+            Some(m) => m.monotonic_ms() as f64,
+            None => fleetbreaker::SystemClock.monotonic_ms() as f64,
+        }
     }
 
     #[napi]
@@ -402,6 +505,13 @@ impl NativeEnvironment {
     pub fn id(&self) -> String {
         self.env.id().to_string()
     }
+
+    /// The circuits breakers of this environment hold (a circuit is released with its last
+    /// breaker).
+    #[napi]
+    pub fn circuits_in_use(&self) -> u32 {
+        self.env.circuits_in_use() as u32
+    }
 }
 
 /// A circuit's configuration, durations in ms.
@@ -449,14 +559,15 @@ fn info(i: CircuitInfo) -> NativeInfo {
     }
 }
 
-/// The answer to `acquire`: `kind` 0 admitted, 1 probe, 2 rejected (with `info`). `permit`
-/// is the handle to complete (0 when rejected); `leaseUntilMs` the admission lease granted
-/// with it (0: none).
+/// The answer to `acquire`: `kind` 0 admitted, 1 probe, 2 rejected (with `info`), 3 the kill
+/// switch is on (run the call without the breaker). `permit` is the handle to complete (0
+/// when there is none); `leaseMs` how long from now the admission lease runs (0: none), to be
+/// kept on JavaScript's own monotonic clock.
 #[napi(object)]
 pub struct Acquired {
     pub kind: u32,
     pub permit: u32,
-    pub lease_until_ms: f64,
+    pub lease_ms: f64,
     pub info: Option<NativeInfo>,
 }
 
@@ -528,11 +639,24 @@ impl NativeCircuit {
     ) -> napi::Result<Either<Acquired, Object<'env>>> {
         self.breaker.add_leased_successes(leased_successes);
         let breaker = self.breaker.clone();
+        let lease_of = self.breaker.clone();
         let permits = self.permits.clone();
         let handle = self.next_permit.fetch_add(1, Ordering::Relaxed);
         run(env, async move { breaker.acquire().await }, move |result| {
-            convert_acquired(&permits, handle, result)
+            convert_acquired(&permits, handle, result, &lease_of)
         })
+    }
+
+    /// Drops a permit that will not be completed (its call was abandoned): a probe permit is
+    /// released in the background.
+    #[napi]
+    pub fn abandon(&self, permit: u32) {
+        drop(
+            self.permits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&permit),
+        );
     }
 
     /// Reports how the call made with `permit` ended: undefined at once, or a Promise when the
@@ -637,23 +761,39 @@ fn convert_acquired(
     permits: &Held,
     handle: u32,
     result: Result<Permit, Error>,
+    breaker: &Breaker,
 ) -> napi::Result<Acquired> {
     match result {
+        Ok(permit) if permit.is_disabled() => Ok(Acquired {
+            kind: 3,
+            permit: 0,
+            lease_ms: 0.0,
+            info: None,
+        }),
         Ok(permit) => {
             let kind = if permit.is_probe() { 1 } else { 0 };
-            let lease = permit.lease_until_ms().unwrap_or(0) as f64;
-            permits.lock().unwrap().insert(handle, permit);
+            // What is left of the lease now, as the component last decided it (a later call
+            // that ended it counts): JavaScript keeps it on its own clock.
+            let lease = if permit.lease_until_ms().is_some() {
+                breaker.lease_remaining_ms() as f64
+            } else {
+                0.0
+            };
+            permits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(handle, permit);
             Ok(Acquired {
                 kind,
                 permit: handle,
-                lease_until_ms: lease,
+                lease_ms: lease,
                 info: None,
             })
         }
         Err(Error::Open(i)) => Ok(Acquired {
             kind: 2,
             permit: 0,
-            lease_until_ms: 0.0,
+            lease_ms: 0.0,
             info: Some(info(*i)),
         }),
         Err(e) => Err(to_napi(e)),

@@ -147,8 +147,19 @@ test('names, options and persistence arguments are checked', () => {
   assert.throws(() => new CircuitBreaker({ name: 'x', persistence: {} }), /persistence must be a fleetbreaker persistence store/);
   assert.throws(() => circuitBreaker('not a function', { name: 'x', persistence }), TypeError);
   assert.throws(() => new DynamoDBPersistence({ tableName: '' }), /tableName/);
-  assert.throws(() => new DynamoDBPersistence({ tableName: 't', sortKeyAttr: 'id' }), /sortKeyAttr/);
-  assert.throws(() => new DynamoDBPersistence({ tableName: 't', staticPkValue: 'x' }), /staticPkValue/);
+  assert.throws(() => new DynamoDBPersistence({ tableName: 'circuits', sortKeyAttr: 'id' }), /sortKeyAttr/);
+  // Table names by DynamoDB's rules, when the persistence object is made.
+  for (const bad of ['t', 'ab', 'x'.repeat(256), 'circuit breakers', 'circuits/eu']) {
+    assert.throws(() => new DynamoDBPersistence({ tableName: bad }), (e) => e.field === 'table_name', bad);
+  }
+  // As in the Powertools breaker: a partition value without a sort key is ignored, with a warning.
+  const warnings = [];
+  const logger = { info() {}, warn: (m) => warnings.push(m), error() {} };
+  const ignored = new DynamoDBPersistence({ tableName: 'circuits', staticPkValue: 'x', logger });
+  assert.equal(ignored.staticPkValue, null);
+  assert.match(warnings.join('\n'), /staticPkValue is ignored unless sortKeyAttr is also set/);
+  const composite = new DynamoDBPersistence({ tableName: 'circuits', keyAttr: 'pk', sortKeyAttr: 'sk' });
+  assert.equal(composite.staticPkValue, `circuit_breaker#${process.env.AWS_LAMBDA_FUNCTION_NAME ?? ''}`, 'the value in effect');
   assert.throws(
     () => new CircuitBreaker({ name: 'c', persistence: new SQLitePersistence('/nonexistent-dir/x/circuits.db') }),
     (e) => e instanceof CircuitBreakerPersistenceError && e.kind === 'misconfigured' && /circuits.db/.test(e.message),

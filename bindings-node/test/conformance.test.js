@@ -134,6 +134,8 @@ class Runner {
         return testing.setStoreFault(this.root, arg);
       case 'corrupt_item':
         return testing.putCorruptItem(this.root, this.circuit, arg.version, arg.problem);
+      case 'delete_item':
+        return testing.deleteItem(this.root, this.circuit);
       case 'expect_store':
         return this.expectStore(arg);
       case 'expect_info': {

@@ -2,48 +2,85 @@
 //! once on the calling thread (most calls need no I/O and finish there, with no thread hop);
 //! only if it waits on the store does it move to a background runtime, while a sync caller
 //! waits with the GIL released, or an async caller gets an asyncio future.
+//!
+//! Hooks run where a hook may call any breaker: a sync call delivers its events on the caller's
+//! thread when it returns; an async call, on the event loop's thread before the awaiting task
+//! resumes. Never on a thread of the I/O runtime, which a hook's own breaker call may need.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::task::Poll;
 
 use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
+use fleetbreaker::{Delivery, Events};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 /// Runs `future` for a sync caller: inline if it does not wait, else on the runtime while this
-/// thread waits without the GIL.
+/// thread waits without the GIL. Delivers its events on this thread, then returns its value.
 pub fn block<T: Send + 'static>(
+    py: Python<'_>,
+    future: impl Future<Output = Delivery<T>> + Send + 'static,
+) -> T {
+    let mut future: BoxedFuture<Delivery<T>> = Box::pin(future);
+    let delivery = match poll_once(&mut future) {
+        Poll::Ready(delivery) => delivery,
+        Poll::Pending => {
+            let (send, receive) = std::sync::mpsc::sync_channel(1);
+            io_runtime().spawn(async move {
+                let _ = send.send(future.await);
+            });
+            py.detach(move || receive.recv().expect("a fleetbreaker task panicked"))
+        }
+    };
+    delivery.deliver()
+}
+
+/// [`block`] for a future that emits no events (store administration).
+pub fn block_plain<T: Send + 'static>(
     py: Python<'_>,
     future: impl Future<Output = T> + Send + 'static,
 ) -> T {
-    let mut future: BoxedFuture<T> = Box::pin(future);
-    if let Poll::Ready(value) = poll_once(&mut future) {
-        return value;
-    }
-    let (send, receive) = std::sync::mpsc::sync_channel(1);
-    io_runtime().spawn(async move {
-        let _ = send.send(future.await);
-    });
-    py.detach(move || receive.recv().expect("a fleetbreaker task panicked"))
+    block(py, async move {
+        Delivery {
+            value: future.await,
+            events: Events::none(),
+        }
+    })
 }
 
-/// Runs `future` for an async caller: returns its value at once if it does not wait, else an
-/// asyncio future of `loop` that the runtime resolves (through the event loop's thread).
+/// Events handed to the event loop with a result (`fleetbreaker._aio.resolve` delivers them).
+#[pyclass(module = "fleetbreaker._native", frozen)]
+pub struct PendingEvents(Mutex<Option<Events>>);
+
+#[pymethods]
+impl PendingEvents {
+    /// Runs the hooks now, on this thread.
+    fn deliver(&self) {
+        if let Some(events) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            events.deliver();
+        }
+    }
+}
+
+/// Runs `future` for an async caller: returns its value at once if it does not wait (its
+/// events delivered here, on the loop's thread), else an asyncio future of `loop` that the
+/// runtime resolves through the loop, which first delivers the events.
 pub fn start<T: Send + 'static>(
     py: Python<'_>,
     event_loop: Bound<'_, PyAny>,
-    future: impl Future<Output = T> + Send + 'static,
+    future: impl Future<Output = Delivery<T>> + Send + 'static,
     convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let mut future: BoxedFuture<T> = Box::pin(future);
-    if let Poll::Ready(value) = poll_once(&mut future) {
-        return convert(py, value);
+    let mut future: BoxedFuture<Delivery<T>> = Box::pin(future);
+    if let Poll::Ready(delivery) = poll_once(&mut future) {
+        return convert(py, delivery.deliver());
     }
     let waiter = event_loop.call_method0("create_future")?.unbind();
     let handed = waiter.clone_ref(py);
     let event_loop = event_loop.unbind();
     io_runtime().spawn(async move {
-        let value = future.await;
+        let Delivery { value, events } = future.await;
         Python::attach(|py| {
             let outcome = convert(py, value);
             let resolve = resolver(py);
@@ -51,16 +88,24 @@ pub fn start<T: Send + 'static>(
                 Ok(v) => (true, v),
                 Err(e) => (false, e.into_value(py).into_any()),
             };
-            // The loop may be closed by now; there is nobody left to tell then.
-            let _ =
-                event_loop.call_method1(py, "call_soon_threadsafe", (resolve, handed, ok, payload));
+            let events = match Py::new(py, PendingEvents(Mutex::new(Some(events)))) {
+                Ok(events) => events.into_any(),
+                Err(_) => py.None(),
+            };
+            // If the loop is closed, nobody awaits the result; the events are then delivered
+            // on the events thread when the Python object holding them is freed.
+            let _ = event_loop.call_method1(
+                py,
+                "call_soon_threadsafe",
+                (resolve, handed, ok, payload, events),
+            );
         });
     });
     Ok(waiter)
 }
 
-/// `fleetbreaker._aio.resolve(future, ok, payload)`: sets the result or exception unless the
-/// awaiting task was cancelled meanwhile.
+/// `fleetbreaker._aio.resolve(future, ok, payload, events)`: delivers the events, then sets the
+/// result or exception unless the awaiting task was cancelled meanwhile.
 fn resolver(py: Python<'_>) -> Bound<'_, PyAny> {
     static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     RESOLVE

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fleetbreaker::dynamodb::default_static_pk_value;
 use fleetbreaker::{
     Breaker, CircuitInfo, Clock as _, Config, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
     Event, FailurePolicy, ManualClock, MemoryStore, Outcome, Record, SqliteStore, StoreFailureMode,
@@ -128,7 +129,39 @@ impl Store {
         };
         check(
             py,
-            bridge::block(py, async move { store.create_table().await }),
+            bridge::block_plain(py, async move { store.create_table().await }),
+        )
+    }
+
+    /// Memory stores: later loads and writes wait until `release_calls` (tests of a slow
+    /// store).
+    fn hold_calls(&self) -> PyResult<()> {
+        self.memory_only()?.hold_calls();
+        Ok(())
+    }
+
+    fn release_calls(&self) -> PyResult<()> {
+        self.memory_only()?.release_calls();
+        Ok(())
+    }
+
+    /// Deletes `circuit`'s item, as a TTL or an operator does (tests).
+    fn remove(&self, py: Python<'_>, circuit: String) -> PyResult<()> {
+        if let Some(memory) = &self.memory {
+            memory.remove(&circuit);
+            return Ok(());
+        }
+        if let Some(sqlite) = self.sqlite.clone() {
+            let removed = bridge::block_plain(py, async move { sqlite.remove(&circuit).await });
+            return check(py, removed.map_err(Error::Store));
+        }
+        let store = self
+            .dynamodb
+            .clone()
+            .expect("a store of one of three kinds");
+        check(
+            py,
+            bridge::block_plain(py, async move { store.remove(&circuit).await }),
         )
     }
 
@@ -173,7 +206,7 @@ impl Store {
                 .transpose();
         }
         let store = self.inner.clone();
-        let loaded = bridge::block(py, async move { store.load(&circuit).await });
+        let loaded = bridge::block_plain(py, async move { store.load(&circuit).await });
         match loaded {
             Ok(Some(r)) => Ok(Some(record_tuple(py, r)?)),
             Ok(None) | Err(fleetbreaker::StoreError::Corrupt(_)) => Ok(None),
@@ -224,6 +257,12 @@ impl Clock {
 
     fn advance_ms(&self, ms: u64) -> PyResult<()> {
         self.manual_only()?.advance(ms);
+        Ok(())
+    }
+
+    /// Steps the wall clock only (back when negative), as NTP does; the monotonic clock stays.
+    fn step_wall_ms(&self, delta_ms: i64) -> PyResult<()> {
+        self.manual_only()?.step_wall(delta_ms);
         Ok(())
     }
 }
@@ -312,6 +351,18 @@ impl Environment {
     fn id(&self) -> String {
         self.env.id().to_string()
     }
+
+    /// The circuits breakers of this environment hold (a circuit is released with its last
+    /// breaker).
+    fn circuits_in_use(&self) -> usize {
+        self.env.circuits_in_use()
+    }
+
+    /// The circuits the component instance holds, after releasing those no breaker uses.
+    fn component_circuits(&self, py: Python<'_>) -> usize {
+        let env = self.env.clone();
+        bridge::block_plain(py, async move { env.component_circuits().await })
+    }
 }
 
 /// Leave to make one call, handed back to `complete`.
@@ -322,9 +373,22 @@ struct Permit {
 
 impl Permit {
     fn take(&self) -> PyResult<fleetbreaker::Permit> {
-        self.inner.lock().unwrap().take().ok_or_else(|| {
-            pyo3::exceptions::PyRuntimeError::new_err("this permit was already completed")
-        })
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| {
+                pyo3::exceptions::PyRuntimeError::new_err("this permit was already completed")
+            })
+    }
+}
+
+#[pymethods]
+impl Permit {
+    /// The call will not be completed (it was cancelled): a probe permit is released in the
+    /// background, without waiting here.
+    fn abandon(&self) {
+        drop(self.inner.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
@@ -337,6 +401,8 @@ struct Circuit {
 const ADMITTED: u8 = 0;
 const PROBE: u8 = 1;
 const REJECTED: u8 = 2;
+/// The kill switch is on: run the call without the breaker.
+const DISABLED: u8 = 3;
 
 fn outcome(code: u8) -> PyResult<Outcome> {
     match code {
@@ -372,6 +438,9 @@ fn info_tuple(py: Python<'_>, i: CircuitInfo) -> PyResult<Py<PyAny>> {
 /// (kind, permit, lease_until_ms, info): kind 0 admitted, 1 probe, 2 rejected (with info).
 fn acquired(py: Python<'_>, result: Result<fleetbreaker::Permit, Error>) -> PyResult<Py<PyAny>> {
     let tuple = match result {
+        Ok(permit) if permit.is_disabled() => {
+            (DISABLED, py.None(), 0u64, py.None()).into_pyobject(py)?
+        }
         Ok(permit) => {
             let kind = if permit.is_probe() { PROBE } else { ADMITTED };
             let lease = permit.lease_until_ms().unwrap_or(0);
@@ -431,13 +500,12 @@ impl Circuit {
                 StoreFailureMode::Open
             },
         };
-        let breaker = check(
-            py,
-            Breaker::builder(name)
-                .config(config)
-                .environment(&environment.env)
-                .build(),
-        )?;
+        let builder = Breaker::builder(name)
+            .config(config)
+            .environment(&environment.env);
+        // Making the circuit ready may wait for the component, which another thread may be
+        // using: without the GIL.
+        let breaker = check(py, py.detach(move || builder.build()))?;
         Ok(Circuit { breaker })
     }
 
@@ -451,7 +519,9 @@ impl Circuit {
     fn leased_call_failed(&self, py: Python<'_>, outcome_code: u8) -> PyResult<()> {
         let outcome = outcome(outcome_code)?;
         let breaker = self.breaker.clone();
-        bridge::block(py, async move { breaker.leased_call_failed(outcome).await });
+        bridge::block(py, async move {
+            breaker.with_events().leased_call_failed(outcome).await
+        });
         Ok(())
     }
 
@@ -466,14 +536,14 @@ impl Circuit {
         bridge::start(
             py,
             event_loop,
-            async move { breaker.leased_call_failed(outcome).await },
+            async move { breaker.with_events().leased_call_failed(outcome).await },
             done,
         )
     }
 
     fn acquire(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let breaker = self.breaker.clone();
-        let result = bridge::block(py, async move { breaker.acquire().await });
+        let result = bridge::block(py, async move { breaker.with_events().acquire().await });
         acquired(py, result)
     }
 
@@ -483,7 +553,7 @@ impl Circuit {
         bridge::start(
             py,
             event_loop,
-            async move { breaker.acquire().await },
+            async move { breaker.with_events().acquire().await },
             acquired,
         )
     }
@@ -491,7 +561,9 @@ impl Circuit {
     fn complete(&self, py: Python<'_>, permit: &Permit, outcome_code: u8) -> PyResult<()> {
         let (permit, outcome) = (permit.take()?, outcome(outcome_code)?);
         let breaker = self.breaker.clone();
-        bridge::block(py, async move { breaker.complete(permit, outcome).await });
+        bridge::block(py, async move {
+            breaker.with_events().complete(permit, outcome).await
+        });
         Ok(())
     }
 
@@ -507,14 +579,17 @@ impl Circuit {
         bridge::start(
             py,
             event_loop,
-            async move { breaker.complete(permit, outcome).await },
+            async move { breaker.with_events().complete(permit, outcome).await },
             done,
         )
     }
 
     fn info(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let breaker = self.breaker.clone();
-        let info = check(py, bridge::block(py, async move { breaker.info().await }))?;
+        let info = check(
+            py,
+            bridge::block(py, async move { breaker.with_events().info().await }),
+        )?;
         info_tuple(py, info)
     }
 
@@ -529,7 +604,9 @@ impl Circuit {
         let d = duration_ms.map(Duration::from_millis);
         let info = check(
             py,
-            bridge::block(py, async move { breaker.force_open(d, &reason).await }),
+            bridge::block(py, async move {
+                breaker.with_events().force_open(d, &reason).await
+            }),
         )?;
         info_tuple(py, info)
     }
@@ -545,16 +622,54 @@ impl Circuit {
         let d = duration_ms.map(Duration::from_millis);
         let info = check(
             py,
-            bridge::block(py, async move { breaker.force_closed(d, &reason).await }),
+            bridge::block(py, async move {
+                breaker.with_events().force_closed(d, &reason).await
+            }),
         )?;
         info_tuple(py, info)
     }
 
     fn reset(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let breaker = self.breaker.clone();
-        let info = check(py, bridge::block(py, async move { breaker.reset().await }))?;
+        let info = check(
+            py,
+            bridge::block(py, async move { breaker.with_events().reset().await }),
+        )?;
         info_tuple(py, info)
     }
+}
+
+/// Call after a snapshot restore (Lambda SnapStart): environments take new identities and
+/// open new connections.
+#[pyfunction]
+fn after_restore() {
+    fleetbreaker::fork::after_restore();
+}
+
+/// Checks a DynamoDB table's settings as the store will (table name by DynamoDB's rules, key
+/// attributes) and returns the partition key value in effect in composite mode (None with a
+/// simple key).
+#[pyfunction]
+#[pyo3(signature = (table_name, key_attr, sort_key_attr, static_pk_value))]
+fn check_dynamodb(
+    py: Python<'_>,
+    table_name: String,
+    key_attr: String,
+    sort_key_attr: Option<String>,
+    static_pk_value: Option<String>,
+) -> PyResult<Option<String>> {
+    let mut config = DynamoDbConfig::new(table_name);
+    config.key_attr = key_attr;
+    config.sort_key_attr = sort_key_attr;
+    config.static_pk_value = static_pk_value;
+    check(py, config.validate().map_err(Error::Config))?;
+    Ok(config.partition_value())
+}
+
+/// The partition key value composite keys use when none is given.
+#[pyfunction]
+fn default_partition_value() -> String {
+    default_static_pk_value()
 }
 
 /// The time on the system clock, and its coarse reading, in epoch ms.
@@ -570,9 +685,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Environment>()?;
     m.add_class::<Circuit>()?;
     m.add_class::<Permit>()?;
+    m.add_class::<bridge::PendingEvents>()?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(after_restore, m)?)?;
+    m.add_function(wrap_pyfunction!(check_dynamodb, m)?)?;
+    m.add_function(wrap_pyfunction!(default_partition_value, m)?)?;
     m.add("ADMITTED", ADMITTED)?;
     m.add("PROBE", PROBE)?;
     m.add("REJECTED", REJECTED)?;
+    m.add("DISABLED", DISABLED)?;
+    // Armed now, so a fork right after import is seen.
+    fleetbreaker::fork::watch();
     Ok(())
 }

@@ -25,7 +25,7 @@ from fleetbreaker.persistence import (
     InMemoryPersistence,
     SQLitePersistence,
 )
-from fleetbreaker.testing import ManualClock, set_store_fault, stored_record
+from fleetbreaker.testing import ManualClock, set_store_fault, store_counts, stored_record
 
 
 class Downstream(Exception):
@@ -277,43 +277,77 @@ def test_breakers_sharing_a_name_and_a_store_share_one_circuit() -> None:
     assert other.info().state is CircuitState.CLOSED, "another store: another circuit"
 
 
-def test_disabling_bypasses_and_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("variable", ["FLEETBREAKER_DISABLED", "POWERTOOLS_CIRCUIT_BREAKER_DISABLED"])
+def test_the_kill_switch_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     import fleetbreaker.breaker as breaker_module
 
     monkeypatch.setattr(breaker_module, "_disabled_warned", False)
-    monkeypatch.setenv("FLEETBREAKER_DISABLED", "true")
+    monkeypatch.delenv("FLEETBREAKER_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_CIRCUIT_BREAKER_DISABLED", raising=False)
+    persistence = InMemoryPersistence()
     calls: List[int] = []
 
+    @circuit_breaker(name="x", persistence_store=persistence, config=CircuitBreakerConfig(failure_threshold=1),
+                     clock=ManualClock())
     def work(n: int) -> int:
         calls.append(n)
+        if n < 0:
+            raise Downstream(n)
         return n
 
-    with pytest.warns(UserWarning, match="FLEETBREAKER_DISABLED"):
-        wrapped = circuit_breaker(name="x", persistence_store=InMemoryPersistence())(work)
-    assert wrapped is work, "bypassed: the function itself"
+    with pytest.raises(Downstream):
+        work(-1)
+    with pytest.raises(CircuitBreakerOpenError):
+        work(1)
+    before = store_counts(persistence)
+    # Set after decoration, as a test or an operator does: it takes effect at the next call.
+    monkeypatch.setenv(variable, "true")
+    with pytest.warns(UserWarning, match="DISABLED"):
+        assert work(2) == 2, "bypassed: the open circuit does not reject"
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        circuit_breaker(name="y", persistence_store=InMemoryPersistence())(work)
-    monkeypatch.setenv("FLEETBREAKER_DISABLED", "sometimes")
-    with pytest.raises(CircuitBreakerConfigError, match="FLEETBREAKER_DISABLED must be a truth value"):
-        circuit_breaker(name="z", persistence_store=InMemoryPersistence())
+        with pytest.raises(Downstream):
+            work(-3)
+    assert store_counts(persistence) == before, "the breaker did nothing at all"
+    assert calls == [-1, 2, -3]
+    monkeypatch.setenv(variable, "0")
+    with pytest.raises(CircuitBreakerOpenError):
+        work(4)
+    monkeypatch.setenv(variable, "sometimes")
+    with pytest.raises(CircuitBreakerConfigError, match=f"{variable}.*truth value"):
+        work(5)
+    assert calls == [-1, 2, -3], "a bad switch value fails before the call"
 
 
 def test_persistence_arguments_are_checked() -> None:
     with pytest.raises(CircuitBreakerConfigError, match=r"key_attr \[id\] and sort_key_attr \[id\] cannot be the same!"):
-        CircuitBreakerDynamoDBPersistence("t", sort_key_attr="id")
-    with pytest.raises(CircuitBreakerConfigError, match="static_pk_value is only used with sort_key_attr"):
-        CircuitBreakerDynamoDBPersistence("t", static_pk_value="x")
-    with pytest.raises(CircuitBreakerConfigError, match="table_name"):
-        CircuitBreakerDynamoDBPersistence("")
+        CircuitBreakerDynamoDBPersistence("circuits", sort_key_attr="id")
+    # As in Powertools: a partition value without a sort key is ignored, with a warning.
+    with pytest.warns(UserWarning, match="static_pk_value is ignored unless sort_key_attr is also set"):
+        ignored = CircuitBreakerDynamoDBPersistence("circuits", static_pk_value="x")
+    assert ignored.static_pk_value is None
+    # Table names by DynamoDB's rules, when the persistence object is made.
+    for bad in ["", "t", "ab", "x" * 256, "circuit breakers", "circuits/eu"]:
+        with pytest.raises(CircuitBreakerConfigError, match="table_name"):
+            CircuitBreakerDynamoDBPersistence(bad)
+    CircuitBreakerDynamoDBPersistence("my-table_1.v2")
     with pytest.raises(CircuitBreakerConfigError, match="persistence_store must be"):
         CircuitBreaker("c", object())  # type: ignore[arg-type]
     # A file that cannot be opened is a deployment fault: it fails when the breaker is made.
     with pytest.raises(CircuitBreakerPersistenceError, match="cannot open SQLite database /nonexistent-dir/x/circuits.db") as raised:
         CircuitBreaker("c", SQLitePersistence("/nonexistent-dir/x/circuits.db"))
     assert raised.value.kind == "misconfigured"
+
+
+def test_static_pk_value_reports_the_value_in_effect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "checkout")
+    composite = CircuitBreakerDynamoDBPersistence("circuits", key_attr="pk", sort_key_attr="sk")
+    assert composite.static_pk_value == "circuit_breaker#checkout", "the Powertools default"
+    chosen = CircuitBreakerDynamoDBPersistence("circuits", key_attr="pk", sort_key_attr="sk", static_pk_value="shared")
+    assert chosen.static_pk_value == "shared"
+    assert CircuitBreakerDynamoDBPersistence("circuits").static_pk_value is None
 
 
 def test_state_is_a_str_enum() -> None:

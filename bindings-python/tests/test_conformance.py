@@ -12,7 +12,15 @@ import pytest
 from fleetbreaker import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerOpenError, CircuitBreakerPersistenceError
 from fleetbreaker.breaker import Permit
 from fleetbreaker.persistence import InMemoryPersistence
-from fleetbreaker.testing import ManualClock, put_corrupt_item, record_events, set_store_fault, store_counts, stored_record
+from fleetbreaker.testing import (
+    ManualClock,
+    delete_item,
+    put_corrupt_item,
+    record_events,
+    set_store_fault,
+    store_counts,
+    stored_record,
+)
 
 SCENARIOS = pathlib.Path(__file__).resolve().parents[2] / "conformance" / "scenarios"
 FILES = sorted(SCENARIOS.glob("*.json"))
@@ -65,6 +73,8 @@ class Runner:
         self.env = self.envs[0]
         self.permits: Dict[str, Permit] = {}
         self.last: Dict[str, Permit] = {}
+        # Every permit stays referenced to the end: a permit dropped unfinished is released.
+        self.held: List[Permit] = []
 
     def rel(self, t: Optional[int]) -> Optional[int]:
         return None if t is None else t - self.start_ms
@@ -86,6 +96,7 @@ class Runner:
         if leased is not None:
             assert permit.leased == leased, f"leased: expected {leased}"
         self.last[self.env] = permit
+        self.held.append(permit)
         if name:
             self.permits[name] = permit
 
@@ -136,6 +147,8 @@ class Runner:
             set_store_fault(self.root, arg)
         elif kind == "corrupt_item":
             put_corrupt_item(self.root, self.circuit, arg["version"], arg["problem"])
+        elif kind == "delete_item":
+            delete_item(self.root, self.circuit)
         elif kind == "expect_store":
             self.expect_store(arg)
         elif kind == "expect_info":

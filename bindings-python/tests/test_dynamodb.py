@@ -142,3 +142,29 @@ def test_a_slow_store_does_not_block_the_event_loop(moto: Any, table_name: str) 
         assert len(ticks) - before >= 20, f"the loop kept turning: {len(ticks) - before} ticks in {took:.2f} s"
 
     asyncio.run(main())
+
+
+def test_switching_the_import_on_a_live_powertools_table_keeps_open_circuits_open(moto: Any, table_name: str) -> None:
+    """Items written the way the Powertools circuit breaker (3.37) writes them: no version,
+    times in epoch seconds. They are read as the state they hold and upgraded by the next
+    write."""
+    import boto3  # moto's own dependency; the package never imports it
+
+    p = persistence(moto, table_name)
+    p.create_table()
+    now = int(time.time())
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto.endpoint)
+    client.put_item(TableName=table_name, Item={
+        "id": {"S": "payments"}, "state": {"S": "OPEN"}, "failure_count": {"N": "5"},
+        "opened_at": {"N": str(now - 10)}, "expiration": {"N": str(now + 3630)},
+    })
+    breaker = CircuitBreaker("payments", persistence(moto, table_name), CircuitBreakerConfig(recovery_timeout=30))
+    with pytest.raises(CircuitBreakerOpenError) as raised:
+        breaker.call(lambda: pytest.fail("an open circuit must stay open after the import changes"))
+    circuit = raised.value.circuit
+    assert circuit is not None and circuit.state is CircuitState.OPEN and circuit.failure_count == 5
+    assert circuit.retry_after is not None and 15 <= circuit.retry_after <= 20, circuit
+    breaker.force_open(reason="migrated")
+    item = client.get_item(TableName=table_name, Key={"id": {"S": "payments"}}, ConsistentRead=True)["Item"]
+    assert item["version"] == {"N": "1"} and item["state"] == {"S": "FORCED_OPEN"}, item
+    assert "opened_at" not in item, "upgraded to this package's layout by the next write"

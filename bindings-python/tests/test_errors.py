@@ -59,7 +59,7 @@ def test_importing_and_using_the_package_loads_no_boto3() -> None:
         import sys
         from fleetbreaker import circuit_breaker
         from fleetbreaker.persistence import CircuitBreakerDynamoDBPersistence, InMemoryPersistence
-        CircuitBreakerDynamoDBPersistence("t", region="us-east-1", endpoint_url="http://127.0.0.1:9")
+        CircuitBreakerDynamoDBPersistence("circuits", region="us-east-1", endpoint_url="http://127.0.0.1:9")
         @circuit_breaker(name="x", persistence_store=InMemoryPersistence())
         def f(): return 1
         f()

@@ -220,6 +220,8 @@ pub enum Step {
     StoreFault(Option<Fault>),
     /// Replaces the stored item with one that is not a valid record.
     CorruptItem(CorruptStep),
+    /// Deletes the stored item, as DynamoDB's TTL or an operator does.
+    DeleteItem {},
     ExpectStore(ExpectStore),
     ExpectInfo(ExpectInfo),
     /// The events emitted since the last `expect_events`, by every environment, in order.
@@ -452,6 +454,8 @@ pub trait Driver {
     fn advance(&mut self, ms: u64);
     fn set_store_fault(&mut self, fault: Option<Fault>);
     fn corrupt_item(&mut self, version: Option<u64>, problem: &str);
+    /// Deletes the circuit's item.
+    fn delete_item(&mut self);
     /// The valid stored record, or `None` (no item, or a corrupt one).
     fn stored(&mut self) -> Option<Stored>;
     /// So far: successful loads, successful writes, calls failed by an injected fault.
@@ -707,6 +711,10 @@ impl<D: Driver> Runner<'_, D> {
             }
             Step::CorruptItem(c) => {
                 self.driver.corrupt_item(c.version, &c.problem);
+                Ok(())
+            }
+            Step::DeleteItem {} => {
+                self.driver.delete_item();
                 Ok(())
             }
             Step::ExpectStore(e) => self.expect_store(e),

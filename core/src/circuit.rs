@@ -3,11 +3,12 @@
 
 use crate::config::{validate_environment, validate_name};
 use crate::machine::{
-    self, AcquireDecision, Ctx, ProbeDecision, Shared, Token, TripDecision, Window, Write,
+    self, AcquireDecision, Ctx, LocalChanges, ProbeDecision, Shared, Token, TripDecision, Window,
+    Write,
 };
 use crate::types::{
     CircuitInfo, CircuitState, Config, ConfigError, Event, Outcome, Permit, PermitKind, Record,
-    StoreError, StoreFailureMode, StoreFault, SwapResult,
+    StoreError, StoreFailureMode, StoreFault, SwapResult, TransitionReason,
 };
 
 /// Where shared records live. Every write is a compare-and-swap on `version`.
@@ -25,9 +26,16 @@ pub trait Store {
     ) -> Result<SwapResult, StoreError>;
 }
 
-/// The host's wall clock.
+/// The host's clocks.
 pub trait Clock {
+    /// The wall clock, ms since the Unix epoch: the times written in the shared record, which
+    /// every environment of the fleet compares.
     fn now_ms(&mut self) -> u64;
+
+    /// A monotonic clock in ms, from any origin: the deadlines only this environment uses (the
+    /// age of its copy of the record, the admission lease, the store's back-off), so that a
+    /// step of the wall clock cannot stretch them.
+    fn monotonic_ms(&mut self) -> u64;
 }
 
 /// Where a circuit reports transitions and store trouble.
@@ -43,17 +51,40 @@ impl<T: Store + Clock + Events> Env for T {}
 /// decided on the last record seen.
 const MAX_ROUNDS: usize = 4;
 
+/// The first counted failure after a quiet period reads the record again, but at most this
+/// often: at a high error rate every failure follows a success, and each must not cost a read.
+pub const FAILURE_REFRESH_INTERVAL_MS: u64 = 1_000;
+
+/// Both clocks, read together.
+#[derive(Clone, Copy, Debug)]
+struct Now {
+    wall: u64,
+    mono: u64,
+}
+
+fn now(env: &mut impl Env) -> Now {
+    Now {
+        wall: env.now_ms(),
+        mono: env.monotonic_ms(),
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Cached {
     shared: Shared,
-    read_at_ms: u64,
+    /// When the read (or the write) that produced it *started*: the copy is at least this old.
+    read_at_mono: u64,
 }
 
-/// Local-only mode: the store failed, so this environment decides alone until `retry_at_ms`.
+/// Local-only mode: the store failed, so this environment decides alone until `retry_at_mono`.
 #[derive(Clone, Debug)]
 struct Degraded {
-    retry_at_ms: u64,
+    retry_at_mono: u64,
     local: Shared,
+    /// The version of the last shared record this environment saw. Local-only events report
+    /// it: they are not writes, so they must not take a version a real write will have.
+    base_version: u64,
+    changes: LocalChanges,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -72,7 +103,6 @@ pub struct Circuit {
     name: String,
     config: Config,
     environment: String,
-    next_permit_id: u64,
     cache: Option<Cached>,
     window: Window,
     degraded: Option<Degraded>,
@@ -89,7 +119,6 @@ impl Circuit {
             name: name.to_string(),
             config,
             environment: environment.to_string(),
-            next_permit_id: 1,
             cache: None,
             window: Window::default(),
             degraded: None,
@@ -120,50 +149,52 @@ impl Circuit {
     }
 
     /// Asks to make one call. `leased_successes` are the successes the host counted under the
-    /// last admission lease. A rejection carries the circuit as the caller should see it.
+    /// last admission lease; `permit_id` is the host's random choice for this call (a probe's
+    /// token). A rejection carries the circuit as the caller should see it.
     #[allow(clippy::result_large_err)] // the rejection is the value the caller needs, whole
     pub fn acquire(
         &mut self,
         env: &mut impl Env,
         leased_successes: u32,
+        permit_id: u64,
     ) -> Result<Permit, CircuitInfo> {
         if leased_successes > 0 {
             self.window.record_success();
         }
-        let id = self.next_permit_id;
-        self.next_permit_id += 1;
-        let mut now = env.now_ms();
+        let mut t = now(env);
         for _ in 0..MAX_ROUNDS {
-            now = self.refresh(env, now, Freshness::Fresh);
+            t = self.refresh(env, t, Freshness::Fresh);
             if self.degraded.is_some() && self.config.store_failure_mode == StoreFailureMode::Closed
             {
-                return Err(self.info_at(now));
+                return Err(self.info_at(t));
             }
-            let lease = self.lease_candidate(now);
+            let lease = self.lease_candidate(t);
             let token = Token {
                 environment: &self.environment,
-                permit_id: id,
+                permit_id,
             };
-            match machine::acquire(&self.ctx(now), self.current(), lease, token) {
-                AcquireDecision::Admit {
-                    kind,
-                    lease_until_ms,
-                } => {
+            match machine::acquire(&self.ctx(t.wall), self.current(), lease, token) {
+                AcquireDecision::Admit { kind, lease_ms } => {
+                    let episode_ms = match kind {
+                        PermitKind::Probe => self.current().record.opened_at_ms,
+                        PermitKind::Normal => None,
+                    };
                     return Ok(Permit {
-                        id,
+                        id: permit_id,
                         kind,
-                        acquired_at_ms: now,
-                        lease_until_ms,
+                        acquired_at_ms: t.wall,
+                        lease_until_ms: lease_ms.map(|ms| t.mono.saturating_add(ms)),
+                        episode_ms,
                     });
                 }
-                AcquireDecision::Reject => return Err(self.info_at(now)),
+                AcquireDecision::Reject => return Err(self.info_at(t)),
                 // Won or lost, decide again on the record that results.
                 AcquireDecision::Write(w) => {
-                    self.write(env, w, &mut now);
+                    self.write(env, w, &mut t);
                 }
             }
         }
-        Err(self.info_at(now))
+        Err(self.info_at(t))
     }
 
     /// Reports how the call made with `permit` ended.
@@ -174,7 +205,7 @@ impl Circuit {
             (PermitKind::Normal, Outcome::Failure) => {
                 self.record_failure(env, permit.acquired_at_ms)
             }
-            (PermitKind::Probe, _) => self.finish_probe(env, permit.id, outcome),
+            (PermitKind::Probe, _) => self.finish_probe(env, &permit, outcome),
         }
     }
 
@@ -196,9 +227,9 @@ impl Circuit {
 
     /// What the circuit looks like from here, reading the store if the cache is stale.
     pub fn info(&mut self, env: &mut impl Env) -> CircuitInfo {
-        let now = env.now_ms();
-        let now = self.refresh(env, now, Freshness::Fresh);
-        self.info_at(now)
+        let t = now(env);
+        let t = self.refresh(env, t, Freshness::Fresh);
+        self.info_at(t)
     }
 
     /// An operator override: reject every call, fleet-wide, for `duration_ms` or until
@@ -233,7 +264,7 @@ impl Circuit {
     }
 
     /// Operator writes read the store afresh and report store errors to the operator instead
-    /// of degrading.
+    /// of degrading. A corrupt item is replaced like any other: these commands are the way out.
     fn operate(
         &mut self,
         env: &mut impl Env,
@@ -241,6 +272,7 @@ impl Circuit {
     ) -> Result<CircuitInfo, StoreError> {
         let mut known: Option<Shared> = None;
         for _ in 0..MAX_ROUNDS {
+            let before = now(env);
             let shared = match known.take() {
                 Some(s) => s,
                 None => match env.load(&self.name) {
@@ -249,16 +281,17 @@ impl Circuit {
                     Err(e) => return Err(e),
                 },
             };
-            let now = env.now_ms();
-            let w = make(&self.ctx(now), &shared);
+            let t = now(env);
+            let w = make(&self.ctx(t.wall), &shared);
             match env.swap(&self.name, w.expected, &w.next) {
                 Ok(SwapResult::Written) => {
                     if self.degraded.take().is_some() {
                         env.emit(Event::StoreRecovered(self.name.clone()));
                     }
-                    self.adopt(Shared::written(w.next), now);
+                    self.adopt(Shared::written(w.next), before.mono);
                     env.emit(Event::Transition(w.transition));
-                    return Ok(self.info_at(now));
+                    let t = now(env);
+                    return Ok(self.info_at(t));
                 }
                 Ok(SwapResult::Conflict(current)) => known = current.map(Shared::written),
                 Err(StoreError::Corrupt(_)) => {}
@@ -272,86 +305,100 @@ impl Circuit {
     }
 
     fn record_failure(&mut self, env: &mut impl Env, acquired_at_ms: u64) {
-        let mut now = env.now_ms();
+        let mut t = now(env);
         // The first counted failure after a quiet period reads the record again: another
         // environment may already have opened the circuit, and this one should know at once.
-        let stale = self.cache.as_ref().is_none_or(|c| c.read_at_ms < now);
+        let stale = self
+            .cache
+            .as_ref()
+            .is_none_or(|c| t.mono.saturating_sub(c.read_at_mono) >= FAILURE_REFRESH_INTERVAL_MS);
         let freshness = if self.window.is_empty() && stale {
             Freshness::Reload
         } else {
             Freshness::Fresh
         };
-        now = self.refresh(env, now, freshness);
+        t = self.refresh(env, t, freshness);
         if !machine::counts_failure(&self.current().record, acquired_at_ms) {
             return;
         }
-        self.window.record_failure(now, self.config.failure_policy);
+        self.window
+            .record_failure(t.wall, self.config.failure_policy);
         for _ in 0..MAX_ROUNDS {
-            match machine::trip(&self.ctx(now), self.current(), &self.window) {
+            match machine::trip(&self.ctx(t.wall), self.current(), &self.window) {
                 TripDecision::Count => return,
                 TripDecision::Absorb => {
                     self.window.clear();
                     return;
                 }
                 TripDecision::Write(w) => {
-                    if self.write(env, w, &mut now) {
+                    if self.write(env, w, &mut t) {
                         self.window.clear();
                         return;
                     }
-                    now = self.refresh(env, now, Freshness::Any);
+                    t = self.refresh(env, t, Freshness::Any);
                 }
             }
         }
     }
 
-    fn finish_probe(&mut self, env: &mut impl Env, permit_id: u64, outcome: Outcome) {
-        let mut now = env.now_ms();
-        // A stale record will do: if the permit was taken over, the swap fails and the
-        // record it returns fences this outcome out.
-        now = self.refresh(env, now, Freshness::Any);
+    fn finish_probe(&mut self, env: &mut impl Env, permit: &Permit, outcome: Outcome) {
+        let mut t = now(env);
+        // A stale record will do: if the episode ended, the swap fails and the record it
+        // returns fences this outcome out.
+        t = self.refresh(env, t, Freshness::Any);
         for _ in 0..MAX_ROUNDS {
             let token = Token {
                 environment: &self.environment,
-                permit_id,
+                permit_id: permit.id,
             };
-            match machine::probe_outcome(&self.ctx(now), self.current(), token, outcome) {
+            let decision = machine::probe_outcome(
+                &self.ctx(t.wall),
+                self.current(),
+                token,
+                permit.episode_ms,
+                outcome,
+            );
+            match decision {
                 ProbeDecision::Fenced => return,
                 ProbeDecision::Write(w) => {
-                    if self.write(env, w, &mut now) {
+                    if self.write(env, w, &mut t) {
                         return;
                     }
-                    now = self.refresh(env, now, Freshness::Any);
+                    t = self.refresh(env, t, Freshness::Any);
                 }
             }
         }
     }
 
     /// Makes sure `current()` holds a record good enough for `freshness`, reading the store
-    /// (or, in local-only mode, retrying it) when needed. Returns the time after any I/O.
-    fn refresh(&mut self, env: &mut impl Env, now: u64, freshness: Freshness) -> u64 {
+    /// (or, in local-only mode, retrying it) when needed. `t` is the time now; returns the
+    /// time after any I/O.
+    fn refresh(&mut self, env: &mut impl Env, t: Now, freshness: Freshness) -> Now {
         if let Some(d) = &self.degraded {
-            if now < d.retry_at_ms {
-                return now;
+            if t.mono < d.retry_at_mono {
+                return t;
             }
-            return self.retry_store(env);
+            return self.retry_store(env, t);
         }
         if let Some(c) = &self.cache {
-            let fresh = now
-                < c.read_at_ms
+            let fresh = t.mono
+                < c.read_at_mono
                     .saturating_add(self.config.local_cache_max_age_ms);
             match freshness {
-                Freshness::Any => return now,
-                Freshness::Fresh if fresh => return now,
+                Freshness::Any => return t,
+                Freshness::Fresh if fresh => return t,
                 _ => {}
             }
         }
         let loaded = env.load(&self.name);
-        let now = env.now_ms();
-        match self.interpret(env, loaded, now) {
-            Ok(shared) => self.adopt(shared, now),
-            Err(e) => self.degrade(env, e, now),
+        let after = now(env);
+        match self.interpret(env, loaded, after) {
+            // The copy is as old as the moment the read began: a slow answer must not make a
+            // stale record look fresh.
+            Ok(shared) => self.adopt(shared, t.mono),
+            Err(e) => self.degrade(env, e, after),
         }
-        now
+        after
     }
 
     /// A store's answer to `load`: a corrupt item is reported and read as absent.
@@ -359,7 +406,7 @@ impl Circuit {
         &mut self,
         env: &mut impl Env,
         loaded: Result<Option<Record>, StoreError>,
-        now: u64,
+        t: Now,
     ) -> Result<Shared, StoreError> {
         match loaded {
             Ok(record) => {
@@ -373,7 +420,7 @@ impl Circuit {
                     env.emit(Event::CorruptRecord(StoreFault {
                         circuit: self.name.clone(),
                         error: StoreError::Corrupt(item.clone()),
-                        retry_at_ms: now,
+                        retry_at_ms: t.wall,
                     }));
                 }
                 Ok(Shared::corrupt(&item))
@@ -383,45 +430,51 @@ impl Circuit {
     }
 
     /// Local-only mode, retry due: ask the store again, and reconcile if it answers.
-    fn retry_store(&mut self, env: &mut impl Env) -> u64 {
+    fn retry_store(&mut self, env: &mut impl Env, t: Now) -> Now {
         let loaded = env.load(&self.name);
-        let mut now = env.now_ms();
-        let stored = match self.interpret(env, loaded, now) {
+        let mut after = now(env);
+        let stored = match self.interpret(env, loaded, after) {
             Ok(shared) => shared,
             Err(e) => {
-                self.degrade(env, e, now);
-                return now;
+                self.degrade(env, e, after);
+                return after;
             }
         };
-        let local = self.degraded.take().map(|d| d.local.record);
+        let degraded = self.degraded.take();
         env.emit(Event::StoreRecovered(self.name.clone()));
-        self.adopt(stored, now);
-        if let Some(local) = local
-            && let Some(w) = machine::reconcile(&self.ctx(now), self.current(), &local)
+        self.adopt(stored, t.mono);
+        if let Some(d) = degraded
+            && let Some(w) = machine::reconcile(
+                &self.ctx(after.wall),
+                self.current(),
+                &d.local.record,
+                d.changes,
+            )
         {
-            self.write(env, Box::new(w), &mut now);
+            self.write(env, Box::new(w), &mut after);
         }
-        now
+        after
     }
 
     /// Attempts a write; on a store error, enters local-only mode and applies it locally.
     /// Returns whether it was made (to the store, or locally). Either way `current()`
-    /// afterwards holds the best-known record, and `now` the time after the I/O.
-    fn write(&mut self, env: &mut impl Env, w: Box<Write>, now: &mut u64) -> bool {
+    /// afterwards holds the best-known record, and `t` the time after the I/O.
+    fn write(&mut self, env: &mut impl Env, w: Box<Write>, t: &mut Now) -> bool {
         if self.degraded.is_some() {
             self.apply_locally(env, w);
             return true;
         }
+        let before = *t;
         let result = env.swap(&self.name, w.expected, &w.next);
-        *now = env.now_ms();
+        *t = now(env);
         match result {
             Ok(SwapResult::Written) => {
-                self.adopt(Shared::written(w.next), *now);
+                self.adopt(Shared::written(w.next), before.mono);
                 env.emit(Event::Transition(w.transition));
                 true
             }
             Ok(SwapResult::Conflict(Some(current))) => {
-                self.adopt(Shared::written(current), *now);
+                self.adopt(Shared::written(current), before.mono);
                 false
             }
             // Read again on the next refresh.
@@ -430,7 +483,7 @@ impl Circuit {
                 false
             }
             Err(e) => {
-                self.degrade(env, e, *now);
+                self.degrade(env, e, *t);
                 self.apply_locally(env, w);
                 true
             }
@@ -440,24 +493,28 @@ impl Circuit {
     fn apply_locally(&mut self, env: &mut impl Env, w: Box<Write>) {
         if let Some(d) = &mut self.degraded {
             let mut transition = w.transition;
+            if transition.reason == TransitionReason::Recovered {
+                d.changes.closed_episode = d.local.record.opened_at_ms;
+            }
             transition.local_only = true;
+            transition.version = d.base_version;
             d.local = Shared::written(w.next);
             env.emit(Event::Transition(transition));
         }
     }
 
-    fn adopt(&mut self, shared: Shared, now: u64) {
+    fn adopt(&mut self, shared: Shared, read_at_mono: u64) {
         self.window.forget_before(shared.record.closed_at_ms);
         self.cache = Some(Cached {
             shared,
-            read_at_ms: now,
+            read_at_mono,
         });
     }
 
-    fn degrade(&mut self, env: &mut impl Env, error: StoreError, now: u64) {
-        let retry_at_ms = now.saturating_add(self.config.store_retry_after_ms);
+    fn degrade(&mut self, env: &mut impl Env, error: StoreError, t: Now) {
+        let retry_at_mono = t.mono.saturating_add(self.config.store_retry_after_ms);
         if let Some(d) = &mut self.degraded {
-            d.retry_at_ms = retry_at_ms;
+            d.retry_at_mono = retry_at_mono;
             return;
         }
         let local = self
@@ -465,11 +522,16 @@ impl Circuit {
             .as_ref()
             .map(|c| c.shared.clone())
             .unwrap_or_else(|| Shared::loaded(None));
-        self.degraded = Some(Degraded { retry_at_ms, local });
+        self.degraded = Some(Degraded {
+            retry_at_mono,
+            base_version: local.record.version,
+            local,
+            changes: LocalChanges::default(),
+        });
         env.emit(Event::StoreDegraded(StoreFault {
             circuit: self.name.clone(),
             error,
-            retry_at_ms,
+            retry_at_ms: t.wall.saturating_add(self.config.store_retry_after_ms),
         }));
     }
 
@@ -482,37 +544,37 @@ impl Circuit {
         }
     }
 
-    /// The admission lease this environment can offer now: until its read of the record goes
-    /// stale (or, in local-only mode, until it asks the store again), and only while no
-    /// failure is pending in its window.
-    fn lease_candidate(&self, now: u64) -> Option<u64> {
+    /// How long this environment can offer an admission lease from now: until its read of
+    /// the record goes stale (or, in local-only mode, until it asks the store again), and only
+    /// while no failure is pending in its window.
+    fn lease_candidate(&self, t: Now) -> Option<u64> {
         if !self.window.is_empty() {
             return None;
         }
         let until = match (&self.degraded, &self.cache) {
-            (Some(d), _) => d.retry_at_ms,
+            (Some(d), _) => d.retry_at_mono,
             (None, Some(c)) => c
-                .read_at_ms
+                .read_at_mono
                 .saturating_add(self.config.local_cache_max_age_ms),
             (None, None) => return None,
         };
-        (until > now).then_some(until)
+        (until > t.mono).then(|| until - t.mono)
     }
 
-    fn info_at(&self, now: u64) -> CircuitInfo {
+    fn info_at(&self, t: Now) -> CircuitInfo {
         let (record, local_only) = match (&self.degraded, &self.cache) {
             (Some(d), _) => (&d.local.record, true),
             (None, Some(c)) => (&c.shared.record, false),
             (None, None) => {
                 let absent = Record::absent(0);
-                return machine::info(&self.ctx(now), &absent, &self.window, false);
+                return machine::info(&self.ctx(t.wall), &absent, &self.window, false);
             }
         };
-        let mut info = machine::info(&self.ctx(now), record, &self.window, local_only);
+        let mut info = machine::info(&self.ctx(t.wall), record, &self.window, local_only);
         if let Some(d) = &self.degraded
             && self.config.store_failure_mode == StoreFailureMode::Closed
         {
-            info.retry_after_ms = Some(d.retry_at_ms.saturating_sub(now));
+            info.retry_after_ms = Some(d.retry_at_mono.saturating_sub(t.mono));
         }
         info
     }

@@ -45,6 +45,10 @@ impl Clock for Imports {
     fn now_ms(&mut self) -> u64 {
         clock::now_ms()
     }
+
+    fn monotonic_ms(&mut self) -> u64 {
+        clock::monotonic_ms()
+    }
 }
 
 impl Events for Imports {
@@ -76,10 +80,10 @@ impl wb::GuestCircuit for CircuitResource {
             })
     }
 
-    fn acquire(&self, leased_successes: u32) -> Result<w::Permit, w::CircuitInfo> {
+    fn acquire(&self, leased_successes: u32, permit_id: u64) -> Result<w::Permit, w::CircuitInfo> {
         self.0
             .borrow_mut()
-            .acquire(&mut Imports, leased_successes)
+            .acquire(&mut Imports, leased_successes, permit_id)
             .map(permit_out)
             .map_err(info_out)
     }
@@ -269,6 +273,7 @@ fn permit_out(p: t::Permit) -> w::Permit {
         },
         acquired_at_ms: p.acquired_at_ms,
         lease_until_ms: p.lease_until_ms,
+        episode_ms: p.episode_ms,
     }
 }
 
@@ -281,6 +286,7 @@ fn permit_in(p: w::Permit) -> t::Permit {
         },
         acquired_at_ms: p.acquired_at_ms,
         lease_until_ms: p.lease_until_ms,
+        episode_ms: p.episode_ms,
     }
 }
 

@@ -16,10 +16,29 @@ fn refuse(field: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Checks a circuit name: not empty, at most [`MAX_NAME_BYTES`].
+/// The shortest probe lease when none is configured: a probe slower than a short break must
+/// not be taken over while it still runs (30 s: API Gateway's integration limit is 29 s).
+pub const MIN_DEFAULT_PROBE_LEASE_MS: u64 = 30_000;
+
+/// The cap of a growing break when none is configured (Envoy's default ejection cap): with a
+/// multiplier above 1, twenty failed probes must not push the next one a year away.
+pub const DEFAULT_MAX_RECOVERY_TIMEOUT_MS: u64 = 300_000;
+
+/// Checks a circuit name: not empty, at most [`MAX_NAME_BYTES`], no control characters (names
+/// reach logs, terminals and the CLI's table).
 pub fn validate_name(name: &str) -> Result<(), ConfigError> {
     if name.is_empty() {
         return Err(refuse("name", "must not be empty"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(refuse(
+            "name",
+            format!(
+                "must not contain control characters, got {:?} in {:?}",
+                c,
+                name.chars().take(64).collect::<String>()
+            ),
+        ));
     }
     if name.len() > MAX_NAME_BYTES {
         return Err(refuse(
@@ -44,6 +63,9 @@ pub fn validate_environment(environment: &str) -> Result<(), ConfigError> {
     }
     if environment.contains('#') {
         return Err(refuse("environment", "must not contain '#'"));
+    }
+    if environment.chars().any(|c| c.is_control()) {
+        return Err(refuse("environment", "must not contain control characters"));
     }
     Ok(())
 }
@@ -115,9 +137,23 @@ impl Config {
         Ok(())
     }
 
-    /// How long a probe permit is held before it may be taken over.
+    /// How long a probe permit is held before it may be taken over: `probe_lease_ms`, else
+    /// `recovery_timeout_ms` but at least [`MIN_DEFAULT_PROBE_LEASE_MS`].
     pub fn probe_lease(&self) -> u64 {
-        self.probe_lease_ms.unwrap_or(self.recovery_timeout_ms)
+        self.probe_lease_ms
+            .unwrap_or(self.recovery_timeout_ms.max(MIN_DEFAULT_PROBE_LEASE_MS))
+    }
+
+    /// The longest break: `max_recovery_timeout_ms`, else, when the break grows (a multiplier
+    /// above 1), [`DEFAULT_MAX_RECOVERY_TIMEOUT_MS`] but at least `recovery_timeout_ms`.
+    pub fn max_recovery_timeout(&self) -> u64 {
+        match self.max_recovery_timeout_ms {
+            Some(max) => max,
+            None if self.backoff_multiplier > 1.0 => self
+                .recovery_timeout_ms
+                .max(DEFAULT_MAX_RECOVERY_TIMEOUT_MS),
+            None => self.recovery_timeout_ms,
+        }
     }
 
     /// The failures that trip a closed circuit.
@@ -141,6 +177,40 @@ mod tests {
         assert_eq!(c.success_threshold, 3);
         assert_eq!(c.local_cache_max_age_ms, 5_000);
         assert_eq!(c.probe_lease(), 30_000);
+    }
+
+    #[test]
+    fn a_short_break_keeps_a_probe_lease_that_covers_a_slow_call() {
+        let short = Config {
+            recovery_timeout_ms: 5_000,
+            ..Config::default()
+        };
+        assert_eq!(short.probe_lease(), MIN_DEFAULT_PROBE_LEASE_MS);
+        let long = Config {
+            recovery_timeout_ms: 120_000,
+            ..Config::default()
+        };
+        assert_eq!(long.probe_lease(), 120_000);
+        let explicit = Config {
+            probe_lease_ms: Some(2_000),
+            ..short
+        };
+        assert_eq!(explicit.probe_lease(), 2_000);
+    }
+
+    #[test]
+    fn a_growing_break_has_a_default_cap() {
+        let growing = Config {
+            backoff_multiplier: 2.0,
+            ..Config::default()
+        };
+        assert_eq!(growing.max_recovery_timeout(), 300_000);
+        let long = Config {
+            recovery_timeout_ms: 600_000,
+            ..growing.clone()
+        };
+        assert_eq!(long.max_recovery_timeout(), 600_000);
+        assert_eq!(Config::default().max_recovery_timeout(), 30_000);
     }
 
     #[test]
@@ -204,5 +274,11 @@ mod tests {
             "environment"
         );
         assert!(validate_environment("").is_err());
+        for bad in ["a\nb", "tab\there", "nul\0", "esc\u{1b}[31m", "del\u{7f}"] {
+            let err = validate_name(bad).unwrap_err();
+            assert_eq!(err.field, "name");
+            assert!(err.message.contains("control characters"), "{err}");
+        }
+        assert!(validate_name("payments/eu-west-1 ünïcode").is_ok());
     }
 }

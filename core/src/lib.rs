@@ -17,11 +17,12 @@
 //! let mut env = TestEnv::new(store.clone(), 1_000);
 //! let config = Config { failure_policy: FailurePolicy::ConsecutiveFailures(2), ..Config::default() };
 //! let mut circuit = Circuit::new("payments", config, "env-1").unwrap();
-//! for _ in 0..2 {
-//!     let permit = circuit.acquire(&mut env, 0).unwrap();
+//! for id in 1..=2 {
+//!     // The host picks each permit's id at random; it is the probe token's unique part.
+//!     let permit = circuit.acquire(&mut env, 0, id).unwrap();
 //!     circuit.complete(&mut env, permit, Outcome::Failure);
 //! }
-//! let rejected = circuit.acquire(&mut env, 0).unwrap_err();
+//! let rejected = circuit.acquire(&mut env, 0, 3).unwrap_err();
 //! assert_eq!(rejected.state, CircuitState::Open);
 //! assert_eq!(rejected.retry_after_ms, Some(30_000));
 //! ```
@@ -35,9 +36,9 @@
 //! | `success_threshold` | 3 | probe successes that close a half-open circuit |
 //! | `local_cache_max_age_ms` | 5 000 | how long a read of the shared record is trusted |
 //! | `backoff_multiplier` | 1.0 | each further trip multiplies the break (1.0: fixed) |
-//! | `max_recovery_timeout_ms` | none | cap of the break |
+//! | `max_recovery_timeout_ms` | 300 000 when the multiplier is above 1 (at least `recovery_timeout_ms`) | cap of the break |
 //! | `recovery_jitter` | 0.0 | up to this fraction of the break is added at random |
-//! | `probe_lease_ms` | `recovery_timeout_ms` | how long a probe permit is held before takeover |
+//! | `probe_lease_ms` | `recovery_timeout_ms`, at least 30 000 | how long a probe permit is held before takeover |
 //! | `store_retry_after_ms` | 5 000 | after a store error, how long to decide locally |
 //! | `store_failure_mode` | `Open` | admit calls and protect locally while the store is down |
 

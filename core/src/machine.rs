@@ -52,10 +52,12 @@ impl Shared {
         }
     }
 
-    /// A record known to be stored.
+    /// A record known to be stored. Version 0 is an item without a version of ours (one
+    /// written by the Powertools breaker): the next write swaps against "no readable version"
+    /// and upgrades it.
     pub fn written(record: Record) -> Shared {
         Shared {
-            expected: Some(record.version),
+            expected: (record.version > 0).then_some(record.version),
             record,
         }
     }
@@ -149,7 +151,8 @@ impl Window {
 pub enum AcquireDecision {
     Admit {
         kind: PermitKind,
-        lease_until_ms: Option<u64>,
+        /// How long, from now, the host may admit calls without asking (the admission lease).
+        lease_ms: Option<u64>,
     },
     Reject,
     /// Write first, then decide again on the record that results.
@@ -181,9 +184,7 @@ pub enum ProbeDecision {
 pub fn break_ms(config: &Config, trips: u32, seed: u64) -> u64 {
     let exponent = trips.saturating_sub(1).min(1024) as i32;
     let raw = config.recovery_timeout_ms as f64 * config.backoff_multiplier.powi(exponent);
-    let cap = config
-        .max_recovery_timeout_ms
-        .unwrap_or(crate::config::MAX_DURATION_MS);
+    let cap = config.max_recovery_timeout();
     let base = if raw.is_finite() && raw < cap as f64 {
         raw as u64
     } else {
@@ -312,8 +313,21 @@ fn open(ctx: &Ctx<'_>, r: &mut Record, trips: u32, failure_count: u32) {
 fn take_probe(ctx: &Ctx<'_>, shared: &Shared, token: Token<'_>, reason: TransitionReason) -> Write {
     write(ctx, shared, reason, |r| {
         r.state = CircuitState::HalfOpen;
+        // The episode is named by when the circuit opened; a record that lost it gets one.
+        r.opened_at_ms = r.opened_at_ms.or(Some(ctx.now_ms));
         r.probe_owner = Some(token.to_string());
         r.probe_lease_until_ms = Some(ctx.now_ms.saturating_add(ctx.config.probe_lease()));
+    })
+}
+
+/// When an open circuit's break ends. A record without `open_until_ms` (an item written by the
+/// Powertools breaker, which stores only when it opened) ends its break `break(trips)` after it
+/// opened; with neither, the break is over (never wedge a circuit).
+pub fn break_end(config: &Config, record: &Record) -> Option<u64> {
+    record.open_until_ms.or_else(|| {
+        record
+            .opened_at_ms
+            .map(|opened| opened.saturating_add(break_ms(config, record.trips.max(1), 0)))
     })
 }
 
@@ -325,12 +339,13 @@ fn override_expired(record: &Record, now_ms: u64) -> bool {
 
 /// Decides a request for a permit.
 ///
-/// `lease_until_ms` is the admission lease the caller can offer (its cache is fresh and its
-/// failure window empty); it is granted only where no call needs to be counted one by one.
+/// `lease_ms` is the admission lease the caller can offer, as a duration from now (its copy of
+/// the record is fresh that much longer and its failure window is empty); it is granted only
+/// where no call needs to be counted one by one.
 pub fn acquire(
     ctx: &Ctx<'_>,
     shared: &Shared,
-    lease_until_ms: Option<u64>,
+    lease_ms: Option<u64>,
     token: Token<'_>,
 ) -> AcquireDecision {
     let r = &shared.record;
@@ -338,11 +353,11 @@ pub fn acquire(
     match r.state {
         CircuitState::Closed => AcquireDecision::Admit {
             kind: PermitKind::Normal,
-            lease_until_ms,
+            lease_ms,
         },
-        CircuitState::Open => match r.open_until_ms {
+        CircuitState::Open => match break_end(ctx.config, r) {
             Some(until) if now < until => AcquireDecision::Reject,
-            // At or after the break's end (or no end recorded: never wedge), take the probe.
+            // At or after the break's end (or no end known: never wedge), take the probe.
             _ => AcquireDecision::Write(Box::new(take_probe(
                 ctx,
                 shared,
@@ -353,7 +368,7 @@ pub fn acquire(
         CircuitState::HalfOpen => match (&r.probe_owner, r.probe_lease_until_ms) {
             (Some(owner), _) if token.matches(owner) => AcquireDecision::Admit {
                 kind: PermitKind::Probe,
-                lease_until_ms: None,
+                lease_ms: None,
             },
             (None, _) => AcquireDecision::Write(Box::new(take_probe(
                 ctx,
@@ -381,8 +396,8 @@ pub fn acquire(
         CircuitState::ForcedOpen => AcquireDecision::Reject,
         CircuitState::ForcedClosed => AcquireDecision::Admit {
             kind: PermitKind::Normal,
-            lease_until_ms: match (lease_until_ms, r.override_until_ms) {
-                (Some(lease), Some(until)) => Some(lease.min(until)),
+            lease_ms: match (lease_ms, r.override_until_ms) {
+                (Some(lease), Some(until)) => Some(lease.min(until.saturating_sub(now))),
                 (lease, _) => lease,
             },
         },
@@ -415,35 +430,55 @@ pub fn trip(ctx: &Ctx<'_>, shared: &Shared, window: &Window) -> TripDecision {
     )))
 }
 
-/// Decides what the outcome of the probe held by `token` does to the circuit.
+/// Decides what the outcome of a probe does to the circuit. `token` is the probe's, and
+/// `episode_ms` the episode it probed (the `opened_at_ms` it was admitted under).
+///
+/// An outcome counts while the circuit is still half-open in that episode, even if the permit
+/// was taken over meanwhile: a late success counts toward `success_threshold` and a late
+/// failure reopens, so a downstream slower than the probe lease still closes its circuit. Only
+/// the holder releases the permit; a late success leaves the new holder's permit alone. An
+/// outcome from an episode that has ended (the circuit reopened, closed or was forced) is
+/// fenced out.
 pub fn probe_outcome(
     ctx: &Ctx<'_>,
     shared: &Shared,
     token: Token<'_>,
+    episode_ms: Option<u64>,
     outcome: Outcome,
 ) -> ProbeDecision {
     let r = &shared.record;
-    let holds = r.state == CircuitState::HalfOpen
-        && r.probe_owner.as_deref().is_some_and(|o| token.matches(o));
-    if !holds {
+    if r.state != CircuitState::HalfOpen || r.opened_at_ms != episode_ms {
         return ProbeDecision::Fenced;
     }
+    let holds = r.probe_owner.as_deref().is_some_and(|o| token.matches(o));
     let now = ctx.now_ms;
     ProbeDecision::Write(Box::new(match outcome {
         Outcome::Success if r.probe_successes + 1 >= ctx.config.success_threshold => {
             write(ctx, shared, TransitionReason::Recovered, |r| close(r, now))
         }
         Outcome::Success => write(ctx, shared, TransitionReason::ProbeSucceeded, |r| {
-            clear_probe(r);
+            if holds {
+                clear_probe(r);
+            }
             r.probe_successes += 1;
         }),
         Outcome::Failure => {
             let trips = r.trips.saturating_add(1);
+            // A late failure reopens while another call may still hold the permit: the break
+            // lasts at least until that call's lease ends, so no new probe starts beside it.
+            let holder_lease = if holds { None } else { r.probe_lease_until_ms };
             write(ctx, shared, TransitionReason::ProbeFailed, |r| {
-                open(ctx, r, trips, 0)
+                open(ctx, r, trips, 0);
+                if let Some(lease) = holder_lease {
+                    r.open_until_ms = r.open_until_ms.map(|until| until.max(lease));
+                }
             })
         }
-        Outcome::Ignored => write(ctx, shared, TransitionReason::ProbeReleased, clear_probe),
+        Outcome::Ignored if holds => {
+            write(ctx, shared, TransitionReason::ProbeReleased, clear_probe)
+        }
+        // A late call that says nothing about the downstream has nothing to release.
+        Outcome::Ignored => return ProbeDecision::Fenced,
     }))
 }
 
@@ -480,30 +515,64 @@ pub fn reset(ctx: &Ctx<'_>, shared: &Shared) -> Write {
     write(ctx, shared, TransitionReason::Reset, |r| close(r, now))
 }
 
-/// When the store answers again after this environment decided alone: a trip made locally
-/// during the outage is written, unless the shared record has moved on (opened, or closed
-/// after the local trip). Otherwise the shared record simply wins.
-pub fn reconcile(ctx: &Ctx<'_>, stored: &Shared, local: &Record) -> Option<Write> {
+/// What this environment did alone while the store could not be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalChanges {
+    /// It closed the circuit by its own probes; this is the episode (`opened_at_ms`) it closed.
+    pub closed_episode: Option<u64>,
+}
+
+/// When the store answers again after this environment decided alone: a change made locally
+/// during the outage is written, unless the shared record has moved on. Otherwise the shared
+/// record simply wins.
+///
+/// - A local trip is written if the stored record is a close older than it (or absent).
+/// - A local close (its probes succeeded) is written if the stored record is still in the
+///   episode it closed; a newer open or close elsewhere wins.
+pub fn reconcile(
+    ctx: &Ctx<'_>,
+    stored: &Shared,
+    local: &Record,
+    changes: LocalChanges,
+) -> Option<Write> {
     let stored_record = &stored.record;
-    let local_open = local.state == CircuitState::Open
-        && local.open_until_ms.is_some_and(|until| ctx.now_ms < until);
-    let opened_at = local.opened_at_ms?;
-    let stored_is_older_close = stored_record.state == CircuitState::Closed
-        && stored_record
-            .closed_at_ms
-            .is_none_or(|closed| closed <= opened_at);
-    if !(local_open && stored_is_older_close) {
-        return None;
+    match local.state {
+        CircuitState::Open => {
+            let local_open = local.open_until_ms.is_some_and(|until| ctx.now_ms < until);
+            let opened_at = local.opened_at_ms?;
+            let stored_is_older_close = stored_record.state == CircuitState::Closed
+                && stored_record
+                    .closed_at_ms
+                    .is_none_or(|closed| closed <= opened_at);
+            if !(local_open && stored_is_older_close) {
+                return None;
+            }
+            Some(write(ctx, stored, TransitionReason::Reconciled, |r| {
+                r.state = CircuitState::Open;
+                r.opened_at_ms = local.opened_at_ms;
+                r.open_until_ms = local.open_until_ms;
+                r.trips = local.trips.max(1);
+                clear_probe(r);
+                r.probe_successes = 0;
+                r.failure_count = local.failure_count;
+            }))
+        }
+        CircuitState::Closed => {
+            let episode = changes.closed_episode?;
+            let same_episode = matches!(
+                stored_record.state,
+                CircuitState::Open | CircuitState::HalfOpen
+            ) && stored_record.opened_at_ms == Some(episode);
+            if !same_episode {
+                return None;
+            }
+            let closed_at = local.closed_at_ms.unwrap_or(ctx.now_ms);
+            Some(write(ctx, stored, TransitionReason::Reconciled, |r| {
+                close(r, closed_at)
+            }))
+        }
+        _ => None,
     }
-    Some(write(ctx, stored, TransitionReason::Reconciled, |r| {
-        r.state = CircuitState::Open;
-        r.opened_at_ms = local.opened_at_ms;
-        r.open_until_ms = local.open_until_ms;
-        r.trips = local.trips.max(1);
-        clear_probe(r);
-        r.probe_successes = 0;
-        r.failure_count = local.failure_count;
-    }))
 }
 
 /// What a caller or an operator sees.
@@ -512,7 +581,9 @@ pub fn info(ctx: &Ctx<'_>, record: &Record, window: &Window, local_only: bool) -
     let wait_until = |t: u64| Some(t.saturating_sub(now));
     let retry_after_ms = match record.state {
         CircuitState::Closed | CircuitState::ForcedClosed => None,
-        CircuitState::Open => record.open_until_ms.and_then(wait_until).or(Some(0)),
+        CircuitState::Open => break_end(ctx.config, record)
+            .and_then(wait_until)
+            .or(Some(0)),
         CircuitState::HalfOpen => match (&record.probe_owner, record.probe_lease_until_ms) {
             (Some(_), Some(lease)) => wait_until(lease),
             _ => Some(0),
@@ -542,7 +613,11 @@ pub fn is_legal(from: CircuitState, reason: TransitionReason, to: CircuitState) 
     use CircuitState as S;
     use TransitionReason as R;
     match reason {
-        R::Tripped | R::Reconciled => from == S::Closed && to == S::Open,
+        R::Tripped => from == S::Closed && to == S::Open,
+        R::Reconciled => {
+            (from == S::Closed && to == S::Open)
+                || (matches!(from, S::Open | S::HalfOpen) && to == S::Closed)
+        }
         R::ProbeStarted => matches!(from, S::Open | S::HalfOpen) && to == S::HalfOpen,
         R::ProbeTakenOver | R::ProbeSucceeded | R::ProbeReleased => {
             from == S::HalfOpen && to == S::HalfOpen

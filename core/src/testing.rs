@@ -47,6 +47,11 @@ impl MemoryStore {
         self.lock().items.insert(circuit.to_string(), item);
     }
 
+    /// Deletes the item of `circuit`, as a TTL or an operator does.
+    pub fn remove_item(&self, circuit: &str) {
+        self.lock().items.remove(circuit);
+    }
+
     pub fn item(&self, circuit: &str) -> Option<Item> {
         self.lock().items.get(circuit).cloned()
     }
@@ -130,29 +135,45 @@ impl MemoryStore {
     }
 }
 
-/// A manual clock shared by clones.
+/// A manual clock shared by clones: a wall clock and a monotonic one. `advance` moves both;
+/// `step_wall` moves only the wall clock, as an NTP step or an operator does.
 #[derive(Clone, Debug, Default)]
 pub struct ManualClock {
-    now_ms: Arc<Mutex<u64>>,
+    times: Arc<Mutex<(u64, u64)>>,
 }
 
 impl ManualClock {
     pub fn new(now_ms: u64) -> ManualClock {
         ManualClock {
-            now_ms: Arc::new(Mutex::new(now_ms)),
+            times: Arc::new(Mutex::new((now_ms, 1_000_000))),
         }
     }
 
     pub fn now_ms(&self) -> u64 {
-        *self.now_ms.lock().unwrap()
+        self.times.lock().unwrap().0
     }
 
+    pub fn monotonic_ms(&self) -> u64 {
+        self.times.lock().unwrap().1
+    }
+
+    /// Sets the wall clock; the monotonic clock moves forward by as much (never back).
     pub fn set(&self, now_ms: u64) {
-        *self.now_ms.lock().unwrap() = now_ms;
+        let mut t = self.times.lock().unwrap();
+        t.1 += now_ms.saturating_sub(t.0);
+        t.0 = now_ms;
     }
 
     pub fn advance(&self, ms: u64) {
-        *self.now_ms.lock().unwrap() += ms;
+        let mut t = self.times.lock().unwrap();
+        t.0 += ms;
+        t.1 += ms;
+    }
+
+    /// Steps the wall clock by `delta_ms` (back when negative); the monotonic clock stays.
+    pub fn step_wall(&self, delta_ms: i64) {
+        let mut t = self.times.lock().unwrap();
+        t.0 = t.0.saturating_add_signed(delta_ms);
     }
 }
 
@@ -197,6 +218,10 @@ impl Store for TestEnv {
 impl Clock for TestEnv {
     fn now_ms(&mut self) -> u64 {
         self.clock.now_ms()
+    }
+
+    fn monotonic_ms(&mut self) -> u64 {
+        self.clock.monotonic_ms()
     }
 }
 

@@ -283,12 +283,18 @@ pub enum PermitKind {
 /// Leave to make one call; handed back to `complete`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Permit {
+    /// Chosen by the host, at random: a probe's token is `<environment>#<id>`, so it stays
+    /// unique fleet-wide even when a fork or a snapshot restore copies an environment whole.
     pub id: u64,
     pub kind: PermitKind,
+    /// Wall clock, compared with the record's `closed_at_ms`.
     pub acquired_at_ms: u64,
-    /// The admission lease: until this time the host may admit calls without asking, counting
-    /// their successes and reporting any failure at once.
+    /// The admission lease, on the host's **monotonic** clock: until then the host may admit
+    /// calls without asking, counting their successes and reporting any failure at once.
     pub lease_until_ms: Option<u64>,
+    /// For a probe: the `opened_at_ms` of the half-open episode it probes. Its outcome counts
+    /// as long as the circuit is still in that episode, even after a takeover.
+    pub episode_ms: Option<u64>,
 }
 
 /// How a call ended.

@@ -30,6 +30,8 @@ struct NativeDriver {
     envs: BTreeMap<String, EnvSlot>,
     permits: Vec<(String, Held)>,
     events: Vec<(String, SeenEvent)>,
+    /// Permit ids: a host picks them at random; a counter is as unique within a scenario.
+    next_permit_id: u64,
 }
 
 impl NativeDriver {
@@ -60,6 +62,7 @@ impl NativeDriver {
             envs,
             permits: Vec::new(),
             events: Vec::new(),
+            next_permit_id: 1,
         }
     }
 
@@ -93,13 +96,15 @@ impl NativeDriver {
 
 impl Driver for NativeDriver {
     fn acquire(&mut self, env: &str) -> Acquired {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
+        let id = self.next_permit_id;
+        self.next_permit_id += 1;
         let slot = self.slot(env);
         let acquired = if now < slot.lease_until_ms {
             Ok(Held::Leased)
         } else {
             let leased = std::mem::take(&mut slot.leased_successes);
-            match slot.circuit.acquire(&mut slot.host, leased) {
+            match slot.circuit.acquire(&mut slot.host, leased, id) {
                 Ok(p) => {
                     slot.lease_until_ms = p.lease_until_ms.unwrap_or(0);
                     Ok(Held::Granted(p))
@@ -207,6 +212,10 @@ impl Driver for NativeDriver {
                 version,
             }),
         );
+    }
+
+    fn delete_item(&mut self) {
+        self.store.remove_item(&self.circuit);
     }
 
     fn stored(&mut self) -> Option<Stored> {

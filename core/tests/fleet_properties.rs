@@ -73,6 +73,10 @@ enum Held {
         /// Whether the store could be reached when it was granted (a local-only probe is not
         /// the fleet's probe).
         shared: bool,
+        /// How many times the shared record had closed when it was granted. A probe still in
+        /// flight when the circuit closes (a late success closed it) is from then on just a
+        /// call in flight, like any call running when a circuit trips.
+        closes: usize,
     },
 }
 
@@ -90,6 +94,7 @@ struct Fleet {
     envs: Vec<Env>,
     shared_events: Vec<(usize, fleetbreaker_core::Transition)>,
     store_down: bool,
+    next_permit_id: u64,
 }
 
 impl Fleet {
@@ -111,6 +116,7 @@ impl Fleet {
             envs,
             shared_events: Vec::new(),
             store_down: false,
+            next_permit_id: 0,
         }
     }
 
@@ -124,19 +130,29 @@ impl Fleet {
         }
     }
 
+    fn closes(&self) -> usize {
+        self.store
+            .write_log()
+            .iter()
+            .filter(|(_, r)| r.state == CircuitState::Closed)
+            .count()
+    }
+
     fn live_shared_probes(&self, now: u64) -> usize {
+        let closes = self.closes();
         self.envs
             .iter()
             .flat_map(|e| &e.in_flight)
             .filter(|h| {
-                matches!(h, Held::Granted { permit, lease_until_ms, shared: true }
-                    if permit.kind == PermitKind::Probe && now < *lease_until_ms)
+                matches!(h, Held::Granted { permit, lease_until_ms, shared: true, closes: c }
+                    if permit.kind == PermitKind::Probe && now < *lease_until_ms && *c == closes)
             })
             .count()
     }
 
     fn act(&mut self, action: &Action) -> Result<(), TestCaseError> {
         let now = self.clock.now_ms();
+        let mono = self.clock.monotonic_ms();
         match *action {
             Action::Advance(ms) => self.clock.advance(ms),
             Action::StoreDown(down) => {
@@ -147,11 +163,13 @@ impl Fleet {
             Action::Acquire(i) => {
                 let live_before = self.live_shared_probes(now);
                 let env = &mut self.envs[i];
-                if now < env.lease_until_ms {
+                if mono < env.lease_until_ms {
                     env.in_flight.push(Held::Leased);
                 } else {
                     let leased = std::mem::take(&mut env.leased_successes);
-                    if let Ok(permit) = env.circuit.acquire(&mut env.host, leased) {
+                    self.next_permit_id += 1;
+                    let id = self.next_permit_id;
+                    if let Ok(permit) = env.circuit.acquire(&mut env.host, leased, id) {
                         env.lease_until_ms = permit.lease_until_ms.unwrap_or(0);
                         let shared = !env.circuit.is_local_only();
                         let lease_until_ms = match (permit.kind, shared) {
@@ -169,7 +187,15 @@ impl Fleet {
                                 "a probe was granted while another probe's lease was live"
                             );
                         }
+                        let closes = self
+                            .store
+                            .write_log()
+                            .iter()
+                            .filter(|(_, r)| r.state == CircuitState::Closed)
+                            .count();
+                        let env = &mut self.envs[i];
                         env.in_flight.push(Held::Granted {
+                            closes,
                             permit,
                             lease_until_ms,
                             shared,

@@ -2,8 +2,8 @@
 //! path it walks.
 
 use fleetbreaker_core::machine::{
-    self, AcquireDecision, Ctx, ProbeDecision, RECORD_TTL_MARGIN_MS, Shared, Token, TripDecision,
-    Window, Write,
+    self, AcquireDecision, Ctx, LocalChanges, ProbeDecision, RECORD_TTL_MARGIN_MS, Shared, Token,
+    TripDecision, Window, Write,
 };
 use fleetbreaker_core::{
     CircuitState as S, Config, FailurePolicy, Outcome, PermitKind, Record, TransitionReason as R,
@@ -76,14 +76,14 @@ type Check = Box<dyn Fn(&Shared, AcquireDecision)>;
 #[test]
 fn acquire_table() {
     let c = config();
-    let lease = Some(NOW + 5_000);
+    let lease = Some(5_000);
     let admit = |kind: PermitKind, lease: Option<u64>| -> Check {
         Box::new(move |_, d| {
             assert_eq!(
                 d,
                 AcquireDecision::Admit {
                     kind,
-                    lease_until_ms: lease
+                    lease_ms: lease
                 }
             )
         })
@@ -141,6 +141,22 @@ fn acquire_table() {
         (
             "open_without_end_takes_probe_instead_of_wedging",
             shared(S::Open, |_| {}),
+            lease,
+            Box::new(|before, d| {
+                let w = write_of(d);
+                check_write(before, &w, S::HalfOpen, R::ProbeStarted);
+                assert_eq!(w.next.opened_at_ms, Some(NOW), "the episode gets a name");
+            }),
+        ),
+        (
+            "open_with_only_its_opening_time_rejects_until_one_break_after_it",
+            shared(S::Open, |r| r.opened_at_ms = Some(NOW - 9_999)),
+            lease,
+            reject(),
+        ),
+        (
+            "open_with_only_its_opening_time_takes_probe_one_break_after_it",
+            shared(S::Open, |r| r.opened_at_ms = Some(NOW - 10_000)),
             lease,
             take(R::ProbeStarted),
         ),
@@ -209,7 +225,7 @@ fn acquire_table() {
             "forced_closed_admits_with_lease_bounded_by_its_end",
             shared(S::ForcedClosed, |r| r.override_until_ms = Some(NOW + 100)),
             lease,
-            admit(PermitKind::Normal, Some(NOW + 100)),
+            admit(PermitKind::Normal, Some(100)),
         ),
         (
             "forced_closed_without_end_admits_with_offered_lease",
@@ -274,27 +290,27 @@ fn trip_table() {
 #[test]
 fn probe_outcome_table() {
     let c = config();
-    let mine = |successes: u32, trips: u32| {
-        shared(S::HalfOpen, |r| {
-            r.probe_owner = Some("me#7".into());
+    const EPISODE: Option<u64> = Some(NOW - 20_000);
+    let with_owner = |owner: &str, successes: u32, trips: u32| {
+        let owner = owner.to_string();
+        shared(S::HalfOpen, move |r| {
+            r.probe_owner = Some(owner);
             r.probe_lease_until_ms = Some(NOW + 100);
             r.probe_successes = successes;
             r.trips = trips;
-            r.opened_at_ms = Some(NOW - 20_000);
+            r.opened_at_ms = EPISODE;
         })
     };
+    let mine = |successes, trips| with_owner("me#7", successes, trips);
+    let outcome =
+        |before: &Shared, o: Outcome| machine::probe_outcome(&ctx(&c), before, ME, EPISODE, o);
     let write = |d: ProbeDecision| match d {
         ProbeDecision::Write(w) => *w,
         ProbeDecision::Fenced => panic!("expected a write"),
     };
 
     let before = mine(0, 1);
-    let w = write(machine::probe_outcome(
-        &ctx(&c),
-        &before,
-        ME,
-        Outcome::Success,
-    ));
+    let w = write(outcome(&before, Outcome::Success));
     check_write(&before, &w, S::HalfOpen, R::ProbeSucceeded);
     assert_eq!(
         (
@@ -302,16 +318,12 @@ fn probe_outcome_table() {
             w.next.probe_owner.clone(),
             w.next.probe_lease_until_ms
         ),
-        (1, None, None)
+        (1, None, None),
+        "holder_success_counts_and_frees_the_permit"
     );
 
     let before = mine(1, 2);
-    let w = write(machine::probe_outcome(
-        &ctx(&c),
-        &before,
-        ME,
-        Outcome::Success,
-    ));
+    let w = write(outcome(&before, Outcome::Success));
     check_write(&before, &w, S::Closed, R::Recovered);
     assert_eq!(
         (w.next.trips, w.next.probe_successes, w.next.closed_at_ms),
@@ -327,12 +339,7 @@ fn probe_outcome_table() {
     );
 
     let before = mine(1, 2);
-    let w = write(machine::probe_outcome(
-        &ctx(&c),
-        &before,
-        ME,
-        Outcome::Failure,
-    ));
+    let w = write(outcome(&before, Outcome::Failure));
     check_write(&before, &w, S::Open, R::ProbeFailed);
     // Third trip: 10 s × 2² = 40 s, capped at 25 s.
     assert_eq!(
@@ -342,39 +349,61 @@ fn probe_outcome_table() {
     assert_eq!(w.next.opened_at_ms, Some(NOW));
 
     let before = mine(1, 1);
-    let w = write(machine::probe_outcome(
-        &ctx(&c),
-        &before,
-        ME,
-        Outcome::Ignored,
-    ));
+    let w = write(outcome(&before, Outcome::Ignored));
     check_write(&before, &w, S::HalfOpen, R::ProbeReleased);
     assert_eq!(
         (w.next.probe_successes, w.next.probe_owner.clone()),
         (1, None)
     );
 
-    let taken_over = shared(S::HalfOpen, |r| r.probe_owner = Some("other#1".into()));
-    let other_permit_same_env = Token {
-        environment: "me",
-        permit_id: 8,
-    };
-    for outcome in [Outcome::Success, Outcome::Failure, Outcome::Ignored] {
+    // The permit was taken over, in the same episode: the late outcome still counts.
+    let taken_over = with_owner("other#1", 0, 1);
+    let w = write(outcome(&taken_over, Outcome::Success));
+    check_write(&taken_over, &w, S::HalfOpen, R::ProbeSucceeded);
+    assert_eq!(
+        (w.next.probe_successes, w.next.probe_owner.as_deref()),
+        (1, Some("other#1")),
+        "late_success_counts_and_leaves_the_new_holder_its_permit"
+    );
+    let w = write(outcome(&with_owner("other#1", 1, 1), Outcome::Success));
+    assert_eq!(w.next.state, S::Closed, "late_success_can_close");
+    let w = write(outcome(&taken_over, Outcome::Failure));
+    check_write(&taken_over, &w, S::Open, R::ProbeFailed);
+    assert_eq!(w.next.trips, 2, "late_failure_reopens_with_a_longer_break");
+    let still_probing = shared(S::HalfOpen, |r| {
+        r.probe_owner = Some("other#1".into());
+        r.probe_lease_until_ms = Some(NOW + 60_000);
+        r.opened_at_ms = EPISODE;
+        r.trips = 1;
+    });
+    let w = write(outcome(&still_probing, Outcome::Failure));
+    assert_eq!(
+        w.next.open_until_ms,
+        Some(NOW + 60_000),
+        "late_failure_keeps_the_circuit_open_until_the_live_probe_lease_ends"
+    );
+    assert_eq!(
+        outcome(&taken_over, Outcome::Ignored),
+        ProbeDecision::Fenced,
+        "late_ignored_outcome_has_nothing_to_release"
+    );
+
+    for o in [Outcome::Success, Outcome::Failure, Outcome::Ignored] {
+        let other_episode = shared(S::HalfOpen, |r| {
+            r.probe_owner = Some("me#7".into());
+            r.opened_at_ms = Some(NOW - 1_000);
+        });
         assert_eq!(
-            machine::probe_outcome(&ctx(&c), &taken_over, ME, outcome),
-            ProbeDecision::Fenced
-        );
-        assert_eq!(
-            machine::probe_outcome(&ctx(&c), &mine(0, 1), other_permit_same_env, outcome),
-            ProbeDecision::Fenced
+            outcome(&other_episode, o),
+            ProbeDecision::Fenced,
+            "an_outcome_from_an_ended_episode_is_fenced"
         );
         for state in [S::Closed, S::Open, S::ForcedOpen, S::ForcedClosed] {
-            let s = shared(state, |r| r.probe_owner = Some("me#7".into()));
-            assert_eq!(
-                machine::probe_outcome(&ctx(&c), &s, ME, outcome),
-                ProbeDecision::Fenced,
-                "{state}"
-            );
+            let s = shared(state, |r| {
+                r.probe_owner = Some("me#7".into());
+                r.opened_at_ms = EPISODE;
+            });
+            assert_eq!(outcome(&s, o), ProbeDecision::Fenced, "{state}");
         }
     }
 }
@@ -432,6 +461,7 @@ fn operator_table() {
 #[test]
 fn reconcile_table() {
     let c = config();
+    let none = LocalChanges::default();
     let local_open = {
         let mut r = Record::absent(1);
         r.state = S::Open;
@@ -444,7 +474,7 @@ fn reconcile_table() {
     let stored_closed = |closed_at: Option<u64>| shared(S::Closed, |r| r.closed_at_ms = closed_at);
 
     let before = stored_closed(Some(NOW - 50_000));
-    let w = machine::reconcile(&ctx(&c), &before, &local_open)
+    let w = machine::reconcile(&ctx(&c), &before, &local_open, none)
         .expect("local_trip_during_outage_is_written");
     check_write(&before, &w, S::Open, R::Reconciled);
     assert_eq!(
@@ -457,29 +487,83 @@ fn reconcile_table() {
     );
 
     assert!(
-        machine::reconcile(&ctx(&c), &Shared::loaded(None), &local_open).is_some(),
+        machine::reconcile(&ctx(&c), &Shared::loaded(None), &local_open, none).is_some(),
         "absent_record_takes_the_local_trip"
     );
     assert!(
-        machine::reconcile(&ctx(&c), &stored_closed(Some(NOW - 500)), &local_open).is_none(),
+        machine::reconcile(&ctx(&c), &stored_closed(Some(NOW - 500)), &local_open, none).is_none(),
         "closed_after_the_local_trip_wins"
     );
     assert!(
-        machine::reconcile(&ctx(&c), &shared(S::Open, |_| {}), &local_open).is_none(),
+        machine::reconcile(&ctx(&c), &shared(S::Open, |_| {}), &local_open, none).is_none(),
         "shared_open_wins"
     );
     let mut expired = local_open.clone();
     expired.open_until_ms = Some(NOW);
     assert!(
-        machine::reconcile(&ctx(&c), &stored_closed(None), &expired).is_none(),
+        machine::reconcile(&ctx(&c), &stored_closed(None), &expired, none).is_none(),
         "expired_local_trip_is_dropped"
     );
     let mut local_closed = local_open.clone();
     local_closed.state = S::Closed;
+    local_closed.opened_at_ms = None;
+    local_closed.closed_at_ms = Some(NOW - 200);
     assert!(
-        machine::reconcile(&ctx(&c), &stored_closed(None), &local_closed).is_none(),
+        machine::reconcile(&ctx(&c), &stored_closed(None), &local_closed, none).is_none(),
         "local_closed_adopts_shared"
     );
+
+    // This environment's probes closed the circuit while the store was down.
+    let closed_episode = LocalChanges {
+        closed_episode: Some(NOW - 30_000),
+    };
+    let stored_half_open = shared(S::HalfOpen, |r| {
+        r.opened_at_ms = Some(NOW - 30_000);
+        r.probe_owner = Some("me#3".into());
+        r.probe_lease_until_ms = Some(NOW + 20_000);
+        r.trips = 1;
+    });
+    let w = machine::reconcile(&ctx(&c), &stored_half_open, &local_closed, closed_episode)
+        .expect("local_close_of_the_stored_episode_is_written");
+    check_write(&stored_half_open, &w, S::Closed, R::Reconciled);
+    assert_eq!(
+        (
+            w.next.closed_at_ms,
+            w.next.probe_owner.clone(),
+            w.next.trips
+        ),
+        (Some(NOW - 200), None, 0),
+        "closed when this environment closed it, its stale permit gone"
+    );
+    let reopened_elsewhere = shared(S::Open, |r| r.opened_at_ms = Some(NOW - 5_000));
+    assert!(
+        machine::reconcile(&ctx(&c), &reopened_elsewhere, &local_closed, closed_episode).is_none(),
+        "a_newer_open_elsewhere_wins_over_a_local_close"
+    );
+    assert!(
+        machine::reconcile(
+            &ctx(&c),
+            &stored_closed(Some(NOW - 100)),
+            &local_closed,
+            closed_episode
+        )
+        .is_none(),
+        "a_close_elsewhere_needs_nothing"
+    );
+}
+
+#[test]
+fn an_item_without_our_version_is_swapped_against_no_version_and_upgraded() {
+    let c = config();
+    // What the store gives for an item the Powertools breaker wrote: version 0.
+    let mut legacy = Record::absent(0);
+    legacy.state = S::Open;
+    legacy.opened_at_ms = Some(NOW - 60_000);
+    let legacy = Shared::written(legacy);
+    assert_eq!(legacy.expected, None);
+    let w = write_of(machine::acquire(&ctx(&c), &legacy, None, ME));
+    assert_eq!((w.expected, w.next.version), (None, 1));
+    assert_eq!(w.next.state, S::HalfOpen);
 }
 
 #[test]
@@ -540,13 +624,22 @@ fn break_grows_by_the_multiplier_up_to_the_cap_with_bounded_jitter() {
     assert_eq!(machine::break_ms(&fixed, u32::MAX, 0), 30_000);
     let huge = Config {
         backoff_multiplier: 1e6,
-        max_recovery_timeout_ms: None,
+        max_recovery_timeout_ms: Some(fleetbreaker_core::config::MAX_DURATION_MS),
         ..Config::default()
     };
     assert_eq!(
         machine::break_ms(&huge, 1000, 0),
         fleetbreaker_core::config::MAX_DURATION_MS,
         "no overflow"
+    );
+    let uncapped = Config {
+        backoff_multiplier: 2.0,
+        ..Config::default()
+    };
+    assert_eq!(
+        machine::break_ms(&uncapped, 20, 0),
+        fleetbreaker_core::config::DEFAULT_MAX_RECOVERY_TIMEOUT_MS,
+        "a growing break without a cap stops at the default cap, not a year away"
     );
 
     let jittery = Config {

@@ -94,6 +94,11 @@ impl fleetbreaker_core::Clock for NativeEnv {
         use fleetbreaker::Clock;
         SystemClock.now_ms()
     }
+
+    fn monotonic_ms(&mut self) -> u64 {
+        use fleetbreaker::Clock;
+        SystemClock.monotonic_ms()
+    }
 }
 
 impl fleetbreaker_core::Events for NativeEnv {
@@ -304,13 +309,13 @@ fn main() {
     // 4. The same acquire+complete natively, for reference.
     let mut env = NativeEnv(fleetbreaker_core::testing::MemoryStore::default());
     let mut circuit = fleetbreaker_core::Circuit::new("native", config(), "bench").unwrap();
-    let p = circuit.acquire(&mut env, 0).unwrap();
+    let p = circuit.acquire(&mut env, 0, 1).unwrap();
     circuit.complete(&mut env, p, fleetbreaker_core::Outcome::Failure);
     row(
         "acquire+complete in the native core, no lease (reference)",
         "",
         measure(1_000_000, || {
-            let p = circuit.acquire(&mut env, 0).unwrap();
+            let p = circuit.acquire(&mut env, 0, 2).unwrap();
             circuit.complete(&mut env, p, fleetbreaker_core::Outcome::Ignored);
         }),
     );

@@ -149,6 +149,7 @@ pub(crate) fn permit_in(p: w::Permit) -> t::Permit {
         },
         acquired_at_ms: p.acquired_at_ms,
         lease_until_ms: p.lease_until_ms,
+        episode_ms: p.episode_ms,
     }
 }
 
@@ -161,6 +162,7 @@ pub(crate) fn permit_out(p: t::Permit) -> w::Permit {
         },
         acquired_at_ms: p.acquired_at_ms,
         lease_until_ms: p.lease_until_ms,
+        episode_ms: p.episode_ms,
     }
 }
 

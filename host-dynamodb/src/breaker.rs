@@ -8,24 +8,46 @@ use std::time::Duration;
 use fleetbreaker_core::{CircuitInfo, Config, ConfigError, Outcome, PermitKind, Transition};
 
 use crate::Error;
+use crate::bridge::spawn_detached;
 use crate::clock::Clock;
 use crate::environment::{Environment, Op, Reply, Slot, TransitionHook};
+use crate::events::Events;
+use crate::fork;
+use crate::kill_switch;
 use crate::store::Store;
 use crate::util::block_on;
 
 /// A circuit breaker whose state is shared, through its store, by every environment of a
-/// fleet. Cheap to clone; clones share the circuit.
+/// fleet. Cheap to clone; clones share the circuit. Its transition listeners live as long as
+/// it (or a clone) does.
 #[derive(Clone)]
 pub struct Breaker {
     env: Environment,
     slot: Arc<Slot>,
+    /// The listeners this breaker added; removed when the last clone is dropped.
+    _listeners: Option<Arc<Listeners>>,
 }
 
-/// Leave to make one call. Hand it back to [`Breaker::complete`]; dropping it instead abandons
-/// the call (a probe permit is then taken over once its lease runs out).
-#[derive(Debug)]
+struct Listeners {
+    slot: Arc<Slot>,
+    keys: Vec<u64>,
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.slot.remove_listeners(&self.keys);
+    }
+}
+
+/// Leave to make one call. Hand it back to [`Breaker::complete`]. Dropping it instead
+/// abandons the call: a probe permit is then released at once, in the background (the call
+/// counts as nothing), so a cancelled task never holds the fleet's only probe.
 #[must_use = "hand the permit back to Breaker::complete"]
-pub struct Permit(Grant);
+pub struct Permit {
+    grant: Grant,
+    /// For a probe: the breaker to release it with, if it is dropped.
+    releaser: Option<Breaker>,
+}
 
 #[derive(Debug)]
 enum Grant {
@@ -34,33 +56,95 @@ enum Grant {
     Granted(fleetbreaker_core::Permit),
     /// The component could not decide (an internal fault): the call goes ahead, uncounted.
     Untracked,
+    /// The kill switch is on: the call goes ahead and the breaker does nothing.
+    Disabled,
+    /// Completed; nothing left to release.
+    Done,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Permit").field(&self.grant).finish()
+    }
 }
 
 impl Permit {
+    fn new(grant: Grant, breaker: &Breaker) -> Permit {
+        let releaser = match &grant {
+            Grant::Granted(p) if p.kind == PermitKind::Probe => Some(breaker.clone()),
+            _ => None,
+        };
+        Permit { grant, releaser }
+    }
+
+    fn take(&mut self) -> Grant {
+        self.releaser = None;
+        std::mem::replace(&mut self.grant, Grant::Done)
+    }
+
     /// Whether this call is the fleet's single probe of a half-open circuit.
     pub fn is_probe(&self) -> bool {
-        matches!(&self.0, Grant::Granted(p) if p.kind == PermitKind::Probe)
+        matches!(&self.grant, Grant::Granted(p) if p.kind == PermitKind::Probe)
     }
 
     /// Whether this call was admitted under the admission lease.
     pub fn is_leased(&self) -> bool {
-        matches!(self.0, Grant::Leased)
+        matches!(self.grant, Grant::Leased)
     }
 
-    /// The admission lease that came with this permit (epoch ms), when the component granted
-    /// one: until then calls may be admitted without asking.
+    /// Whether the kill switch (`FLEETBREAKER_DISABLED`, `POWERTOOLS_CIRCUIT_BREAKER_DISABLED`)
+    /// let this call through without the breaker.
+    pub fn is_disabled(&self) -> bool {
+        matches!(self.grant, Grant::Disabled)
+    }
+
+    /// The admission lease that came with this permit (on the environment's monotonic clock),
+    /// when the component granted one: until then calls may be admitted without asking.
     pub fn lease_until_ms(&self) -> Option<u64> {
-        match &self.0 {
+        match &self.grant {
             Grant::Granted(p) => p.lease_until_ms,
             _ => None,
         }
     }
 }
 
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let Some(breaker) = self.releaser.take() else {
+            return;
+        };
+        if let Grant::Granted(permit) = std::mem::replace(&mut self.grant, Grant::Done) {
+            spawn_detached(async move {
+                let (_, events) = breaker
+                    .env
+                    .run(&breaker.slot, Op::Complete(permit, Outcome::Ignored))
+                    .await;
+                drop(Events::new(breaker.env.clone(), events));
+            });
+        }
+    }
+}
+
+/// A call's result with the events it produced, for hosts that choose where hooks run (see
+/// [`Breaker::with_events`]).
+#[derive(Debug)]
+pub struct Delivery<T> {
+    pub value: T,
+    pub events: Events,
+}
+
+impl<T> Delivery<T> {
+    /// Delivers the events on this thread and returns the value.
+    pub fn deliver(self) -> T {
+        self.events.deliver();
+        self.value
+    }
+}
+
 /// Builds a [`Breaker`].
 pub struct BreakerBuilder {
     name: String,
-    config: Config,
+    config: Option<Config>,
     store: Option<Arc<dyn Store>>,
     clock: Option<Arc<dyn Clock>>,
     environment: Option<Environment>,
@@ -68,9 +152,11 @@ pub struct BreakerBuilder {
 }
 
 impl BreakerBuilder {
-    /// The configuration (default: [`Config::default`], the seed's defaults).
+    /// The configuration. Without one, the breaker takes the configuration of the circuit if
+    /// it is already in use in the environment, else [`Config::default`] (the seed's
+    /// defaults). A different configuration for a circuit in use is an error.
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.config = Some(config);
         self
     }
 
@@ -94,8 +180,9 @@ impl BreakerBuilder {
         self
     }
 
-    /// Called with every transition this environment's writes make, after the call that
-    /// made it. A panicking hook is logged and ignored.
+    /// Called with every transition this environment's writes make, after the call that made
+    /// it and with no breaker lock held: it may call any breaker. A panicking hook is logged
+    /// and ignored. It is removed when the breaker (and every clone) is dropped.
     pub fn on_transition(mut self, hook: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
         self.listeners.push(Arc::new(hook));
         self
@@ -123,15 +210,24 @@ impl BreakerBuilder {
             }
         };
         fleetbreaker_core::config::validate_name(&self.name)?;
-        let slot = env.slot(&self.name, &self.config)?;
-        if let Err(e) = block_on(env.run(&slot, Op::Create)) {
-            env.forget_slot(&self.name);
-            return Err(e);
+        if let Some(config) = &self.config {
+            config.validate()?;
         }
-        for hook in self.listeners {
-            slot.add_listener(hook);
-        }
-        Ok(Breaker { env, slot })
+        let slot = env.slot(&self.name, self.config.as_ref())?;
+        let (created, events) = block_on(env.run(&slot, Op::Create));
+        drop(Events::new(env.clone(), events));
+        created?;
+        let listeners = (!self.listeners.is_empty()).then(|| {
+            Arc::new(Listeners {
+                keys: slot.add_listeners(self.listeners),
+                slot: slot.clone(),
+            })
+        });
+        Ok(Breaker {
+            env,
+            slot,
+            _listeners: listeners,
+        })
     }
 }
 
@@ -160,7 +256,7 @@ impl Breaker {
     pub fn builder(name: impl Into<String>) -> BreakerBuilder {
         BreakerBuilder {
             name: name.into(),
-            config: Config::default(),
+            config: None,
             store: None,
             clock: None,
             environment: None,
@@ -172,6 +268,7 @@ impl Breaker {
         &self.slot.name
     }
 
+    /// The circuit's configuration.
     pub fn config(&self) -> &Config {
         &self.slot.config
     }
@@ -180,54 +277,46 @@ impl Breaker {
         &self.env
     }
 
+    /// The calls of this breaker that hand back the events they produced instead of
+    /// delivering them, for hosts that choose the thread where hooks run (the Python and
+    /// Node bindings).
+    pub fn with_events(&self) -> WithEvents<'_> {
+        WithEvents(self)
+    }
+
     /// Asks to make one call. `Err(Error::Open(info))` when the circuit rejects it.
     ///
     /// While the admission lease holds, this is a clock read and a compare: no call into the
     /// component, no lock, no I/O.
     #[inline]
     pub async fn acquire(&self) -> Result<Permit, Error> {
-        if self.env.now_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
-            return Ok(Permit(Grant::Leased));
+        if self.env.monotonic_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
+            return Ok(Permit::new(Grant::Leased, self));
         }
-        self.acquire_slow().await
+        self.with_events().acquire().await.deliver()
     }
 
-    async fn acquire_slow(&self) -> Result<Permit, Error> {
-        let leased = self.slot.take_leased_successes();
-        match self.env.run(&self.slot, Op::Acquire(leased)).await {
-            Ok(Reply::Acquired(Ok(permit))) => {
-                self.slot
-                    .lease_until_ms
-                    .store(permit.lease_until_ms.unwrap_or(0), Ordering::Relaxed);
-                Ok(Permit(Grant::Granted(permit)))
-            }
-            Ok(Reply::Acquired(Err(info))) => Err(Error::Open(Box::new(info))),
-            Ok(_) => unreachable!("acquire answers with a permit or a rejection"),
-            // The breaker must never become the outage: an internal fault admits the call.
-            Err(e) => {
-                log::error!(target: "fleetbreaker", "circuit '{}': {e}; admitting the call", self.slot.name);
-                Ok(Permit(Grant::Untracked))
-            }
-        }
-    }
-
-    /// The admission lease's deadline (epoch ms; 0 when there is none), for bindings that keep
-    /// their own copy so a healthy call makes no call at all into this library. Such a binding
-    /// admits calls while `Clock::now_ms_coarse() < lease_until_ms()` (or its own equivalent),
-    /// counts their successes for [`Breaker::add_leased_successes`], and reports a failure at
-    /// once with [`Breaker::complete_leased`].
+    /// The admission lease's deadline on the environment's monotonic clock (0 when there is
+    /// none).
     #[inline]
     pub fn lease_until_ms(&self) -> u64 {
         self.slot.lease_until_ms.load(Ordering::Relaxed)
     }
 
+    /// How much of the admission lease is left, in ms (0 when there is none). Bindings that
+    /// keep their own copy of the lease (on their own monotonic clock) start from this.
+    pub fn lease_remaining_ms(&self) -> u64 {
+        self.lease_until_ms()
+            .saturating_sub(self.env.clock().monotonic_ms())
+    }
+
     /// For bindings whose own calls cost more than this check: admits a call under the
     /// admission lease if it holds, counting it as a success unless
-    /// [`Breaker::leased_call_failed`] says otherwise. A coarse clock read and an atomic
+    /// [`WithEvents::leased_call_failed`] says otherwise. A coarse clock read and an atomic
     /// increment.
     #[inline]
     pub fn try_admit_leased(&self) -> bool {
-        if self.env.now_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
+        if self.env.monotonic_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
             self.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
             return true;
         }
@@ -237,15 +326,10 @@ impl Breaker {
     /// A call admitted by [`Breaker::try_admit_leased`] did not succeed: its provisional
     /// success is taken back, and a failure is reported at once.
     pub async fn leased_call_failed(&self, outcome: Outcome) {
-        let _ =
-            self.slot
-                .leased_successes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        match outcome {
-            Outcome::Success => self.add_leased_successes(1),
-            Outcome::Ignored => {}
-            Outcome::Failure => self.complete_leased(outcome).await,
-        }
+        self.with_events()
+            .leased_call_failed(outcome)
+            .await
+            .deliver()
     }
 
     /// Adds successes a binding counted under the lease; they are reported with the next call
@@ -261,59 +345,21 @@ impl Breaker {
     /// Reports how a call a binding admitted under the lease (without [`Breaker::acquire`])
     /// ended.
     pub async fn complete_leased(&self, outcome: Outcome) {
-        self.complete(Permit(Grant::Leased), outcome).await
+        self.complete(Permit::new(Grant::Leased, self), outcome)
+            .await
     }
 
     /// Reports how the call made with `permit` ended.
     #[inline]
     pub async fn complete(&self, permit: Permit, outcome: Outcome) {
-        let op = match (permit.0, outcome) {
-            (Grant::Untracked, _) => return,
-            (Grant::Leased, Outcome::Success) => {
-                self.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            (Grant::Leased, Outcome::Ignored) => return,
-            // A failure ends the lease and is reported at once, with the successes before it.
-            (Grant::Leased, Outcome::Failure) => {
-                self.slot.end_lease();
-                Op::CompleteLeased(self.slot.take_leased_successes(), outcome)
-            }
-            // A success of a call that came with a lease changes nothing the component must
-            // decide now (its window was empty): count it like a leased success, in order
-            // with the others, and save the crossing.
-            (Grant::Granted(p), Outcome::Success)
-                if p.kind == PermitKind::Normal && p.lease_until_ms.is_some() =>
-            {
-                self.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            (Grant::Granted(p), outcome) => {
-                if outcome == Outcome::Failure {
-                    // Any failure ends the lease: the next calls must be counted one by one.
-                    self.slot.end_lease();
-                    // Successes counted before this failure are reported first, so the
-                    // failure is not erased by them later.
-                    let earlier = self.slot.take_leased_successes();
-                    if earlier > 0 {
-                        let flush = Op::CompleteLeased(earlier, Outcome::Ignored);
-                        if let Err(e) = self.env.run(&self.slot, flush).await {
-                            log::error!(target: "fleetbreaker", "circuit '{}': {e}", self.slot.name);
-                        }
-                    }
-                }
-                Op::Complete(p, outcome)
-            }
-        };
-        if let Err(e) = self.env.run(&self.slot, op).await {
-            log::error!(target: "fleetbreaker", "circuit '{}': {e}", self.slot.name);
-        }
+        self.with_events().complete(permit, outcome).await.deliver()
     }
 
     /// Runs `call` under the breaker and returns its result unchanged, or `Err(Error::Open)`
     /// without running it. An `Err` from `call` counts as a failure.
     ///
-    /// If the returned future is dropped before `call` finishes, the call counts as nothing.
+    /// If the returned future is dropped before `call` finishes, the call counts as nothing
+    /// and a probe permit it held is released.
     pub async fn call<T, E, F>(&self, call: F) -> Result<Result<T, E>, Error>
     where
         F: Future<Output = Result<T, E>>,
@@ -341,10 +387,7 @@ impl Breaker {
 
     /// The circuit as this environment sees it, reading the store if its copy is stale.
     pub async fn info(&self) -> Result<CircuitInfo, Error> {
-        match self.env.run(&self.slot, Op::Info).await? {
-            Reply::Info(info) => Ok(info),
-            _ => unreachable!("info answers with info"),
-        }
+        self.with_events().info().await.deliver()
     }
 
     /// Rejects every call, fleet-wide, for `duration` or until changed. Reaches every
@@ -354,9 +397,10 @@ impl Breaker {
         duration: Option<Duration>,
         reason: &str,
     ) -> Result<CircuitInfo, Error> {
-        let duration = max_duration(duration)?;
-        self.operate(Op::ForceOpen(duration, reason.to_string()))
+        self.with_events()
+            .force_open(duration, reason)
             .await
+            .deliver()
     }
 
     /// Admits every call and counts nothing, fleet-wide, for `duration` or until changed.
@@ -365,21 +409,201 @@ impl Breaker {
         duration: Option<Duration>,
         reason: &str,
     ) -> Result<CircuitInfo, Error> {
-        let duration = max_duration(duration)?;
-        self.operate(Op::ForceClosed(duration, reason.to_string()))
+        self.with_events()
+            .force_closed(duration, reason)
             .await
+            .deliver()
     }
 
     /// Writes a fresh closed record, whatever the state.
     pub async fn reset(&self) -> Result<CircuitInfo, Error> {
+        self.with_events().reset().await.deliver()
+    }
+
+    async fn run(&self, op: Op) -> (Result<Reply, Error>, Events) {
+        let (reply, events) = self.env.run(&self.slot, op).await;
+        (reply, Events::new(self.env.clone(), events))
+    }
+}
+
+/// A breaker's calls that hand back their events ([`Delivery`]) instead of delivering them:
+/// the host then runs the hooks where a hook may call any breaker (see [`Events`]).
+pub struct WithEvents<'a>(&'a Breaker);
+
+impl WithEvents<'_> {
+    /// [`Breaker::acquire`], asking the component whatever the lease says.
+    pub async fn acquire(&self) -> Delivery<Result<Permit, Error>> {
+        let b = self.0;
+        match kill_switch() {
+            Ok(false) => {}
+            Ok(true) => {
+                b.slot.end_lease();
+                return Delivery {
+                    value: Ok(Permit::new(Grant::Disabled, b)),
+                    events: Events::none(),
+                };
+            }
+            Err(e) => {
+                return Delivery {
+                    value: Err(e),
+                    events: Events::none(),
+                };
+            }
+        }
+        let leased = b.slot.take_leased_successes();
+        let (reply, events) = b.run(Op::Acquire(leased, fork::random_u64())).await;
+        let value = match reply {
+            Ok(Reply::Acquired(Ok(permit))) => Ok(Permit::new(Grant::Granted(permit), b)),
+            Ok(Reply::Acquired(Err(info))) => Err(Error::Open(Box::new(info))),
+            Ok(_) => unreachable!("acquire answers with a permit or a rejection"),
+            // The breaker must never become the outage: an internal fault admits the call.
+            Err(e) => {
+                log::error!(target: "fleetbreaker", "circuit '{}': {e}; admitting the call", b.slot.name);
+                Ok(Permit::new(Grant::Untracked, b))
+            }
+        };
+        Delivery { value, events }
+    }
+
+    /// [`Breaker::leased_call_failed`].
+    pub async fn leased_call_failed(&self, outcome: Outcome) -> Delivery<()> {
+        let b = self.0;
+        let _ = b
+            .slot
+            .leased_successes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        match outcome {
+            Outcome::Success => {
+                b.add_leased_successes(1);
+                Delivery {
+                    value: (),
+                    events: Events::none(),
+                }
+            }
+            Outcome::Ignored => Delivery {
+                value: (),
+                events: Events::none(),
+            },
+            Outcome::Failure => self.complete(Permit::new(Grant::Leased, b), outcome).await,
+        }
+    }
+
+    /// [`Breaker::complete`].
+    pub async fn complete(&self, mut permit: Permit, outcome: Outcome) -> Delivery<()> {
+        let b = self.0;
+        let none = || Delivery {
+            value: (),
+            events: Events::none(),
+        };
+        let op = match (permit.take(), outcome) {
+            (Grant::Untracked | Grant::Disabled | Grant::Done, _) => return none(),
+            (Grant::Leased, Outcome::Success) => {
+                b.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
+                return none();
+            }
+            (Grant::Leased, Outcome::Ignored) => return none(),
+            // A failure ends the lease and is reported at once, with the successes before it
+            // (unless the kill switch is on: then the breaker does nothing at all).
+            (Grant::Leased, Outcome::Failure) => {
+                b.slot.end_lease();
+                if kill_switch().unwrap_or(false) {
+                    return none();
+                }
+                Op::CompleteLeased(b.slot.take_leased_successes(), outcome)
+            }
+            // A success of a call that came with a lease changes nothing the component must
+            // decide now (its window was empty): count it like a leased success, in order
+            // with the others, and save the crossing.
+            (Grant::Granted(p), Outcome::Success)
+                if p.kind == PermitKind::Normal && p.lease_until_ms.is_some() =>
+            {
+                b.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
+                return none();
+            }
+            (Grant::Granted(p), outcome) => {
+                let mut events = Events::none();
+                if outcome == Outcome::Failure {
+                    // Any failure ends the lease: the next calls must be counted one by one.
+                    b.slot.end_lease();
+                    // Successes counted before this failure are reported first, so the
+                    // failure is not erased by them later.
+                    let earlier = b.slot.take_leased_successes();
+                    if earlier > 0 {
+                        let (flushed, more) =
+                            b.run(Op::CompleteLeased(earlier, Outcome::Ignored)).await;
+                        if let Err(e) = flushed {
+                            log::error!(target: "fleetbreaker", "circuit '{}': {e}", b.slot.name);
+                        }
+                        events.extend(more);
+                    }
+                }
+                let (done, more) = b.run(Op::Complete(p, outcome)).await;
+                if let Err(e) = done {
+                    log::error!(target: "fleetbreaker", "circuit '{}': {e}", b.slot.name);
+                }
+                events.extend(more);
+                return Delivery { value: (), events };
+            }
+        };
+        let (done, events) = b.run(op).await;
+        if let Err(e) = done {
+            log::error!(target: "fleetbreaker", "circuit '{}': {e}", b.slot.name);
+        }
+        Delivery { value: (), events }
+    }
+
+    /// [`Breaker::info`].
+    pub async fn info(&self) -> Delivery<Result<CircuitInfo, Error>> {
+        let (reply, events) = self.0.run(Op::Info).await;
+        let value = reply.map(|r| match r {
+            Reply::Info(info) => info,
+            _ => unreachable!("info answers with info"),
+        });
+        Delivery { value, events }
+    }
+
+    /// [`Breaker::force_open`].
+    pub async fn force_open(
+        &self,
+        duration: Option<Duration>,
+        reason: &str,
+    ) -> Delivery<Result<CircuitInfo, Error>> {
+        match max_duration(duration) {
+            Ok(d) => self.operate(Op::ForceOpen(d, reason.to_string())).await,
+            Err(e) => Delivery {
+                value: Err(e),
+                events: Events::none(),
+            },
+        }
+    }
+
+    /// [`Breaker::force_closed`].
+    pub async fn force_closed(
+        &self,
+        duration: Option<Duration>,
+        reason: &str,
+    ) -> Delivery<Result<CircuitInfo, Error>> {
+        match max_duration(duration) {
+            Ok(d) => self.operate(Op::ForceClosed(d, reason.to_string())).await,
+            Err(e) => Delivery {
+                value: Err(e),
+                events: Events::none(),
+            },
+        }
+    }
+
+    /// [`Breaker::reset`].
+    pub async fn reset(&self) -> Delivery<Result<CircuitInfo, Error>> {
         self.operate(Op::Reset).await
     }
 
-    async fn operate(&self, op: Op) -> Result<CircuitInfo, Error> {
-        self.slot.end_lease();
-        match self.env.run(&self.slot, op).await? {
+    async fn operate(&self, op: Op) -> Delivery<Result<CircuitInfo, Error>> {
+        self.0.slot.end_lease();
+        let (reply, events) = self.0.run(op).await;
+        let value = reply.and_then(|r| match r {
             Reply::Operated(result) => result.map_err(Error::Store),
             _ => unreachable!("operator calls answer with their result"),
-        }
+        });
+        Delivery { value, events }
     }
 }

@@ -1,5 +1,10 @@
 //! The DynamoDB store: one item per circuit, read with `GetItem`, written with a conditional
 //! `PutItem`. IAM needs `dynamodb:GetItem` and `dynamodb:PutItem` only.
+//!
+//! Items written by the Powertools breaker (no `version`; `opened_at` in seconds) are read as
+//! the state they hold and replaced by the next write, so switching a live table over keeps
+//! open circuits open. The client belongs to one process: a forked child builds its own (new
+//! connections, a new credentials cache) on first use.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,6 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use fleetbreaker_core::{CircuitState, ConfigError, CorruptItem, Record, StoreError, SwapResult};
 
 use crate::Error;
+use crate::fork::{ForkLocal, Scope};
 use crate::store::{Counters, Store, StoreFuture, StoreStats};
 
 /// The item's attribute names, in one place. Numbers are `N`, text is `S`.
@@ -33,6 +39,46 @@ pub mod attr {
     pub const OVERRIDE_UNTIL_MS: &str = "override_until_ms";
     /// The TTL attribute, in epoch **seconds** as DynamoDB's TTL requires.
     pub const EXPIRATION: &str = "expiration";
+
+    /// The attributes of an item written by the Powertools breaker, read when `version` is
+    /// absent. Times are epoch seconds.
+    pub mod powertools {
+        pub const OPENED_AT: &str = "opened_at";
+        pub const HALF_OPEN_OWNER: &str = "half_open_owner";
+        pub const PROBE_LEASE_EXPIRY: &str = "probe_lease_expiry";
+    }
+}
+
+/// The partition key value in composite mode when none is given: the Powertools breaker's,
+/// so that a single-table design keeps its circuits when it moves over.
+pub fn default_static_pk_value() -> String {
+    format!(
+        "circuit_breaker#{}",
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default()
+    )
+}
+
+/// Checks a table name by DynamoDB's rules: 3 to 255 characters of `A-Z a-z 0-9 _ - .`.
+pub fn validate_table_name(name: &str) -> Result<(), ConfigError> {
+    let refuse = |message: String| ConfigError {
+        field: "table_name".into(),
+        message,
+    };
+    if !(3..=255).contains(&name.len()) {
+        return Err(refuse(format!(
+            "must be 3 to 255 characters long, got {} ({name:?})",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(refuse(format!(
+            "may contain only letters, digits, '_', '-' and '.', got {c:?} in {name:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Where and how circuits are stored in DynamoDB.
@@ -45,8 +91,9 @@ pub struct DynamoDbConfig {
     /// partition key holds `static_pk_value`. For single-table designs.
     pub sort_key_attr: Option<String>,
     /// The partition key value in composite mode. Default
-    /// `fleetbreaker#<AWS_LAMBDA_FUNCTION_NAME>`, which gives each function its own circuits;
-    /// set a fixed value to share circuits across functions.
+    /// `circuit_breaker#<AWS_LAMBDA_FUNCTION_NAME>` (the Powertools breaker's), which gives
+    /// each function its own circuits; set a fixed value to share circuits across functions.
+    /// Ignored (with a warning) without `sort_key_attr`, as the Powertools breaker does.
     pub static_pk_value: Option<String>,
     /// Default: the standard AWS environment (`AWS_REGION`, profile, ...).
     pub region: Option<String>,
@@ -73,14 +120,24 @@ impl DynamoDbConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// The partition key value in effect: `static_pk_value`, or its default, in composite
+    /// mode; `None` with a simple key.
+    pub fn partition_value(&self) -> Option<String> {
+        self.sort_key_attr.as_ref()?;
+        Some(
+            self.static_pk_value
+                .clone()
+                .unwrap_or_else(default_static_pk_value),
+        )
+    }
+
+    /// Checks every field; the error names the first one that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let refuse = |field: &str, message: String| ConfigError {
             field: field.into(),
             message,
         };
-        if self.table_name.is_empty() {
-            return Err(refuse("table_name", "must not be empty".into()));
-        }
+        validate_table_name(&self.table_name)?;
         if self.key_attr.is_empty() {
             return Err(refuse("key_attr", "must not be empty".into()));
         }
@@ -93,12 +150,6 @@ impl DynamoDbConfig {
             }
             Some(sk) if sk.is_empty() => {
                 return Err(refuse("sort_key_attr", "must not be empty".into()));
-            }
-            None if self.static_pk_value.is_some() => {
-                return Err(refuse(
-                    "static_pk_value",
-                    "is only used with sort_key_attr (composite keys); set both or neither".into(),
-                ));
             }
             _ => {}
         }
@@ -171,7 +222,9 @@ impl Key {
 
 /// The DynamoDB store.
 pub struct DynamoDbStore {
-    client: Client,
+    /// The client of this process; a forked child builds another from `base`.
+    client: ForkLocal<Client>,
+    base: aws_sdk_dynamodb::Config,
     table: String,
     key: Key,
     consistent_read: bool,
@@ -230,31 +283,39 @@ impl DynamoDbStore {
     }
 
     /// Uses an existing client (its own timeouts and retries apply, bounded by
-    /// `store_timeout`).
+    /// `store_timeout`). A forked child builds a client of its own from this one's
+    /// configuration, with a new connection pool and a new credentials cache.
     pub fn with_client(client: Client, config: DynamoDbConfig) -> Result<DynamoDbStore, Error> {
         config.validate()?;
+        if config.static_pk_value.is_some() && config.sort_key_attr.is_none() {
+            log::warn!(
+                target: "fleetbreaker",
+                "static_pk_value is ignored unless sort_key_attr is also set"
+            );
+        }
         let region = client
             .config()
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "(no region configured)".into());
-        let key = match config.sort_key_attr {
-            None => Key::Simple {
-                attr: config.key_attr,
-            },
-            Some(sk_attr) => Key::Composite {
+        let pk_value = config.partition_value();
+        let key = match (config.sort_key_attr, pk_value) {
+            (Some(sk_attr), Some(pk_value)) => Key::Composite {
                 pk_attr: config.key_attr,
-                pk_value: config.static_pk_value.unwrap_or_else(|| {
-                    format!(
-                        "fleetbreaker#{}",
-                        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default()
-                    )
-                }),
+                pk_value,
                 sk_attr,
             },
+            _ => Key::Simple {
+                attr: config.key_attr,
+            },
         };
+        crate::fork::watch();
+        let base = client.config().clone();
+        let this_process = ForkLocal::new(Scope::Identity);
+        this_process.get_or_init(|| client);
         Ok(DynamoDbStore {
-            client,
+            client: this_process,
+            base,
             table: config.table_name,
             key,
             consistent_read: config.consistent_read,
@@ -264,8 +325,39 @@ impl DynamoDbStore {
         })
     }
 
+    /// The client of this process.
     pub fn client(&self) -> &Client {
-        &self.client
+        self.client.get_or_init(|| {
+            // A new identity cache and no inherited HTTP client: the parent's connections and
+            // any lock a vanished thread held stay with the parent.
+            Client::from_conf(
+                self.base
+                    .to_builder()
+                    .identity_cache(aws_sdk_dynamodb::config::IdentityCache::lazy().build())
+                    .build(),
+            )
+        })
+    }
+
+    /// The partition key value in composite mode, `None` with a simple key.
+    pub fn partition_value(&self) -> Option<&str> {
+        match &self.key {
+            Key::Simple { .. } => None,
+            Key::Composite { pk_value, .. } => Some(pk_value),
+        }
+    }
+
+    /// Deletes the item of `circuit` (for operators and tests; a missing item is a closed
+    /// circuit). Needs `dynamodb:DeleteItem`, which the breaker itself never uses.
+    pub async fn remove(&self, circuit: &str) -> Result<(), Error> {
+        self.admin_client()
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key.of(circuit)))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.admin_error("DeleteItem", e))
     }
 
     pub fn table_name(&self) -> &str {
@@ -386,7 +478,7 @@ impl DynamoDbStore {
             .connect_timeout(Duration::from_secs(5))
             .build();
         Client::from_conf(
-            self.client
+            self.client()
                 .config()
                 .to_builder()
                 .timeout_config(timeouts)
@@ -482,7 +574,7 @@ impl DynamoDbStore {
 
     async fn load_item(&self, circuit: &str) -> Result<Option<Record>, StoreError> {
         let out = self
-            .client
+            .client()
             .get_item()
             .table_name(&self.table)
             .set_key(Some(self.key.of(circuit)))
@@ -505,30 +597,82 @@ impl DynamoDbStore {
     ) -> Result<SwapResult, StoreError> {
         let mut item = record_to_item(next);
         item.extend(self.key.of(circuit));
+        let condition = match expected_version {
+            Some(v) => Expected::Version(AttributeValue::N(v.to_string())),
+            None => Expected::NoVersion,
+        };
+        match self.put_if(&item, condition).await? {
+            Put::Written => Ok(SwapResult::Written),
+            // The SDK retried a write whose first attempt had in fact succeeded (it answered
+            // too late): the item refused now is the one this very swap wrote.
+            Put::Refused(Some(current)) if current == item => {
+                self.counters.write();
+                Ok(SwapResult::Written)
+            }
+            Put::Refused(current) => {
+                let current = match current {
+                    Some(current) => Some(current),
+                    // Without ALL_OLD (some DynamoDB-compatible servers) the conflict comes
+                    // back bare; an unreadable version needs the item to be replaced.
+                    None if expected_version.is_none() => self.read_item(circuit, true).await?,
+                    None => None,
+                };
+                // A version that is a number but not one of ours (-1, 1.5, 2^64): swap against
+                // exactly that number, so that one writer replaces the item.
+                if expected_version.is_none()
+                    && let Some(raw) = current.as_ref().and_then(unreadable_version)
+                {
+                    return match self.put_if(&item, Expected::Version(raw)).await? {
+                        Put::Written => Ok(SwapResult::Written),
+                        Put::Refused(current) => {
+                            self.counters.conflict();
+                            Ok(SwapResult::Conflict(
+                                current.and_then(|i| item_to_record(&i).ok()),
+                            ))
+                        }
+                    };
+                }
+                self.counters.conflict();
+                Ok(SwapResult::Conflict(
+                    current.and_then(|i| item_to_record(&i).ok()),
+                ))
+            }
+        }
+    }
+
+    /// A conditional `PutItem` of `item`.
+    async fn put_if(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+        expected: Expected,
+    ) -> Result<Put, StoreError> {
         let mut request = self
-            .client
+            .client()
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .expression_attribute_names("#pk", self.key.partition_attr())
+            .set_item(Some(item.clone()))
             .expression_attribute_names("#version", attr::VERSION)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        request = match expected_version {
-            Some(v) => request
-                .condition_expression("attribute_not_exists(#pk) OR #version = :expected")
-                .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
-            // No item, or one whose version cannot be read (a corrupt item being replaced).
-            None => request
+        request = match expected {
+            // Only an item with exactly this version: an absent item is a conflict, as in
+            // every store (it was deleted, by TTL or by hand, since it was read).
+            Expected::Version(v) => request
+                .condition_expression("#version = :expected")
+                .expression_attribute_values(":expected", v),
+            // No item, or one whose version the breaker cannot read (a corrupt item, or one
+            // written by the Powertools breaker).
+            Expected::NoVersion => request
                 .condition_expression(
                     "attribute_not_exists(#pk) OR attribute_not_exists(#version) \
                      OR NOT attribute_type(#version, :number)",
                 )
+                .expression_attribute_names("#pk", self.key.partition_attr())
                 .expression_attribute_values(":number", AttributeValue::S("N".into())),
         };
         match request.send().await {
             Ok(_) => {
                 self.counters.write();
-                Ok(SwapResult::Written)
+                Ok(Put::Written)
             }
             Err(SdkError::ServiceError(service))
                 if matches!(
@@ -536,17 +680,55 @@ impl DynamoDbStore {
                     PutItemError::ConditionalCheckFailedException(_)
                 ) =>
             {
-                self.counters.conflict();
                 let current = match service.err() {
-                    PutItemError::ConditionalCheckFailedException(c) => {
-                        c.item().and_then(|item| item_to_record(item).ok())
-                    }
+                    PutItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
                     _ => None,
                 };
-                Ok(SwapResult::Conflict(current))
+                Ok(Put::Refused(current))
             }
             Err(e) => Err(self.map_error("PutItem", e)),
         }
+    }
+
+    /// The raw item of `circuit`, for a conflict that came back without it.
+    async fn read_item(
+        &self,
+        circuit: &str,
+        consistent: bool,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key.of(circuit)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| self.map_error("GetItem", e))?;
+        self.counters.read();
+        Ok(out.item().cloned())
+    }
+}
+
+/// What a conditional write expects of the stored item.
+enum Expected {
+    Version(AttributeValue),
+    NoVersion,
+}
+
+enum Put {
+    Written,
+    /// The condition failed; the stored item, when the server returned it.
+    Refused(Option<HashMap<String, AttributeValue>>),
+}
+
+/// A `version` that is a number but not one the breaker can read.
+fn unreadable_version(item: &HashMap<String, AttributeValue>) -> Option<AttributeValue> {
+    match item.get(attr::VERSION) {
+        Some(AttributeValue::N(n)) if n.parse::<u64>().is_err() => {
+            Some(AttributeValue::N(n.clone()))
+        }
+        _ => None,
     }
 }
 
@@ -650,7 +832,8 @@ pub fn item_to_record(item: &HashMap<String, AttributeValue>) -> Result<Record, 
         }
     };
     let Some(version) = number(attr::VERSION)? else {
-        return Err(corrupt(format!("attribute '{}' is missing", attr::VERSION)));
+        return powertools_item(item, state)
+            .ok_or_else(|| corrupt(format!("attribute '{}' is missing", attr::VERSION)));
     };
     Ok(Record {
         state,
@@ -669,6 +852,53 @@ pub fn item_to_record(item: &HashMap<String, AttributeValue>) -> Result<Record, 
         override_until_ms: number(attr::OVERRIDE_UNTIL_MS)?,
         expires_at_ms: number(attr::EXPIRATION)?.unwrap_or(0).saturating_mul(1000),
     })
+}
+
+/// An item the Powertools breaker wrote: `state` (CLOSED, OPEN or HALF_OPEN), `failure_count`,
+/// and, when set, `opened_at`, `half_open_owner`, `probe_lease_expiry` (epoch seconds) and
+/// `expiration`. Read as the state it holds, with version 0: the next write swaps against "no
+/// version" and upgrades it. The break ends `recovery_timeout` after `opened_at` (the record
+/// carries no end of its own).
+fn powertools_item(item: &HashMap<String, AttributeValue>, state: CircuitState) -> Option<Record> {
+    use attr::powertools as pt;
+    if !matches!(
+        state,
+        CircuitState::Closed | CircuitState::Open | CircuitState::HalfOpen
+    ) {
+        return None;
+    }
+    let number = |name: &str| -> Result<Option<u64>, ()> {
+        match item.get(name) {
+            None => Ok(None),
+            // Powertools writes whole seconds; a stray fraction is not worth refusing.
+            Some(AttributeValue::N(n)) => n
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(|v| Some(v as u64))
+                .ok_or(()),
+            Some(_) => Err(()),
+        }
+    };
+    let seconds = |name: &str| number(name).map(|v| v.map(|s| s.saturating_mul(1000)));
+    let opened_at_ms = seconds(pt::OPENED_AT).ok()?;
+    let probe_owner = match item.get(pt::HALF_OPEN_OWNER) {
+        None => None,
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        Some(_) => return None,
+    };
+    let mut record = Record::absent(0);
+    record.state = state;
+    record.opened_at_ms = opened_at_ms;
+    record.trips = u32::from(state != CircuitState::Closed);
+    record.probe_owner = probe_owner;
+    record.probe_lease_until_ms = seconds(pt::PROBE_LEASE_EXPIRY).ok()?;
+    record.failure_count = number(attr::FAILURE_COUNT)
+        .ok()?
+        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    record.updated_by = "powertools".into();
+    record.expires_at_ms = seconds(attr::EXPIRATION).ok()?.unwrap_or(0);
+    Some(record)
 }
 
 fn type_name(v: &AttributeValue) -> &'static str {

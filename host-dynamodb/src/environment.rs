@@ -3,17 +3,24 @@
 //! circuit. In a fleet, each Lambda execution environment (or process) is one environment.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 
 use fleetbreaker_core::{
-    CircuitInfo, Config, Event, Outcome, Permit, StoreError, Transition, config,
+    CircuitInfo, CircuitState, Config, ConfigError, Event, Outcome, Permit, PermitKind, StoreError,
+    Transition, config,
 };
 use wasmtime::component::ResourceAny;
 
 use crate::Error;
 use crate::bindings::{self, Fleetbreaker};
+use crate::bridge::spawn_detached;
 use crate::clock::{Clock, SystemClock};
+use crate::events::Events;
+use crate::fork::{self, ForkLocal, Scope};
 use crate::host::HostCtx;
 use crate::runtime::runtime;
 use crate::store::Store;
@@ -27,31 +34,48 @@ pub struct Environment {
     inner: Arc<EnvInner>,
 }
 
-struct EnvInner {
-    id: String,
+pub(crate) struct EnvInner {
+    /// The identity the embedder chose, if any; otherwise one is minted per process.
+    chosen_id: Option<String>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     on_event: Option<EventHook>,
+    /// The identity and the component instance of this process: a forked child or a
+    /// restored snapshot gets new ones (the old instance may be locked by a thread that
+    /// does not exist here, and its probe tokens are the parent's).
+    state: ForkLocal<EnvState>,
+    slots: Mutex<HashMap<String, Weak<Slot>>>,
+    /// Circuits whose last breaker is gone: their component resources are dropped on the
+    /// next call, so a process that sees many names keeps bounded memory.
+    released: Mutex<Vec<u64>>,
+}
+
+struct EnvState {
+    id: String,
     /// `None` until first use, and again after a fault in the component (it is rebuilt).
     instance: tokio::sync::Mutex<Option<Instance>>,
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
 struct Instance {
     store: wasmtime::Store<HostCtx>,
     bindings: Fleetbreaker,
-    circuits: HashMap<String, ResourceAny>,
+    /// By slot key, not by name: a name reused after its circuit was released gets a new one.
+    circuits: HashMap<u64, ResourceAny>,
 }
 
 /// The host's side of one circuit: its configuration, the admission lease, and listeners.
+/// It lives as long as a breaker of that circuit does.
 pub(crate) struct Slot {
+    pub(crate) key: u64,
     pub(crate) name: String,
     pub(crate) config: Config,
-    /// Until this time calls are admitted without entering the component.
+    /// Until this time (on the monotonic clock) calls are admitted without entering the
+    /// component.
     pub(crate) lease_until_ms: AtomicU64,
     /// Successes counted under the lease, not yet reported.
     pub(crate) leased_successes: AtomicU32,
-    listeners: Mutex<Vec<TransitionHook>>,
+    listeners: Mutex<Vec<(u64, TransitionHook)>>,
+    env: Weak<EnvInner>,
 }
 
 impl Slot {
@@ -63,15 +87,50 @@ impl Slot {
         self.leased_successes.swap(0, Ordering::Relaxed)
     }
 
-    pub(crate) fn add_listener(&self, hook: TransitionHook) {
-        lock(&self.listeners).push(hook);
+    /// Adds listeners; they stay until [`Slot::remove_listeners`] with the returned keys.
+    pub(crate) fn add_listeners(&self, hooks: Vec<TransitionHook>) -> Vec<u64> {
+        let mut listeners = lock(&self.listeners);
+        hooks
+            .into_iter()
+            .map(|hook| {
+                let key = next_key();
+                listeners.push((key, hook));
+                key
+            })
+            .collect()
     }
+
+    pub(crate) fn remove_listeners(&self, keys: &[u64]) {
+        lock(&self.listeners).retain(|(key, _)| !keys.contains(key));
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(env) = self.env.upgrade() {
+            let mut slots = lock(&env.slots);
+            if slots
+                .get(&self.name)
+                .is_some_and(|weak| weak.strong_count() == 0)
+            {
+                slots.remove(&self.name);
+            }
+            drop(slots);
+            lock(&env.released).push(self.key);
+        }
+    }
+}
+
+fn next_key() -> u64 {
+    static KEYS: AtomicU64 = AtomicU64::new(1);
+    KEYS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A request to the component for one circuit.
 pub(crate) enum Op {
     Create,
-    Acquire(u32),
+    /// The successes counted under the lease, and the permit's random id.
+    Acquire(u32, u64),
     Complete(Permit, Outcome),
     CompleteLeased(u32, Outcome),
     Info,
@@ -86,6 +145,9 @@ pub(crate) enum Reply {
     Info(CircuitInfo),
     Operated(Result<CircuitInfo, StoreError>),
 }
+
+/// What a component call gives back: its reply, and the events it emitted (to deliver).
+pub(crate) type Done = (Result<Reply, Error>, Vec<Event>);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -112,54 +174,58 @@ impl EnvironmentBuilder {
     }
 
     /// This environment's identity in the records it writes and the probe tokens it holds.
-    /// It must be unique in the fleet; the default is the process id plus a random part.
+    /// The default is the process id plus a random part, minted again after a `fork()` or a
+    /// snapshot restore. A chosen identity is kept as it is; probe tokens stay unique anyway,
+    /// since each carries a random part of its own.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
     }
 
     /// Called with every event of every circuit in this environment (transitions, store
-    /// trouble, corrupt records), after the call that caused it, outside any lock. Events are
-    /// also logged through the `log` crate.
+    /// trouble, corrupt records), after the call that caused it, with no breaker lock held.
+    /// Events are also logged through the `log` crate.
     pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.on_event = Some(Arc::new(hook));
         self
     }
 
     pub fn build(self) -> Result<Environment, Error> {
-        let id = self.id.unwrap_or_else(new_environment_id);
-        config::validate_environment(&id)?;
+        if let Some(id) = &self.id {
+            config::validate_environment(id)?;
+        }
+        fork::watch();
         // Load the component now, so a packaging fault shows here and not on the first call.
         runtime()?;
         Ok(Environment {
             inner: Arc::new(EnvInner {
-                id,
+                chosen_id: self.id,
                 store: self.store,
                 clock: self.clock,
                 on_event: self.on_event,
-                instance: tokio::sync::Mutex::new(None),
+                state: ForkLocal::new(Scope::Identity),
                 slots: Mutex::new(HashMap::new()),
+                released: Mutex::new(Vec::new()),
             }),
         })
     }
 }
 
 fn new_environment_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
     format!(
         "{}-{:012x}",
         std::process::id(),
-        h.finish() & 0xffff_ffff_ffff
+        fork::random_u64() & 0xffff_ffff_ffff
     )
+}
+
+impl EnvInner {
+    fn state(&self) -> &EnvState {
+        self.state.get_or_init(|| EnvState {
+            id: self.chosen_id.clone().unwrap_or_else(new_environment_id),
+            instance: tokio::sync::Mutex::new(None),
+        })
+    }
 }
 
 impl Environment {
@@ -177,170 +243,111 @@ impl Environment {
         }
     }
 
-    /// This environment's identity.
+    /// This environment's identity (new in a forked child or a restored snapshot, unless it
+    /// was chosen).
     pub fn id(&self) -> &str {
-        &self.inner.id
+        &self.inner.state().id
+    }
+
+    /// The circuits breakers of this environment hold, for tests and monitoring: a circuit is
+    /// released when its last breaker is dropped.
+    pub fn circuits_in_use(&self) -> usize {
+        lock(&self.inner.slots)
+            .values()
+            .filter(|s| s.strong_count() > 0)
+            .count()
+    }
+
+    /// The component resources this environment's instance holds (released lazily, on the
+    /// next call into it), for tests.
+    #[doc(hidden)]
+    pub async fn component_circuits(&self) -> usize {
+        let state = self.inner.state();
+        let mut guard = state.instance.lock().await;
+        if let Some(instance) = guard.as_mut() {
+            release_circuits(&self.inner, instance).await;
+        }
+        guard.as_ref().map_or(0, |i| i.circuits.len())
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
     }
 
     #[inline]
-    pub(crate) fn now_ms_coarse(&self) -> u64 {
-        self.inner.clock.now_ms_coarse()
+    pub(crate) fn monotonic_ms_coarse(&self) -> u64 {
+        self.inner.clock.monotonic_ms_coarse()
     }
 
-    /// The slot of circuit `name`; breakers of the same name share it, and must agree on the
-    /// configuration.
-    pub(crate) fn slot(&self, name: &str, config: &Config) -> Result<Arc<Slot>, Error> {
+    /// The slot of circuit `name`; breakers of the same name share it. With a `config`, it
+    /// must be the circuit's; without, the breaker takes the circuit's (or the default, for a
+    /// circuit not yet in use here).
+    pub(crate) fn slot(&self, name: &str, config: Option<&Config>) -> Result<Arc<Slot>, Error> {
         let mut slots = lock(&self.inner.slots);
-        if let Some(slot) = slots.get(name) {
-            if &slot.config != config {
-                return Err(Error::Config(fleetbreaker_core::ConfigError {
+        if let Some(slot) = slots.get(name).and_then(Weak::upgrade) {
+            if config.is_some_and(|c| c != &slot.config) {
+                return Err(Error::Config(ConfigError {
                     field: "config".into(),
                     message: format!(
                         "circuit '{name}' is already in use in this environment with a \
-                         different configuration; breakers that share a name share one circuit"
+                         different configuration; breakers that share a name share one \
+                         circuit (leave the configuration out to use the circuit's)"
                     ),
                 }));
             }
-            return Ok(slot.clone());
+            return Ok(slot);
         }
         let slot = Arc::new(Slot {
+            key: next_key(),
             name: name.to_string(),
-            config: config.clone(),
+            config: config.cloned().unwrap_or_default(),
             lease_until_ms: AtomicU64::new(0),
             leased_successes: AtomicU32::new(0),
             listeners: Mutex::new(Vec::new()),
+            env: Arc::downgrade(&self.inner),
         });
-        slots.insert(name.to_string(), slot.clone());
+        slots.insert(name.to_string(), Arc::downgrade(&slot));
         Ok(slot)
     }
 
-    pub(crate) fn forget_slot(&self, name: &str) {
-        lock(&self.inner.slots).remove(name);
-    }
-
-    /// Runs `op` on the circuit of `slot` inside the component, then delivers the events it
-    /// emitted. A fault in the component drops the instance, which is rebuilt on next use.
-    pub(crate) async fn run(&self, slot: &Slot, op: Op) -> Result<Reply, Error> {
-        let (result, events) = {
-            let mut guard = self.inner.instance.lock().await;
-            let result = self.run_locked(&mut guard, slot, op).await;
-            let events = match guard.as_mut() {
-                Some(i) if i.store.data().has_events() => i.store.data_mut().take_events(),
-                _ => Vec::new(),
-            };
-            if matches!(result, Err(Error::Component(_))) {
-                *guard = None;
-            }
-            (result, events)
-        };
-        if !events.is_empty() {
-            self.dispatch(events);
+    /// Runs `op` on the circuit of `slot` inside the component, and returns what it replied
+    /// with the events it emitted, for the caller to deliver where hooks may run.
+    ///
+    /// The call runs to its end even if this future is dropped (a cancelled task, a timeout):
+    /// it then finishes in the background, a probe permit it was granted is released, and
+    /// its events are delivered on the events thread. Stopping a component call halfway would
+    /// leave the instance unusable.
+    pub(crate) async fn run(&self, slot: &Arc<Slot>, op: Op) -> Done {
+        let inner = self.inner.clone();
+        let owned_slot = slot.clone();
+        let work: Pin<Box<dyn Future<Output = Done> + Send>> =
+            Box::pin(async move { run_op(&inner, &owned_slot, op).await });
+        Completing {
+            work: Some(work),
+            env: self.clone(),
+            slot: slot.clone(),
         }
-        result
+        .await
     }
 
-    async fn run_locked(
-        &self,
-        guard: &mut Option<Instance>,
-        slot: &Slot,
-        op: Op,
-    ) -> Result<Reply, Error> {
-        if guard.is_none() {
-            let rt = runtime()?;
-            let ctx = HostCtx::new(self.inner.store.clone(), self.inner.clock.clone());
-            let mut store = wasmtime::Store::new(rt.pre.engine(), ctx);
-            let bindings = rt.pre.instantiate_async(&mut store).await?;
-            *guard = Some(Instance {
-                store,
-                bindings,
-                circuits: HashMap::new(),
-            });
-        }
-        let instance = guard.as_mut().expect("instantiated above");
-        let api = instance.bindings.fleetbreaker_breaker_breaker().circuit();
-        let store = &mut instance.store;
-        let circuit = match instance.circuits.get(&slot.name) {
-            Some(c) => *c,
-            None => {
-                let config = bindings::config_out(&slot.config);
-                match api
-                    .call_create(&mut *store, &slot.name, config, &self.inner.id)
-                    .await?
-                {
-                    Ok(c) => {
-                        instance.circuits.insert(slot.name.clone(), c);
-                        c
-                    }
-                    Err(e) => {
-                        return Err(Error::Config(fleetbreaker_core::ConfigError {
-                            field: e.field,
-                            message: e.message,
-                        }));
-                    }
-                }
-            }
-        };
-        Ok(match op {
-            Op::Create => Reply::Done,
-            Op::Acquire(leased) => Reply::Acquired(
-                api.call_acquire(&mut *store, circuit, leased)
-                    .await?
-                    .map(bindings::permit_in)
-                    .map_err(bindings::info_in),
-            ),
-            Op::Complete(permit, outcome) => {
-                api.call_complete(
-                    &mut *store,
-                    circuit,
-                    bindings::permit_out(permit),
-                    bindings::outcome_out(outcome),
-                )
-                .await?;
-                Reply::Done
-            }
-            Op::CompleteLeased(leased, outcome) => {
-                api.call_complete_leased(
-                    &mut *store,
-                    circuit,
-                    leased,
-                    bindings::outcome_out(outcome),
-                )
-                .await?;
-                Reply::Done
-            }
-            Op::Info => Reply::Info(bindings::info_in(
-                api.call_info(&mut *store, circuit).await?,
-            )),
-            Op::ForceOpen(duration, reason) => Reply::Operated(
-                api.call_force_open(&mut *store, circuit, duration, &reason)
-                    .await?
-                    .map(bindings::info_in)
-                    .map_err(bindings::store_error_in),
-            ),
-            Op::ForceClosed(duration, reason) => Reply::Operated(
-                api.call_force_closed(&mut *store, circuit, duration, &reason)
-                    .await?
-                    .map(bindings::info_in)
-                    .map_err(bindings::store_error_in),
-            ),
-            Op::Reset => Reply::Operated(
-                api.call_reset(&mut *store, circuit)
-                    .await?
-                    .map(bindings::info_in)
-                    .map_err(bindings::store_error_in),
-            ),
-        })
-    }
-
-    fn dispatch(&self, events: Vec<Event>) {
-        for event in &events {
+    /// Delivers events now, on this thread: logs them, then calls the environment's
+    /// `on_event` hook and the circuit's transition listeners. Hooks that panic are logged and
+    /// ignored.
+    pub(crate) fn deliver(&self, events: &[Event]) {
+        for event in events {
             log_event(event);
             if let Some(hook) = &self.inner.on_event {
                 guarded("on_event", || hook(event));
             }
             if let Event::Transition(t) = event {
-                let listeners = match lock(&self.inner.slots).get(&t.circuit) {
-                    Some(slot) => lock(&slot.listeners).clone(),
+                let slot = lock(&self.inner.slots)
+                    .get(&t.circuit)
+                    .and_then(Weak::upgrade);
+                let listeners: Vec<TransitionHook> = match &slot {
+                    Some(slot) => lock(&slot.listeners)
+                        .iter()
+                        .map(|(_, h)| h.clone())
+                        .collect(),
                     None => Vec::new(),
                 };
                 for hook in listeners {
@@ -349,6 +356,199 @@ impl Environment {
             }
         }
     }
+}
+
+/// Drives a component call; if dropped before the end, finishes it in the background.
+struct Completing {
+    work: Option<Pin<Box<dyn Future<Output = Done> + Send>>>,
+    env: Environment,
+    slot: Arc<Slot>,
+}
+
+impl Future for Completing {
+    type Output = Done;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done> {
+        let work = self.work.as_mut().expect("polled after completion");
+        match work.as_mut().poll(cx) {
+            Poll::Ready(done) => {
+                self.work = None;
+                Poll::Ready(done)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Completing {
+    fn drop(&mut self) {
+        let Some(work) = self.work.take() else {
+            return;
+        };
+        let env = self.env.clone();
+        let slot = self.slot.clone();
+        spawn_detached(async move {
+            let (reply, mut events) = work.await;
+            // Nobody will use a permit granted to a caller that went away: a probe permit
+            // would hold the fleet's only probe until its lease ran out.
+            if let Ok(Reply::Acquired(Ok(permit))) = reply
+                && permit.kind == PermitKind::Probe
+            {
+                let (_, more) =
+                    run_op(&env.inner, &slot, Op::Complete(permit, Outcome::Ignored)).await;
+                events.extend(more);
+            }
+            drop(Events::new(env, events));
+        });
+    }
+}
+
+async fn run_op(inner: &Arc<EnvInner>, slot: &Slot, op: Op) -> Done {
+    let state = inner.state();
+    let mut guard = state.instance.lock().await;
+    let result = run_locked(inner, &state.id, &mut guard, slot, &op).await;
+    let events = match guard.as_mut() {
+        Some(i) if i.store.data().has_events() => i.store.data_mut().take_events(),
+        _ => Vec::new(),
+    };
+    if matches!(result, Err(Error::Component(_))) {
+        *guard = None;
+    }
+    // The admission lease is set while the instance is still locked, so it reflects the last
+    // decision: a lease granted by one call cannot outlive a trip decided by the next.
+    set_lease(slot, &op, &result);
+    drop(guard);
+    (result, events)
+}
+
+fn set_lease(slot: &Slot, op: &Op, result: &Result<Reply, Error>) {
+    let lease = match (op, result) {
+        (Op::Acquire(..), Ok(Reply::Acquired(Ok(p)))) => p.lease_until_ms.unwrap_or(0),
+        (Op::Complete(p, outcome), _)
+            if p.kind == PermitKind::Normal && *outcome != Outcome::Failure =>
+        {
+            return;
+        }
+        (Op::CompleteLeased(_, outcome), _) if *outcome != Outcome::Failure => return,
+        (Op::Create, _) => return,
+        (Op::Info, Ok(Reply::Info(info)))
+            if matches!(
+                info.state,
+                CircuitState::Closed | CircuitState::ForcedClosed
+            ) && info.failure_count == 0 =>
+        {
+            return;
+        }
+        // A rejection, a failure, a probe's outcome, an operator's write, a fault, or a
+        // look that found the circuit open: no call goes by without asking.
+        _ => 0,
+    };
+    slot.lease_until_ms.store(lease, Ordering::Relaxed);
+}
+
+/// Drops the component resources of released circuits.
+async fn release_circuits(inner: &EnvInner, instance: &mut Instance) {
+    let released = std::mem::take(&mut *lock(&inner.released));
+    for key in released {
+        if let Some(resource) = instance.circuits.remove(&key) {
+            let _ = resource.resource_drop_async(&mut instance.store).await;
+        }
+    }
+}
+
+async fn run_locked(
+    inner: &EnvInner,
+    environment_id: &str,
+    guard: &mut Option<Instance>,
+    slot: &Slot,
+    op: &Op,
+) -> Result<Reply, Error> {
+    if guard.is_none() {
+        let rt = runtime()?;
+        let ctx = HostCtx::new(inner.store.clone(), inner.clock.clone());
+        let mut store = wasmtime::Store::new(rt.pre.engine(), ctx);
+        let bindings = rt.pre.instantiate_async(&mut store).await?;
+        *guard = Some(Instance {
+            store,
+            bindings,
+            circuits: HashMap::new(),
+        });
+    }
+    let instance = guard.as_mut().expect("instantiated above");
+    release_circuits(inner, instance).await;
+    let api = instance.bindings.fleetbreaker_breaker_breaker().circuit();
+    let store = &mut instance.store;
+    let circuit = match instance.circuits.get(&slot.key) {
+        Some(c) => *c,
+        None => {
+            let config = bindings::config_out(&slot.config);
+            match api
+                .call_create(&mut *store, &slot.name, config, environment_id)
+                .await?
+            {
+                Ok(c) => {
+                    instance.circuits.insert(slot.key, c);
+                    c
+                }
+                Err(e) => {
+                    return Err(Error::Config(ConfigError {
+                        field: e.field,
+                        message: e.message,
+                    }));
+                }
+            }
+        }
+    };
+    Ok(match op {
+        Op::Create => Reply::Done,
+        Op::Acquire(leased, id) => Reply::Acquired(
+            api.call_acquire(&mut *store, circuit, *leased, *id)
+                .await?
+                .map(bindings::permit_in)
+                .map_err(bindings::info_in),
+        ),
+        Op::Complete(permit, outcome) => {
+            api.call_complete(
+                &mut *store,
+                circuit,
+                bindings::permit_out(*permit),
+                bindings::outcome_out(*outcome),
+            )
+            .await?;
+            Reply::Done
+        }
+        Op::CompleteLeased(leased, outcome) => {
+            api.call_complete_leased(
+                &mut *store,
+                circuit,
+                *leased,
+                bindings::outcome_out(*outcome),
+            )
+            .await?;
+            Reply::Done
+        }
+        Op::Info => Reply::Info(bindings::info_in(
+            api.call_info(&mut *store, circuit).await?,
+        )),
+        Op::ForceOpen(duration, reason) => Reply::Operated(
+            api.call_force_open(&mut *store, circuit, *duration, reason)
+                .await?
+                .map(bindings::info_in)
+                .map_err(bindings::store_error_in),
+        ),
+        Op::ForceClosed(duration, reason) => Reply::Operated(
+            api.call_force_closed(&mut *store, circuit, *duration, reason)
+                .await?
+                .map(bindings::info_in)
+                .map_err(bindings::store_error_in),
+        ),
+        Op::Reset => Reply::Operated(
+            api.call_reset(&mut *store, circuit)
+                .await?
+                .map(bindings::info_in)
+                .map_err(bindings::store_error_in),
+        ),
+    })
 }
 
 /// A raising hook is logged and ignored: it must not break the call that caused the event.

@@ -89,6 +89,10 @@ impl bindings::fleetbreaker::breaker::clock::Host for HostCtx {
     fn now_ms(&mut self) -> u64 {
         self.clock.now_ms()
     }
+
+    fn monotonic_ms(&mut self) -> u64 {
+        self.clock.monotonic_ms()
+    }
 }
 
 impl bindings::fleetbreaker::breaker::events::Host for HostCtx {

@@ -49,9 +49,9 @@
 //! | `success_threshold` | 3 | probe successes that close a half-open circuit |
 //! | `local_cache_max_age_ms` | 5 000 | how long a read of the shared record is trusted (and the admission lease lasts) |
 //! | `backoff_multiplier` | 1.0 | each further trip multiplies the break (1.0: fixed) |
-//! | `max_recovery_timeout_ms` | none | cap of the break |
+//! | `max_recovery_timeout_ms` | 300 000 when the multiplier is above 1 (at least `recovery_timeout_ms`) | cap of the break |
 //! | `recovery_jitter` | 0.0 | up to this fraction of the break is added at random |
-//! | `probe_lease_ms` | `recovery_timeout_ms` | how long a probe permit is held before another environment may take it over |
+//! | `probe_lease_ms` | `recovery_timeout_ms`, at least 30 000 | how long a probe permit is held before another environment may take it over; a late outcome in the same half-open episode still counts |
 //! | `store_retry_after_ms` | 5 000 | after a store error, how long to protect locally before asking the store again |
 //! | `store_failure_mode` | `Open` | while the store is down, admit calls and protect locally (`Closed`: reject) |
 //!
@@ -59,12 +59,26 @@
 //!
 //! A healthy call must not cross into the component. While the circuit is closed, this
 //! environment's copy of the record is fresh and no failure is pending, `acquire` hands the
-//! host a deadline (the copy's expiry): until then calls are admitted by a clock read and a
-//! compare, successes are counted in an atomic, and a failure is reported at once.
+//! host a deadline (the copy's expiry, on the monotonic clock): until then calls are admitted
+//! by a clock read and a compare, successes are counted in an atomic, and a failure is
+//! reported at once. The deadline is set while the component is locked, so a lease granted
+//! by one call never outlives a trip decided by a later one.
+//!
+//! # Where hooks run
+//!
+//! Transition listeners and `on_event` run after the call that caused them, with no breaker
+//! lock held, in the caller's task; so a hook may call any breaker. Events of work that
+//! finished in the background (a call whose future was dropped, the release of an abandoned
+//! probe permit) are delivered on the `fleetbreaker-events` thread.
+//!
+//! # Processes
+//!
+//! After `fork()` the child gets its own I/O runtime, store connections, SQLite thread,
+//! component instances and (unless chosen) environment identity, on first use; the parent's
+//! are left untouched. Call [`fork::after_restore`] after a snapshot restore.
 
 mod bindings;
 mod breaker;
-#[cfg(feature = "dynamodb")]
 pub mod bridge;
 mod clock;
 #[cfg(feature = "dynamodb")]
@@ -72,24 +86,29 @@ pub mod dynamodb;
 mod engine_config;
 mod environment;
 mod error;
+mod events;
+pub mod fork;
 mod host;
+mod kill_switch;
 mod runtime;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod store;
 mod util;
 
-pub use breaker::{Breaker, BreakerBuilder, Permit};
+pub use breaker::{Breaker, BreakerBuilder, Delivery, Permit, WithEvents};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use environment::{Environment, EnvironmentBuilder};
 pub use error::Error;
+pub use events::Events;
 pub use fleetbreaker_core::{
     CircuitInfo, CircuitState, Config, ConfigError, CorruptItem, Event, FailurePolicy, Outcome,
     Record, StoreError, StoreFailureMode, StoreFault, SwapResult, Transition, TransitionReason,
 };
 pub use host::{HostCtx, add_to_linker};
+pub use kill_switch::{KILL_SWITCH_VARIABLES, kill_switch};
 pub use runtime::component_wasm;
 #[doc(hidden)]
 pub use runtime::{check_precompiled, precompiled_component};

@@ -3,7 +3,9 @@
 //!
 //! Each store owns a connection on a thread of its own, so a call never blocks the caller's
 //! thread (or event loop) on the file lock; WAL mode and a busy timeout let several processes
-//! write without losing an update.
+//! write without losing an update. The connection and its thread belong to one process: a
+//! forked child (a gunicorn or Celery worker) opens its own on first use and never touches the
+//! parent's, as SQLite requires.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -16,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::Error;
+use crate::fork::{ForkLocal, Scope};
 use crate::store::{Counters, Store, StoreFuture, StoreStats};
 
 /// The table, one row per circuit; its columns are the record's fields.
@@ -46,6 +49,7 @@ pub type Listing = Vec<(String, Result<Record, CorruptItem>)>;
 enum Request {
     Load(String, oneshot::Sender<Result<Option<Record>, StoreError>>),
     List(oneshot::Sender<Result<Listing, StoreError>>),
+    Remove(String, oneshot::Sender<Result<(), StoreError>>),
     Swap(
         String,
         Option<u64>,
@@ -57,7 +61,9 @@ enum Request {
 /// The SQLite store. Clones are not needed: share it in an `Arc` or an environment.
 pub struct SqliteStore {
     path: PathBuf,
-    requests: mpsc::Sender<Request>,
+    store_timeout: Duration,
+    /// The connection's thread in this process (or why it could not be opened here).
+    requests: ForkLocal<Result<mpsc::Sender<Request>, StoreError>>,
     counters: Arc<Counters>,
 }
 
@@ -82,25 +88,30 @@ impl SqliteStore {
         store_timeout: Duration,
     ) -> Result<SqliteStore, Error> {
         let path = path.as_ref().to_path_buf();
-        let conn = connect(&path, store_timeout).map_err(|e| {
-            Error::Store(StoreError::Misconfigured(format!(
-                "cannot open SQLite database {}: {e}",
-                path.display()
-            )))
-        })?;
-        let (requests, inbox) = mpsc::channel::<Request>();
-        let label = path.display().to_string();
         let counters = Arc::new(Counters::default());
-        let counted = counters.clone();
-        thread::Builder::new()
-            .name("fleetbreaker-sqlite".into())
-            .spawn(move || serve(conn, &label, inbox, &counted))
-            .map_err(|e| Error::Component(format!("cannot start the SQLite thread: {e}")))?;
+        let sender = start(&path, store_timeout, &counters)?;
+        crate::fork::watch();
+        let requests = ForkLocal::new(Scope::Process);
+        requests.get_or_init(|| Ok(sender));
         Ok(SqliteStore {
             path,
+            store_timeout,
             requests,
             counters,
         })
+    }
+
+    /// The connection's thread of this process, started on first use after a fork.
+    fn requests(&self) -> Result<&mpsc::Sender<Request>, StoreError> {
+        self.requests
+            .get_or_init(|| {
+                start(&self.path, self.store_timeout, &self.counters).map_err(|e| match e {
+                    Error::Store(e) => e,
+                    other => StoreError::Unavailable(other.to_string()),
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn path(&self) -> &Path {
@@ -115,11 +126,45 @@ impl SqliteStore {
     /// Every circuit in the database, sorted by name (for operators).
     pub async fn list(&self) -> Result<Listing, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.requests
+        self.requests()?
             .send(Request::List(reply))
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
+}
+
+impl SqliteStore {
+    /// Deletes the row of `circuit` (for operators and tests; a missing row is a closed
+    /// circuit).
+    pub async fn remove(&self, circuit: &str) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests()?
+            .send(Request::Remove(circuit.to_string(), reply))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Opens a connection to `path` on a thread of its own; returns where to send requests.
+fn start(
+    path: &Path,
+    store_timeout: Duration,
+    counters: &Arc<Counters>,
+) -> Result<mpsc::Sender<Request>, Error> {
+    let conn = connect(path, store_timeout).map_err(|e| {
+        Error::Store(StoreError::Misconfigured(format!(
+            "cannot open SQLite database {}: {e}",
+            path.display()
+        )))
+    })?;
+    let (requests, inbox) = mpsc::channel::<Request>();
+    let label = path.display().to_string();
+    let counted = counters.clone();
+    thread::Builder::new()
+        .name("fleetbreaker-sqlite".into())
+        .spawn(move || serve(conn, &label, inbox, &counted))
+        .map_err(|e| Error::Component(format!("cannot start the SQLite thread: {e}")))?;
+    Ok(requests)
 }
 
 fn connect(path: &Path, store_timeout: Duration) -> rusqlite::Result<Connection> {
@@ -191,6 +236,16 @@ fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, coun
             }
             Request::List(reply) => {
                 let _ = reply.send(list(&conn).map_err(|e| map_error(label, e)));
+            }
+            Request::Remove(circuit, reply) => {
+                let removed = conn
+                    .execute(
+                        &format!("DELETE FROM {TABLE} WHERE name = ?1"),
+                        params![circuit],
+                    )
+                    .map(drop)
+                    .map_err(|e| map_error(label, e));
+                let _ = reply.send(removed);
             }
             Request::Swap(circuit, expected, next, reply) => {
                 let result =
@@ -268,7 +323,8 @@ fn swap(
     let (current_version, current_record) = match &current {
         None => (None, None),
         Some(row) => match row_to_record(row) {
-            Ok(r) => (Some(r.version), Some(r)),
+            // Version 0: a row without a version of ours, swapped against "none".
+            Ok(r) => (Some(r.version).filter(|v| *v > 0), Some(r)),
             Err(c) => (c.version, None),
         },
     };
@@ -377,9 +433,11 @@ fn gone() -> StoreError {
 impl Store for SqliteStore {
     fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
         let (reply, answer) = oneshot::channel();
-        let sent = self
-            .requests
-            .send(Request::Load(circuit.to_string(), reply));
+        let requests = match self.requests() {
+            Ok(r) => r,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let sent = requests.send(Request::Load(circuit.to_string(), reply));
         Box::pin(async move {
             sent.map_err(|_| gone())?;
             answer.await.map_err(|_| gone())?
@@ -393,7 +451,11 @@ impl Store for SqliteStore {
         next: &'a Record,
     ) -> StoreFuture<'a, SwapResult> {
         let (reply, answer) = oneshot::channel();
-        let sent = self.requests.send(Request::Swap(
+        let requests = match self.requests() {
+            Ok(r) => r,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let sent = requests.send(Request::Swap(
             circuit.to_string(),
             expected_version,
             Box::new(next.clone()),

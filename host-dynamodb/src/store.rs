@@ -15,6 +15,12 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///
 /// Implementations bound every call by their own deadline and map their failures to
 /// [`StoreError`]; the breaker never passes a store error to a protected call.
+///
+/// The swap's contract, the same for every store (the conformance scenarios check it):
+/// - `Some(v)` writes only if an item exists with version `v`; an absent item is a conflict;
+/// - `None` writes only if there is no item, or the item has no version the breaker can read
+///   (a corrupt item, or one written by the Powertools breaker, loaded as version 0), so that
+///   exactly one writer replaces it.
 pub trait Store: Send + Sync + 'static {
     /// The record of `circuit`, or `None` when there is no item. An item that is not a valid
     /// record is reported as [`StoreError::Corrupt`], with its version if that much is readable.
@@ -101,14 +107,34 @@ enum Item {
     Corrupt(CorruptItem),
 }
 
-#[derive(Debug, Default)]
+/// Whether loads (`.0`) and swaps (`.1`) are held, and which of the two a call waits on.
+type Held = tokio::sync::watch::Receiver<(bool, bool)>;
+type Pick = fn(&(bool, bool)) -> bool;
+
+#[derive(Debug)]
 struct MemoryInner {
     items: Mutex<HashMap<String, Item>>,
     fault: Mutex<Option<StoreError>>,
+    /// While set, loads (`.0`) and swaps (`.1`) wait (for tests of races and slow stores).
+    hold: tokio::sync::watch::Sender<(bool, bool)>,
     reads: AtomicU64,
     writes: AtomicU64,
     conflicts: AtomicU64,
     faulted: AtomicU64,
+}
+
+impl Default for MemoryInner {
+    fn default() -> MemoryInner {
+        MemoryInner {
+            items: Mutex::default(),
+            fault: Mutex::default(),
+            hold: tokio::sync::watch::Sender::new((false, false)),
+            reads: AtomicU64::default(),
+            writes: AtomicU64::default(),
+            conflicts: AtomicU64::default(),
+            faulted: AtomicU64::default(),
+        }
+    }
 }
 
 /// An in-memory store. Clones share the same records, so several environments in one process
@@ -142,6 +168,11 @@ impl MemoryStore {
         names
     }
 
+    /// Deletes the item of `circuit`, as DynamoDB's TTL or an operator does.
+    pub fn remove(&self, circuit: &str) {
+        self.items().remove(circuit);
+    }
+
     /// Replaces the item of `circuit` with one that is not a valid record (for tests of the
     /// breaker's handling of corrupt items).
     pub fn put_corrupt(&self, circuit: &str, item: CorruptItem) {
@@ -153,6 +184,41 @@ impl MemoryStore {
     /// demonstrations of store outages).
     pub fn set_fault(&self, fault: Option<StoreError>) {
         *self.inner.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Makes later loads and swaps wait until [`MemoryStore::release_calls`] (for tests of
+    /// what happens while the store is slow: a breaker's call is then stuck inside the store,
+    /// as with a slow network).
+    pub fn hold_calls(&self) {
+        self.inner.hold.send_replace((true, true));
+    }
+
+    /// Like [`MemoryStore::hold_calls`], for loads only or writes only; loads and writes
+    /// already held stay held.
+    pub fn hold(&self, loads: bool, writes: bool) {
+        self.inner
+            .hold
+            .send_modify(|held| *held = (held.0 || loads, held.1 || writes));
+    }
+
+    /// Lets the calls held by [`MemoryStore::hold_calls`] (and later ones) go on; with
+    /// [`MemoryStore::release`], only loads or only writes.
+    pub fn release_calls(&self) {
+        self.inner.hold.send_replace((false, false));
+    }
+
+    pub fn release(&self, loads: bool, writes: bool) {
+        self.inner
+            .hold
+            .send_modify(|held| *held = (held.0 && !loads, held.1 && !writes));
+    }
+
+    /// A way to wait while calls of this kind are held; `None` when they are not (the call
+    /// answers at once).
+    fn held(&self, pick: Pick) -> Option<(Held, Pick)> {
+        let held = self.inner.hold.subscribe();
+        let waiting = pick(&held.borrow());
+        waiting.then_some((held, pick))
     }
 
     /// Successful loads so far.
@@ -205,7 +271,8 @@ impl MemoryStore {
         let mut items = self.items();
         let (current_version, current) = match items.get(circuit) {
             None => (None, None),
-            Some(Item::Valid(r)) => (Some(r.version), Some(r.clone())),
+            // Version 0: an item without a version of ours, swapped against "none".
+            Some(Item::Valid(r)) => (Some(r.version).filter(|v| *v > 0), Some(r.clone())),
             Some(Item::Corrupt(c)) => (c.version, None),
         };
         if current_version != expected_version {
@@ -220,8 +287,13 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
-        let result = self.load_now(circuit);
-        Box::pin(std::future::ready(result))
+        match self.held(|h| h.0) {
+            None => Box::pin(std::future::ready(self.load_now(circuit))),
+            Some((mut held, pick)) => Box::pin(async move {
+                let _ = held.wait_for(|h| !pick(h)).await;
+                self.load_now(circuit)
+            }),
+        }
     }
 
     fn swap<'a>(
@@ -230,7 +302,16 @@ impl Store for MemoryStore {
         expected_version: Option<u64>,
         next: &'a Record,
     ) -> StoreFuture<'a, SwapResult> {
-        let result = self.swap_now(circuit, expected_version, next);
-        Box::pin(std::future::ready(result))
+        match self.held(|h| h.1) {
+            None => Box::pin(std::future::ready(self.swap_now(
+                circuit,
+                expected_version,
+                next,
+            ))),
+            Some((mut held, pick)) => Box::pin(async move {
+                let _ = held.wait_for(|h| !pick(h)).await;
+                self.swap_now(circuit, expected_version, next)
+            }),
+        }
     }
 }

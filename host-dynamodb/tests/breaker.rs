@@ -351,22 +351,24 @@ fn concurrent_callers_never_both_probe() {
         .map(|_| {
             let (b, probes) = (b.clone(), probes.clone());
             rt.spawn(async move {
-                if let Ok(permit) = b.acquire().await {
-                    if permit.is_probe() {
-                        probes.fetch_add(1, Ordering::SeqCst);
-                    }
-                    // Nobody completes: the permit stays held, so a second probe would be a bug.
-                    drop(permit);
+                let permit = b.acquire().await.ok()?;
+                if permit.is_probe() {
+                    probes.fetch_add(1, Ordering::SeqCst);
                 }
+                // Nobody completes: the permit stays held, so a second probe would be a bug.
+                Some(permit)
             })
         })
         .collect();
-    rt.block_on(async {
+    let held: Vec<_> = rt.block_on(async {
+        let mut held = Vec::new();
         for t in tasks {
-            t.await.unwrap();
+            held.push(t.await.unwrap());
         }
+        held
     });
     assert_eq!(probes.load(Ordering::SeqCst), 1);
+    drop(held);
 }
 
 #[tokio::test]
@@ -443,7 +445,11 @@ async fn add_to_linker_serves_an_embedders_own_store() {
     };
     let acquire = func(&mut store, "[method]circuit.acquire");
     acquire
-        .call_async(&mut store, &[Val::Resource(circuit), Val::U32(0)], &mut out)
+        .call_async(
+            &mut store,
+            &[Val::Resource(circuit), Val::U32(0), Val::U64(42)],
+            &mut out,
+        )
         .await
         .unwrap();
     assert!(

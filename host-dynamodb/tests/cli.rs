@@ -208,3 +208,51 @@ fn operator_commands_on_sqlite() {
     );
     assert!(ok(&run(&["reset", "search"])).contains("CLOSED"));
 }
+
+#[test]
+fn operator_commands_replace_a_corrupt_record_and_names_are_printed_escaped() {
+    let dir = TempDir::new("cli-corrupt");
+    let db = dir.join("circuits.db");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+            .arg("--sqlite")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(&run(&["create-table"]));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let table = fleetbreaker::sqlite::TABLE;
+    conn.execute(
+        &format!("INSERT INTO {table} (name, state, version) VALUES ('search', 'OPENED', 4)"),
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        &format!(
+            "INSERT INTO {table} (name, state, version) VALUES ('tenant\x1b[31mred', 'OPEN', -1)"
+        ),
+        [],
+    )
+    .unwrap();
+    // The commands that get an operator out of a corrupt record must not refuse it.
+    let forced = ok(&run(&["force-open", "search", "--reason", "corrupt"]));
+    assert!(forced.contains("FORCED_OPEN"), "{forced}");
+    let reset = ok(&run(&["reset", "search"]));
+    assert!(reset.contains("CLOSED"), "{reset}");
+    let refused = run(&["reset", "tenant\x1b[31mred"]);
+    assert!(
+        !refused.status.success(),
+        "a name with control characters is refused"
+    );
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("control characters"), "{message}");
+    assert!(!message.contains('\x1b'), "and not echoed raw: {message:?}");
+    let all = ok(&run(&["status"]));
+    assert!(
+        !all.contains('\x1b'),
+        "no raw control character reaches the terminal: {all:?}"
+    );
+    assert!(all.contains("tenant\\u{1b}[31mred"), "{all}");
+}

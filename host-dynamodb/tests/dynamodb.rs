@@ -155,7 +155,8 @@ async fn a_stale_environment_adopts_the_record_returned_with_its_conflict() {
     fail(&a).await.unwrap().unwrap_err();
     assert!(b.acquire().await.is_err(), "b reads the open record");
     clock.advance(1_000);
-    assert!(a.acquire().await.unwrap().is_probe());
+    let probe = a.acquire().await.unwrap();
+    assert!(probe.is_probe());
     let reads = b_store.stats().reads;
     let rejected = b.acquire().await.unwrap_err();
     assert_eq!(rejected.circuit().unwrap().state, CircuitState::HalfOpen);
@@ -296,10 +297,11 @@ async fn corrupt_items_are_reported_survived_and_replaced_by_the_next_write() {
             }),
         ),
         (
-            "missing version",
+            "missing version and an unknown state",
             None,
             Box::new(|i| {
                 i.remove(attr::VERSION);
+                i.insert(attr::STATE.into(), AttributeValue::S("OPENED".into()));
             }),
         ),
         (
@@ -650,25 +652,22 @@ fn bad_store_configuration_names_the_field() {
         .unwrap();
     let cases: Vec<(&str, DynamoDbConfig)> = vec![
         ("table_name", DynamoDbConfig::new("")),
+        ("table_name", DynamoDbConfig::new("ab")),
+        ("table_name", DynamoDbConfig::new("x".repeat(256))),
+        ("table_name", DynamoDbConfig::new("circuit breakers")),
+        ("table_name", DynamoDbConfig::new("circuits/eu")),
         (
             "sort_key_attr",
             DynamoDbConfig {
                 sort_key_attr: Some("id".into()),
-                ..DynamoDbConfig::new("t")
-            },
-        ),
-        (
-            "static_pk_value",
-            DynamoDbConfig {
-                static_pk_value: Some("x".into()),
-                ..DynamoDbConfig::new("t")
+                ..DynamoDbConfig::new("circuits")
             },
         ),
         (
             "store_timeout",
             DynamoDbConfig {
                 store_timeout: Duration::ZERO,
-                ..DynamoDbConfig::new("t")
+                ..DynamoDbConfig::new("circuits")
             },
         ),
     ];
@@ -679,6 +678,34 @@ fn bad_store_configuration_names_the_field() {
             "{field}: {err}"
         );
     }
+    for good in ["abc", "my-table_1.v2", &"x".repeat(255)] {
+        assert!(
+            fleetbreaker::dynamodb::validate_table_name(good).is_ok(),
+            "{good}"
+        );
+    }
+    // As in the Powertools breaker, a partition value without a sort key is ignored (with a
+    // warning), not refused.
+    let ignored = DynamoDbConfig {
+        static_pk_value: Some("x".into()),
+        ..DynamoDbConfig::new("circuits")
+    };
+    assert!(ignored.validate().is_ok());
+    assert_eq!(ignored.partition_value(), None);
+    let composite = DynamoDbConfig {
+        sort_key_attr: Some("sk".into()),
+        key_attr: "pk".into(),
+        ..DynamoDbConfig::new("circuits")
+    };
+    assert_eq!(
+        composite.partition_value().as_deref(),
+        Some(format!(
+            "circuit_breaker#{}",
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default()
+        ))
+        .as_deref(),
+        "the default partition value is the Powertools breaker's"
+    );
 }
 
 #[tokio::test]
@@ -722,4 +749,224 @@ async fn healthy_calls_write_nothing_and_read_once_per_cache_age_per_environment
             store.stats().reads
         );
     }
+}
+
+/// Writes `item` under key `circuit` as it is, past the store: the way another tool (or an
+/// older version, or a person) would.
+async fn put_raw(store: &DynamoDbStore, circuit: &str, item: Vec<(&str, AttributeValue)>) {
+    let mut item: HashMap<String, AttributeValue> =
+        item.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    item.extend(key(circuit));
+    store
+        .client()
+        .put_item()
+        .table_name(store.table_name())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+#[tokio::test]
+async fn items_written_by_the_powertools_breaker_keep_their_state_and_are_upgraded_by_the_next_write()
+ {
+    // Items as the Powertools circuit breaker (3.37) writes them: no version, times in epoch
+    // seconds, `half_open_owner` and `probe_lease_expiry` for the probe.
+    let store = fresh_store("powertools").await;
+    let reader = moto::connect(moto::config(&shared_moto().endpoint(), store.table_name())).await;
+    let t0_s = T0 / 1000;
+    put_raw(
+        &store,
+        "opened",
+        vec![
+            ("state", s("OPEN")),
+            ("failure_count", n(5)),
+            ("opened_at", n(t0_s - 10)),
+            ("expiration", n(t0_s + 3630)),
+        ],
+    )
+    .await;
+    put_raw(
+        &store,
+        "probing",
+        vec![
+            ("state", s("HALF_OPEN")),
+            ("failure_count", n(0)),
+            ("opened_at", n(t0_s - 40)),
+            ("half_open_owner", s("1234#9f0c2d")),
+            ("probe_lease_expiry", n(t0_s + 20)),
+            ("expiration", n(t0_s + 3630)),
+        ],
+    )
+    .await;
+    put_raw(
+        &store,
+        "closed",
+        vec![("state", s("CLOSED")), ("failure_count", n(0))],
+    )
+    .await;
+
+    let store = Arc::new(store);
+    let clock = ManualClock::new(T0);
+    let env = Environment::builder(store.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let powertools_defaults = Config {
+        recovery_timeout_ms: 30_000,
+        ..Config::default()
+    };
+    let on = |name: &str| {
+        Breaker::builder(name)
+            .config(powertools_defaults.clone())
+            .environment(&env)
+            .build()
+            .unwrap()
+    };
+    let (opened, probing, closed) = (on("opened"), on("probing"), on("closed"));
+
+    // Open ten seconds ago with a 30 s break: still open, for 20 s more.
+    let rejected = opened.acquire().await.unwrap_err();
+    let info = rejected.circuit().unwrap();
+    assert_eq!(
+        (info.state, info.failure_count, info.retry_after_ms),
+        (CircuitState::Open, 5, Some(20_000)),
+        "switching the import keeps an open circuit open"
+    );
+    let info = probing.acquire().await.unwrap_err();
+    assert_eq!(
+        info.circuit().unwrap().state,
+        CircuitState::HalfOpen,
+        "its probe is still running, under its lease"
+    );
+    assert!(closed.acquire().await.is_ok());
+
+    // The break ends: one probe, written in our format over theirs.
+    clock.advance(20_000);
+    let probe = opened.acquire().await.unwrap();
+    assert!(probe.is_probe());
+    let item = raw_item(&reader, key("opened")).await.unwrap();
+    assert_eq!(
+        (&item[attr::STATE], &item[attr::VERSION]),
+        (&s("HALF_OPEN"), &n(1)),
+        "upgraded by the next compare-and-swap"
+    );
+    assert!(!item.contains_key("opened_at"), "{item:?}");
+    assert_eq!(item[attr::OPENED_AT_MS], n(T0 - 10_000), "same episode");
+    opened.complete(probe, fleetbreaker::Outcome::Success).await;
+
+    // The Powertools probe's lease runs out; then its permit is taken over.
+    let taken = probing.acquire().await.unwrap();
+    assert!(taken.is_probe());
+    let item = raw_item(&reader, key("probing")).await.unwrap();
+    assert_eq!(item[attr::VERSION], n(1));
+}
+
+#[tokio::test]
+async fn a_version_that_is_a_number_but_not_ours_is_replaced_by_exactly_one_writer() {
+    for raw in ["-1", "1.5", "18446744073709551616"] {
+        let store = fresh_store("badversion").await;
+        put_raw(
+            &store,
+            "payments",
+            vec![
+                ("state", s("OPEN")),
+                ("version", AttributeValue::N(raw.into())),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(store.load("payments").await, Err(StoreError::Corrupt(ref c)) if c.version.is_none()),
+            "{raw}: unreadable"
+        );
+        let reader =
+            moto::connect(moto::config(&shared_moto().endpoint(), store.table_name())).await;
+        let store = Arc::new(store);
+        // Two environments that both read the corrupt item before either wrote.
+        let clock = ManualClock::new(T0);
+        let (a, _) = breaker_on(store.clone(), &clock, config(1));
+        let (b, _) = breaker_on(store.clone(), &clock, config(1));
+        assert_eq!(ok(&a).await.unwrap(), Ok(()), "{raw}: read as absent");
+        assert_eq!(ok(&b).await.unwrap(), Ok(()));
+        fail(&a).await.unwrap().unwrap_err();
+        let item = raw_item(&reader, key("payments")).await.unwrap();
+        assert_eq!(
+            (&item[attr::STATE], &item[attr::VERSION]),
+            (&s("OPEN"), &n(1)),
+            "{raw}: replaced"
+        );
+        fail(&b).await.unwrap().unwrap_err();
+        let item = raw_item(&reader, key("payments")).await.unwrap();
+        assert_eq!(item[attr::VERSION], n(1), "{raw}: the second writer lost");
+        assert!(
+            a.acquire().await.is_err(),
+            "{raw}: failing calls are rejected now"
+        );
+
+        // The operator's commands are the way out of a corrupt record.
+        put_raw(
+            &reader,
+            "payments",
+            vec![
+                ("state", s("OPENED")),
+                ("version", AttributeValue::N(raw.into())),
+            ],
+        )
+        .await;
+        let info = a.force_open(None, "incident").await.unwrap();
+        assert_eq!(info.state, CircuitState::ForcedOpen, "{raw}");
+        put_raw(
+            &reader,
+            "payments",
+            vec![("version", AttributeValue::N(raw.into()))],
+        )
+        .await;
+        let info = a.reset().await.unwrap();
+        assert_eq!(info.state, CircuitState::Closed, "{raw}");
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_landed_but_answered_too_late_is_still_reported_as_this_environments() {
+    // The first attempt of the trip's PutItem lands, but its answer comes after the attempt's
+    // deadline; the SDK retries, and the retry's condition fails against our own write.
+    let (proxy, store) = through_proxy("late", Duration::from_millis(1_500)).await;
+    let clock = ManualClock::new(T0);
+    let (b, events) = breaker_on(store.clone(), &clock, config(1));
+    assert_eq!(ok(&b).await.unwrap(), Ok(()));
+    proxy.set_mode(Mode::LatePutAnswer(Duration::from_millis(1_000)));
+    fail(&b).await.unwrap().unwrap_err();
+    assert_eq!(
+        proxy
+            .operations()
+            .iter()
+            .filter(|o| *o == "PutItem")
+            .count(),
+        2,
+        "the write was retried: {:?}",
+        proxy.operations()
+    );
+    let stored = store.load("payments").await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.version), (CircuitState::Open, 1));
+    let events = events.lock().unwrap();
+    let tripped: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Transition(t) => Some((t.reason, t.version, t.local_only)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        tripped,
+        vec![(TransitionReason::Tripped, 1, false)],
+        "the write is reported once, as a write"
+    );
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from _weakrefset import WeakSet
 
 from . import _native
 from .config import CircuitBreakerConfig
@@ -27,10 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["circuit_breaker", "CircuitBreaker", "Permit"]
 
 _SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
-_PROBE, _REJECTED = _native.PROBE, _native.REJECTED
+_PROBE, _REJECTED, _DISABLED = _native.PROBE, _native.REJECTED, _native.DISABLED
 _MAX_NAME_BYTES = 1024
-_TRUE = {"y", "yes", "t", "true", "on", "1"}
-_FALSE = {"n", "no", "f", "false", "off", "0", ""}
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 _disabled_warned = False
 
@@ -43,7 +41,7 @@ class _Handle:
     counts the call as a success unless told otherwise.
     """
 
-    __slots__ = ("native", "name", "config", "listeners", "env", "admit")
+    __slots__ = ("native", "name", "config", "listening", "env", "admit", "__weakref__")
 
     def __init__(self, env: _Environment, name: str, config: CircuitBreakerConfig) -> None:
         self.env = env
@@ -51,7 +49,8 @@ class _Handle:
         self.config = config
         self.native = _native.Circuit(env.native, name, *config._native_args())
         self.admit: Callable[[], bool] = self.native.try_admit_leased
-        self.listeners: List[Callable[[CircuitTransition], Any]] = []
+        # The breakers with a transition hook, held weakly: a hook goes away with its breaker.
+        self.listening: WeakSet[CircuitBreaker] = WeakSet()
 
 
 def _is_coroutine_function(fn: Any) -> bool:
@@ -90,13 +89,14 @@ class Permit:
     """Leave to make one call, from ``CircuitBreaker.acquire()``. Report how the call ended
     with exactly one of ``success()``, ``failure()`` or ``ignore()``."""
 
-    __slots__ = ("_handle", "_native", "_done", "leased", "probe")
+    __slots__ = ("_handle", "_native", "_done", "_disabled", "leased", "probe")
 
-    def __init__(self, handle: _Handle, native: Any, probe: bool) -> None:
+    def __init__(self, handle: _Handle, native: Any, probe: bool, disabled: bool = False) -> None:
         self._handle = handle
         self._native = native
         self._done = False
-        self.leased: bool = native is None
+        self._disabled = disabled
+        self.leased: bool = native is None and not disabled
         """Admitted under the admission lease, without asking the breaker."""
         self.probe = probe
         """This call is the fleet's single probe of a half-open circuit."""
@@ -105,6 +105,8 @@ class Permit:
         if self._done:
             raise RuntimeError("this permit was already completed")
         self._done = True
+        if self._disabled:
+            return
         if self._native is None:
             if outcome != _SUCCESS:
                 self._handle.native.leased_call_failed(outcome)
@@ -136,18 +138,6 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _disabled() -> bool:
-    """``FLEETBREAKER_DISABLED``: a truth value, read when a breaker is made."""
-    raw = os.environ.get("FLEETBREAKER_DISABLED", "false").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise CircuitBreakerConfigError(
-        f"FLEETBREAKER_DISABLED must be a truth value (true/false, yes/no, on/off, 1/0), got {raw!r}."
-    )
-
-
 def _warn_disabled() -> None:
     global _disabled_warned
     if not _disabled_warned:
@@ -155,9 +145,9 @@ def _warn_disabled() -> None:
         import warnings
 
         warnings.warn(
-            "FLEETBREAKER_DISABLED is set: circuit breakers are bypassed. This is for development "
-            "only; nothing protects the downstream.",
-            stacklevel=3,
+            "FLEETBREAKER_DISABLED (or POWERTOOLS_CIRCUIT_BREAKER_DISABLED) is set: circuit breakers "
+            "are bypassed. This is for development only; nothing protects the downstream.",
+            stacklevel=4,
         )
 
 
@@ -179,12 +169,14 @@ class CircuitBreaker:
         self._name = _check_name(name)
         if config is not None and not isinstance(config, CircuitBreakerConfig):
             raise CircuitBreakerConfigError(f"config must be a CircuitBreakerConfig, got {config!r}.")
-        self._config = config if config is not None else CircuitBreakerConfig()
-        self._handle = _circuit(persistence_store, self._name, self._config, clock)
+        if on_transition is not None and not callable(on_transition):
+            raise CircuitBreakerConfigError(f"on_transition must be callable, got {on_transition!r}.")
+        # Without a config, the breaker takes the circuit's (if it is in use here) or the default.
+        self._handle = _circuit(persistence_store, self._name, config, clock)
+        self._config = self._handle.config
+        self._on_transition = on_transition
         if on_transition is not None:
-            if not callable(on_transition):
-                raise CircuitBreakerConfigError(f"on_transition must be callable, got {on_transition!r}.")
-            self._handle.listeners.append(on_transition)
+            self._handle.listening.add(self)
         self._counts = self._config.counts_as_failure
 
     @property
@@ -222,6 +214,9 @@ class CircuitBreaker:
         """A call the lease does not cover: ask the breaker."""
         native = self._handle.native
         kind, permit, _lease, info = native.acquire()
+        if kind == _DISABLED:
+            _warn_disabled()
+            return fn(*args, **kwargs)
         if kind == _REJECTED:
             if on_open is not None:
                 return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(info))  # type: ignore[no-any-return]
@@ -247,7 +242,9 @@ class CircuitBreaker:
         kind, permit, _lease, info = h.native.acquire()
         if kind == _REJECTED:
             raise self._rejected(info)
-        return Permit(h, permit, kind == _PROBE)
+        if kind == _DISABLED:
+            _warn_disabled()
+        return Permit(h, permit, kind == _PROBE, kind == _DISABLED)
 
     async def call_async(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
         """Awaits ``fn(*args, **kwargs)`` under the breaker. Store I/O never blocks the event
@@ -265,14 +262,22 @@ class CircuitBreaker:
                 await _settle(native.leased_call_failed_async(_loop(), self._outcome(exc)))
                 raise
             except BaseException:
+                # Takes back the provisional success: no I/O, nothing to wait for.
                 native.leased_call_failed(_IGNORED)
                 raise
         import asyncio
 
-        acquired: Any = native.acquire_async(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._handle.env.loop = loop
+        # If this task is cancelled while the breaker asks the store, a permit granted anyway
+        # is freed with the result nobody takes: a probe permit is then released at once.
+        acquired: Any = native.acquire_async(loop)
         if isinstance(acquired, asyncio.Future):
             acquired = await acquired
         kind, permit, _lease, info = acquired
+        if kind == _DISABLED:
+            _warn_disabled()
+            return await fn(*args, **kwargs)
         if kind == _REJECTED:
             if on_open is not None:
                 outcome = on_open(*args, **kwargs, circuit=CircuitInfo._from_native(info))
@@ -286,8 +291,9 @@ class CircuitBreaker:
             await _settle(native.complete_async(_loop(), permit, self._outcome(exc)))
             raise
         except BaseException:
-            # Cancellation (and exits) pass through uncounted.
-            native.complete(permit, _IGNORED)
+            # Cancellation (and exits) pass through uncounted. The permit is released in the
+            # background: nothing here waits for the store on the event loop.
+            permit.abandon()
             raise
         await _settle(native.complete_async(_loop(), permit, _SUCCESS))
         return result
@@ -336,14 +342,9 @@ def circuit_breaker(
     """
     if on_circuit_open is not None and not callable(on_circuit_open):
         raise CircuitBreakerConfigError(f"on_circuit_open must be callable, got {on_circuit_open!r}.")
-    disabled = _disabled()
-    breaker = None if disabled else CircuitBreaker(name, persistence_store, config, on_transition, clock)
+    breaker = CircuitBreaker(name, persistence_store, config, on_transition, clock)
 
     def decorate(fn: _F) -> _F:
-        if disabled:
-            _warn_disabled()
-            return fn
-        assert breaker is not None
         if _is_coroutine_function(fn):
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -78,10 +78,12 @@ class CircuitBreakerConfig:
     New fields:
 
     - ``backoff_multiplier`` (1.0): each reopening multiplies the break by this;
-    - ``max_recovery_timeout`` (None): the longest break;
+    - ``max_recovery_timeout`` (None: with a multiplier above 1, 300 s or ``recovery_timeout``
+      if longer): the longest break;
     - ``recovery_jitter`` (0.0): up to this fraction of the break is added at random;
-    - ``probe_lease`` (None: ``recovery_timeout``): how long one call holds the probe permit
-      before another environment may take it over;
+    - ``probe_lease`` (None: ``recovery_timeout``, at least 30 s): how long one call holds the
+      probe permit before another environment may take it over (a late outcome in the same
+      half-open episode still counts);
     - ``store_timeout`` (1.0): the deadline of every store call;
     - ``store_retry_after`` (5): after a store error, how long to protect locally before asking
       the store again;

@@ -2,12 +2,29 @@
 memory for one process.
 
 Within one process, breakers that share a name and a persistence store share one circuit, as
-one execution environment does. Separate processes are separate environments.
+one execution environment does. Separate processes are separate environments: a process forked
+after the store was made (gunicorn ``--preload``, Celery prefork, ``multiprocessing`` with
+fork) gets its own connections, threads and identity on first use, and the parent keeps its
+own. After a Lambda SnapStart restore, each restored copy takes a new identity.
+
+Hooks (``on_transition``) run after the call that caused the event, with no breaker lock held,
+so a hook may call any breaker:
+
+- for a sync call, on the caller's thread, before the call returns;
+- for an ``async`` call, on the event loop's thread, before the awaiting task resumes;
+- for work the breaker finishes after its caller went away (a cancelled call's probe permit,
+  released in the background), on the ``fleetbreaker-events`` thread.
+
+An ``async def`` hook is scheduled as a task on the running event loop when there is one, else
+on the loop of the breaker's last async call, else run to completion with ``asyncio.run``.
 """
 
 from __future__ import annotations
 
+import os
 from _thread import allocate_lock, start_new_thread
+from _weakrefset import WeakSet
+from weakref import WeakValueDictionary
 
 from . import _native
 from .exceptions import CircuitBreakerConfigError
@@ -19,7 +36,9 @@ if TYPE_CHECKING:
     import logging
     from typing import Any, Callable, Dict, List, Optional, Tuple
 
-    from .breaker import _Handle
+    import asyncio
+
+    from .breaker import CircuitBreaker, _Handle
     from .config import CircuitBreakerConfig
     from .testing import ManualClock
 
@@ -41,12 +60,17 @@ class _Environment:
     """One component instance (one environment) and the circuits it holds."""
 
     def __init__(self, store: _native.Store, clock: Optional["ManualClock"], environment_id: Optional[str]) -> None:
-        self.handles: Dict[str, "_Handle"] = {}
+        # Held weakly: a circuit no breaker uses is released, so a process that sees many
+        # circuit names keeps bounded memory.
+        self.handles: WeakValueDictionary[str, "_Handle"] = WeakValueDictionary()
         # Test sinks (fleetbreaker.testing.record_events): every event, as the native tuple.
         self.sinks: List[List[Tuple[Any, ...]]] = []
         native_clock = clock._native if clock is not None else _native.Clock.system()
         self.native = _native.Environment(store, native_clock, self._dispatch, environment_id)
         self.clock = clock
+        # The event loop of the last async call, where an async hook goes when it is
+        # delivered on a thread without a running loop.
+        self.loop: Optional["asyncio.AbstractEventLoop"] = None
 
     def _dispatch(self, event: Tuple[Any, ...]) -> None:
         for sink in self.sinks:
@@ -70,11 +94,8 @@ class _Environment:
                 "Circuit '%s': %s -> %s (%s), version %d%s",
                 circuit, from_state, to_state, reason, version, " (local only)" if local_only else "",
             )
-            for hook in list(handle.listeners) if handle is not None else []:
-                try:
-                    hook(transition)
-                except Exception:
-                    _logger().warning("on_transition hook for circuit '%s' raised; ignoring.", circuit, exc_info=True)
+            for breaker in list(handle.listening) if handle is not None else []:
+                self._call_hook(breaker, transition)
         elif kind == "store_degraded":
             _, circuit, error_kind, message, _retry_at = event
             log = _logger()
@@ -86,6 +107,41 @@ class _Environment:
             )
         elif kind == "store_recovered":
             _logger().info("Circuit '%s': the store answers again.", event[1])
+
+    def _call_hook(self, breaker: "CircuitBreaker", transition: CircuitTransition) -> None:
+        hook = breaker._on_transition
+        if hook is None:
+            return
+        try:
+            outcome = hook(transition)
+            if hasattr(outcome, "__await__"):
+                self._schedule(outcome, transition.circuit_name)
+        except Exception:
+            _logger().warning(
+                "on_transition hook for circuit '%s' raised; ignoring.", transition.circuit_name, exc_info=True
+            )
+
+    def _schedule(self, coroutine: Any, circuit: str) -> None:
+        """Runs an async hook's coroutine: on this thread's running loop, else on the loop of
+        the last async call, else to completion here."""
+        import asyncio
+
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except Exception:
+                _logger().warning("on_transition hook for circuit '%s' raised; ignoring.", circuit, exc_info=True)
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            running.create_task(guarded())
+        elif self.loop is not None and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(guarded(), self.loop)
+        else:
+            asyncio.run(guarded())
 
 
 _DEFAULT_STORE_TIMEOUT = 1.0
@@ -101,6 +157,12 @@ class CircuitBreakerPersistenceLayer:
         self._environments: Dict[Optional[int], _Environment] = {}
         self._environment_id: Optional[str] = None
         self._shared_from: Optional["CircuitBreakerPersistenceLayer"] = None
+        _LIVE.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a lock some other thread of the parent held stays held here
+        forever. The native stores and environments renew themselves on first use."""
+        self._lock = allocate_lock()
 
     def _open(self, store_timeout: float) -> _native.Store:
         raise NotImplementedError
@@ -120,7 +182,11 @@ class CircuitBreakerPersistenceLayer:
                 )
             return self._store
 
-    def _environment(self, store_timeout: float, clock: Optional["ManualClock"]) -> _Environment:
+    def _environment(self, store_timeout: Optional[float], clock: Optional["ManualClock"]) -> _Environment:
+        """The environment for ``clock``; ``store_timeout`` None takes the one in use."""
+        if store_timeout is None:
+            root = self._shared_from or self
+            store_timeout = root._store_timeout if root._store_timeout is not None else _DEFAULT_STORE_TIMEOUT
         store = self._native_store(store_timeout)
         key = None if clock is None else id(clock)
         with self._lock:
@@ -148,7 +214,7 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
     Unset arguments come from the standard AWS environment (``AWS_REGION``,
     ``AWS_ENDPOINT_URL_DYNAMODB``, the credentials chain). With ``sort_key_attr``, the circuit
     name goes in the sort key and ``static_pk_value`` (default
-    ``fleetbreaker#<AWS_LAMBDA_FUNCTION_NAME>``) in the partition key.
+    ``circuit_breaker#<AWS_LAMBDA_FUNCTION_NAME>``, as in Powertools) in the partition key.
     """
 
     def __init__(
@@ -167,13 +233,20 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
         if sort_key_attr is not None and sort_key_attr == key_attr:
             raise CircuitBreakerConfigError(f"key_attr [{key_attr}] and sort_key_attr [{sort_key_attr}] cannot be the same!")
         if static_pk_value is not None and sort_key_attr is None:
-            raise CircuitBreakerConfigError(
-                "static_pk_value is only used with sort_key_attr (composite keys); set both or neither."
-            )
+            import warnings
+
+            warnings.warn("static_pk_value is ignored unless sort_key_attr is also set.", stacklevel=2)
+            static_pk_value = None
+        # The table name by DynamoDB's rules and the key settings, now rather than at the first
+        # call; the partition value in effect comes back (composite keys).
+        in_effect = _native.check_dynamodb(table_name, key_attr, sort_key_attr, static_pk_value)
         self.table_name = table_name
         self.key_attr = key_attr
         self.sort_key_attr = sort_key_attr
-        self.static_pk_value = static_pk_value
+        self._static_pk_value = static_pk_value
+        self.static_pk_value = in_effect
+        """The partition key value in effect with composite keys (the given one, or
+        ``circuit_breaker#<AWS_LAMBDA_FUNCTION_NAME>`` as in Powertools); None without them."""
         self.region = region
         self.endpoint_url = endpoint_url
         self.consistent_read = consistent_read
@@ -183,6 +256,14 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
         self._prewarm: Optional[Any] = allocate_lock()
         self._prewarm.acquire()
         start_new_thread(self._run_prewarm, (self._prewarm,))
+
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        # The connection opened in the background renews itself natively; a prewarm still
+        # running belonged to a thread that does not exist here.
+        if self._prewarm is not None:
+            self._prewarm = None
+            self._prewarmed = None
 
     def _run_prewarm(self, done: Any) -> None:
         try:
@@ -207,7 +288,7 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
             self.table_name,
             self.key_attr,
             self.sort_key_attr,
-            self.static_pk_value,
+            self._static_pk_value,
             self.region,
             self.endpoint_url,
             self.consistent_read,
@@ -245,27 +326,66 @@ class InMemoryPersistence(CircuitBreakerPersistenceLayer):
 def _circuit(
     persistence: CircuitBreakerPersistenceLayer,
     name: str,
-    config: "CircuitBreakerConfig",
+    config: Optional["CircuitBreakerConfig"],
     clock: Optional["ManualClock"],
 ) -> "_Handle":
-    """The shared handle of circuit ``name`` in ``persistence``'s environment."""
+    """The shared handle of circuit ``name`` in ``persistence``'s environment. Without a
+    config, the circuit's own (when it is in use here) or the default."""
     from .breaker import _Handle
+    from .config import CircuitBreakerConfig
 
     if not isinstance(persistence, CircuitBreakerPersistenceLayer):
         raise CircuitBreakerConfigError(
             f"persistence_store must be a fleetbreaker persistence store, got {persistence!r}."
         )
-    env = persistence._environment(config.store_timeout, clock)
-    with persistence._lock:
+    env = persistence._environment(None if config is None else config.store_timeout, clock)
+
+    def in_use() -> Optional["_Handle"]:
         handle = env.handles.get(name)
-        if handle is not None:
-            if handle.config != config:
-                raise CircuitBreakerConfigError(
-                    f"circuit '{name}' is already in use with this persistence store with a different "
-                    "configuration; breakers that share a name share one circuit."
-                )
-            return handle
-        handle = _Handle(env, name, config)
-        env.handles[name] = handle
+        if handle is not None and config is not None and handle.config != config:
+            raise CircuitBreakerConfigError(
+                f"circuit '{name}' is already in use with this persistence store with a different "
+                "configuration; breakers that share a name share one circuit (leave config out "
+                "to use the circuit's)."
+            )
         return handle
 
+    with persistence._lock:
+        handle = in_use()
+    if handle is not None:
+        return handle
+    # Made without the lock: it may wait for the component, which a slow store call holds.
+    made = _Handle(env, name, config if config is not None else CircuitBreakerConfig())
+    with persistence._lock:
+        handle = in_use()
+        if handle is None:
+            env.handles[name] = handle = made
+        return handle
+
+
+# Every persistence store of this process, so a forked child can renew their locks.
+_LIVE: "WeakSet[CircuitBreakerPersistenceLayer]" = WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for persistence in list(_LIVE):
+        persistence._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _register_snapshot_restore() -> None:
+    """On Lambda SnapStart, each restored copy takes a new environment identity (so two
+    copies never hold the same probe token) and opens new connections."""
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    register_after_restore(_native.after_restore)
+
+
+# Only on Lambda: elsewhere the failing import would cost a search of sys.path.
+if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:
+    _register_snapshot_restore()

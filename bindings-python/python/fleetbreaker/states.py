@@ -29,20 +29,60 @@ def _seconds(ms: Optional[int]) -> Optional[float]:
     return None if ms is None else ms / 1000.0
 
 
-class _Frozen:
-    """A small immutable record: fields by keyword or position, equality and repr by fields."""
+class _DataclassOnDemand(type):
+    """Makes its classes frozen dataclasses in the eyes of the ``dataclasses`` module
+    (``fields``, ``asdict``, ``replace``, ``is_dataclass``) the first time it looks, so that
+    importing fleetbreaker does not import ``dataclasses`` (and ``inspect``): a cold start pays
+    for it only if the program uses it."""
+
+    def __getattr__(cls, name: str) -> Any:
+        if name in ("__dataclass_fields__", "__dataclass_params__"):
+            _make_dataclass(cls)
+            return type.__getattribute__(cls, name)
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+def _make_dataclass(cls: Any) -> None:
+    import dataclasses
+
+    shadow = dataclasses.make_dataclass(
+        cls.__name__,
+        [(name, cls.__annotations__[name], dataclasses.field(default=cls._defaults.get(name, dataclasses.MISSING)))
+         for name in cls.__slots__],
+        frozen=True,
+    )
+    for name in ("__dataclass_fields__", "__dataclass_params__"):
+        type.__setattr__(cls, name, getattr(shadow, name))
+
+
+def _frozen_error(name: str) -> AttributeError:
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+class _Frozen(metaclass=_DataclassOnDemand):
+    """A small frozen dataclass: fields by keyword or position, equality, hash and repr by
+    fields; assigning a field raises ``dataclasses.FrozenInstanceError``."""
 
     __slots__: Tuple[str, ...] = ()
+    _defaults: Dict[str, Any] = {}
 
     def _init(self, values: Dict[str, Any]) -> None:
         for name in self.__slots__:
             object.__setattr__(self, name, values[name])
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: the dataclass attributes live on the class.
+        if name in ("__dataclass_fields__", "__dataclass_params__"):
+            return getattr(type(self), name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
+        raise _frozen_error(name)
 
     def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
+        raise _frozen_error(name)
 
     def _fields(self) -> Tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -57,12 +97,16 @@ class _Frozen:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"{type(self).__name__}({fields})"
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), self._fields())
+
     def _asdict(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
 class CircuitInfo(_Frozen):
-    """What a call or an operator sees of a circuit. Times are Unix seconds; durations seconds.
+    """What a call or an operator sees of a circuit (a frozen dataclass, as in Powertools).
+    Times are Unix seconds; durations seconds.
 
     ``failure_count``: while closed, this environment's current run of failures; otherwise the
     failures seen by the environment that tripped the circuit. ``retry_after``: how long a
@@ -74,6 +118,14 @@ class CircuitInfo(_Frozen):
         "name", "state", "failure_count", "opened_at", "version", "retry_after",
         "open_until", "override_reason", "override_until", "local_only",
     )
+    __match_args__ = (
+        "name", "state", "failure_count", "opened_at", "version", "retry_after",
+        "open_until", "override_reason", "override_until", "local_only",
+    )
+    _defaults = {
+        "failure_count": 0, "opened_at": None, "version": 0, "retry_after": None, "open_until": None,
+        "override_reason": None, "override_until": None, "local_only": False,
+    }
     name: str
     state: CircuitState
     failure_count: int
@@ -118,7 +170,8 @@ class CircuitInfo(_Frozen):
 
 
 class CircuitTransition(_Frozen):
-    """One change of a circuit, reported by the environment whose write made it.
+    """One change of a circuit, reported by the environment whose write made it (a frozen
+    dataclass, as in Powertools).
 
     ``reason`` is one of ``tripped``, ``probe_started``, ``probe_taken_over``,
     ``probe_succeeded``, ``probe_released``, ``probe_failed``, ``recovered``, ``forced_open``,
@@ -130,6 +183,13 @@ class CircuitTransition(_Frozen):
         "circuit_name", "from_state", "to_state", "opened_at", "version", "at", "reason",
         "override_reason", "local_only",
     )
+    __match_args__ = (
+        "circuit_name", "from_state", "to_state", "opened_at", "version", "at", "reason",
+        "override_reason", "local_only",
+    )
+    _defaults = {
+        "opened_at": None, "version": 0, "at": 0.0, "reason": "", "override_reason": None, "local_only": False,
+    }
     circuit_name: str
     from_state: CircuitState
     to_state: CircuitState

@@ -16,6 +16,9 @@ __all__ = [
     "store_counts",
     "set_store_fault",
     "put_corrupt_item",
+    "delete_item",
+    "hold_store_calls",
+    "release_store_calls",
 ]
 
 
@@ -37,6 +40,12 @@ class ManualClock:
         if seconds < 0:
             raise ValueError("a clock only moves forward")
         self._native.advance_ms(int(round(seconds * 1000)))
+
+    def step(self, seconds: float) -> None:
+        """Steps the wall clock by ``seconds`` (back when negative), as an NTP step does: the
+        times in the shared record move, but the breaker's own deadlines (its copy's age, the
+        admission lease) run on a monotonic clock, which does not."""
+        self._native.step_wall_ms(int(round(seconds * 1000)))
 
 
 def _memory(persistence: CircuitBreakerPersistenceLayer) -> _native.Store:
@@ -72,6 +81,22 @@ def set_store_fault(persistence: CircuitBreakerPersistenceLayer, kind: Optional[
 def put_corrupt_item(persistence: CircuitBreakerPersistenceLayer, name: str, version: Optional[int], problem: str) -> None:
     """Replaces circuit ``name``'s item with one that is not a valid record."""
     _memory(persistence).put_corrupt(name, version, problem)
+
+
+def hold_store_calls(persistence: CircuitBreakerPersistenceLayer) -> None:
+    """Makes every later store call wait (a slow store) until ``release_store_calls``."""
+    _memory(persistence).hold_calls()
+
+
+def release_store_calls(persistence: CircuitBreakerPersistenceLayer) -> None:
+    """Lets the calls held by ``hold_store_calls`` go on."""
+    _memory(persistence).release_calls()
+
+
+def delete_item(persistence: CircuitBreakerPersistenceLayer, name: str) -> None:
+    """Deletes circuit ``name``'s item, as DynamoDB's TTL or an operator does."""
+    root = persistence._shared_from or persistence
+    root._native_store(root._store_timeout or 1.0).remove(name)
 
 
 def record_events(

@@ -15,6 +15,9 @@ pub enum Mode {
     Delay(Duration),
     /// Answers every request with HTTP 400 `ThrottlingException`.
     Throttle,
+    /// Forwards every request at once, but holds the answer to the next `PutItem` this long
+    /// (then forwards as usual): the write lands while its caller has given up on it.
+    LatePutAnswer(Duration),
 }
 
 #[derive(Default)]
@@ -168,15 +171,27 @@ async fn serve(
                 continue;
             }
             Mode::Delay(d) => tokio::time::sleep(d).await,
-            Mode::Forward => {}
+            Mode::Forward | Mode::LatePutAnswer(_) => {}
         }
+        let late = match mode {
+            Mode::LatePutAnswer(d) if operation(&request) == "PutItem" => {
+                state.lock().unwrap().mode = Some(Mode::Forward);
+                Some(d)
+            }
+            _ => None,
+        };
         if upstream.is_none() {
             upstream = Some(TcpStream::connect(("127.0.0.1", upstream_port)).await?);
         }
         let up = upstream.as_mut().unwrap();
         up.write_all(&request).await?;
         match read_message(up, &mut from_upstream).await? {
-            Some(response) => client.write_all(&response).await?,
+            Some(response) => {
+                if let Some(d) = late {
+                    tokio::time::sleep(d).await;
+                }
+                client.write_all(&response).await?
+            }
             None => return Ok(()),
         }
     }

@@ -64,7 +64,7 @@ fn not_found(name: &str, store: &OperatorStore) -> String {
 
 pub fn describe_record(name: &str, r: &Record, now: u64) -> String {
     let mut lines = vec![
-        format!("circuit          {name}"),
+        format!("circuit          {}", printable(name)),
         format!("state            {}", r.state),
         format!("version          {}", r.version),
         format!("opened at        {}", when(r.opened_at_ms, now)),
@@ -101,11 +101,42 @@ pub fn describe_record(name: &str, r: &Record, now: u64) -> String {
     lines.join("\n")
 }
 
+/// A circuit name as it can be printed: names written by other tools may hold control
+/// characters, which must not reach a terminal raw.
+pub fn printable(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string()
+    } else {
+        name.to_string()
+    }
+}
+
 async fn load(store: &OperatorStore, name: &str) -> Result<Option<Record>, String> {
     store.as_store().load(name).await.map_err(|e| match e {
-        StoreError::Corrupt(c) => format!("the record of '{name}' is not valid: {}", c.detail),
+        StoreError::Corrupt(c) => format!(
+            "the record of '{}' is not valid: {}",
+            printable(name),
+            c.detail
+        ),
         other => other.to_string(),
     })
+}
+
+/// Whether `name` has an item: a valid record, or a corrupt one (which the operator's
+/// commands replace: they are the way out of it).
+async fn exists(store: &OperatorStore, name: &str) -> Result<bool, String> {
+    match store.as_store().load(name).await {
+        Ok(record) => Ok(record.is_some()),
+        Err(StoreError::Corrupt(c)) => {
+            eprintln!(
+                "note: the record of '{}' is not valid ({}); it is replaced",
+                printable(name),
+                c.detail
+            );
+            Ok(true)
+        }
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 pub async fn status(args: &StoreArgs, name: Option<&str>) -> Result<(), String> {
@@ -134,7 +165,7 @@ pub async fn status(args: &StoreArgs, name: Option<&str>) -> Result<(), String> 
         match record {
             Ok(r) => println!(
                 "{:<32} {:<14} {:>8} {:<22} {}",
-                name,
+                printable(&name),
                 r.state.as_str(),
                 r.version,
                 r.open_until_ms
@@ -143,7 +174,8 @@ pub async fn status(args: &StoreArgs, name: Option<&str>) -> Result<(), String> 
                 r.updated_by
             ),
             Err(c) => println!(
-                "{name:<32} {:<14} {:>8} {}",
+                "{:<32} {:<14} {:>8} {}",
+                printable(&name),
                 "CORRUPT",
                 c.version
                     .map(|v| v.to_string())
@@ -179,9 +211,10 @@ pub async fn force(
     reason: &str,
 ) -> Result<(), String> {
     let store = OperatorStore::open(args).await?;
-    if open && load(&store, name).await?.is_none() {
+    let present = exists(&store, name).await?;
+    if open && !present {
         eprintln!("note: circuit '{name}' had no record; it is created forced open");
-    } else if !open && load(&store, name).await?.is_none() {
+    } else if !open && !present {
         return Err(not_found(name, &store));
     }
     let breaker = operator_breaker(&store, name)?;
@@ -196,7 +229,7 @@ pub async fn force(
 
 pub async fn reset(args: &StoreArgs, name: &str) -> Result<(), String> {
     let store = OperatorStore::open(args).await?;
-    if load(&store, name).await?.is_none() {
+    if !exists(&store, name).await? {
         return Err(not_found(name, &store));
     }
     operator_breaker(&store, name)?

@@ -1,0 +1,213 @@
+//! Process identity across `fork()` and snapshot restores.
+//!
+//! A forked child has one thread, the forking one, and a copy of everything else: tokio
+//! runtimes whose worker threads do not exist (and whose epoll instance it *shares* with the
+//! parent), SQLite and DynamoDB connections, locks that a vanished thread may hold, and the
+//! parent's identity. A snapshot restore (Lambda SnapStart) copies a whole environment into
+//! many. So the state that belongs to one process lives in a [`ForkLocal`]: a copy made after
+//! a fork (or a restore) is not used, never dropped (dropping would touch what the parent
+//! still uses), and a fresh one is built on first use.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+static FORKS: AtomicU64 = AtomicU64::new(0);
+static RESTORES: AtomicU64 = AtomicU64::new(0);
+static INSTALL: Once = Once::new();
+
+extern "C" fn in_child_after_fork() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn install() {
+    INSTALL.call_once(|| {
+        // SAFETY: registers a handler that only increments an atomic, which is
+        // async-signal-safe, as a handler running in a freshly forked child must be.
+        #[cfg(unix)]
+        unsafe {
+            libc::pthread_atfork(None, None, Some(in_child_after_fork));
+        }
+    });
+}
+
+/// What changes when this process stops being the one that made some state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Threads, runtimes, connections: new after a fork (a restore keeps threads).
+    Process,
+    /// Identities and the connections that carry them: new after a fork or a restore.
+    Identity,
+}
+
+/// The current generation of `scope`; it changes in a forked child and, for
+/// [`Scope::Identity`], after [`after_restore`].
+pub fn generation(scope: Scope) -> u64 {
+    install();
+    let forks = FORKS.load(Ordering::Acquire);
+    match scope {
+        Scope::Process => forks,
+        // Both counters only grow, so their sum changes whenever either does.
+        Scope::Identity => forks + RESTORES.load(Ordering::Acquire),
+    }
+}
+
+/// Call after a snapshot restore (Lambda SnapStart's after-restore hook): environments take
+/// new identities and open new connections, so two restored copies never share a probe token.
+pub fn after_restore() {
+    RESTORES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Arms the fork handler now. Anything that keeps state across calls does this on first use;
+/// bindings call it at import so that a fork right after it is seen.
+pub fn watch() {
+    install();
+}
+
+struct Generation<T> {
+    generation: u64,
+    value: T,
+}
+
+/// A value that belongs to one process (or one identity): rebuilt on first use after a fork
+/// or a restore. Reading it is an atomic load and a compare. A value made stale that way is
+/// leaked on purpose, never dropped: in a forked child it holds the parent's threads,
+/// sockets and locks.
+pub struct ForkLocal<T> {
+    scope: Scope,
+    current: AtomicPtr<Generation<T>>,
+}
+
+impl<T> ForkLocal<T> {
+    pub const fn new(scope: Scope) -> ForkLocal<T> {
+        ForkLocal {
+            scope,
+            current: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// The value of this generation, built with `make` if there is none yet.
+    pub fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        let generation = generation(self.scope);
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer was published by `Box::into_raw` below and is freed only
+        // in `drop`, which cannot run while `&self` is borrowed; replaced values are leaked.
+        if let Some(g) = unsafe { current.as_ref() }
+            && g.generation == generation
+        {
+            return &g.value;
+        }
+        let fresh = Box::into_raw(Box::new(Generation {
+            generation,
+            value: make(),
+        }));
+        match self
+            .current
+            .compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // SAFETY: as above; `fresh` is now published and lives until `drop`.
+            Ok(_) => unsafe { &(*fresh).value },
+            Err(winner) => {
+                // Another thread built this generation first: use its value. Ours may hold a
+                // thread or a runtime, which must not be dropped here; leak it.
+                // SAFETY: `winner` was published by `Box::into_raw` and lives until `drop`.
+                let winner = unsafe { &*winner };
+                if winner.generation == generation {
+                    &winner.value
+                } else {
+                    // Yet another fork in between: take ours anyway, it is of this process.
+                    // SAFETY: `fresh` was never published and is never freed (leaked).
+                    unsafe { &(*fresh).value }
+                }
+            }
+        }
+    }
+
+    /// Whether a value of the current generation exists.
+    pub fn is_current(&self) -> bool {
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: see `get_or_init`.
+        unsafe { current.as_ref() }.is_some_and(|g| g.generation == generation(self.scope))
+    }
+}
+
+impl<T> Drop for ForkLocal<T> {
+    fn drop(&mut self) {
+        let current = *self.current.get_mut();
+        // Only a value of this process is dropped; an inherited one is left alone.
+        if !current.is_null() {
+            // SAFETY: published by `Box::into_raw`, and no borrow of `self` is left.
+            let g = unsafe { Box::from_raw(current) };
+            if g.generation == generation(self.scope) {
+                drop(g);
+            } else {
+                std::mem::forget(g);
+            }
+        }
+    }
+}
+
+// SAFETY: a `ForkLocal<T>` hands out `&T` to any thread, like a `OnceLock<T>`.
+unsafe impl<T: Send + Sync> Sync for ForkLocal<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for ForkLocal<T> {}
+
+/// 64 random bits from the operating system, read on every call (a generator seeded once would
+/// repeat itself in a forked child or a restored snapshot).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer it is given.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        if n == bytes.len() as isize {
+            return u64::from_ne_bytes(bytes);
+        }
+    }
+    fallback_random(&mut bytes)
+}
+
+fn fallback_random(bytes: &mut [u8; 8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(bytes);
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fork_local_is_built_once_per_generation() {
+        let cell: ForkLocal<u64> = ForkLocal::new(Scope::Identity);
+        let mut built = 0;
+        assert_eq!(
+            *cell.get_or_init(|| {
+                built += 1;
+                7
+            }),
+            7
+        );
+        assert_eq!(*cell.get_or_init(|| unreachable!()), 7);
+        assert!(cell.is_current());
+        after_restore();
+        assert!(!cell.is_current());
+        assert_eq!(*cell.get_or_init(|| 8), 8, "rebuilt after a restore");
+        assert_eq!(built, 1);
+    }
+
+    #[test]
+    fn random_values_differ() {
+        let draws: std::collections::BTreeSet<u64> = (0..100).map(|_| random_u64()).collect();
+        assert_eq!(draws.len(), 100);
+    }
+}
