@@ -39,6 +39,20 @@ ensure_python() {
     "$FLEETBREAKER_PYTHON" -c "import moto; print('moto', moto.__version__)"
 }
 
+# dynalite, a second DynamoDB-compatible server (from npm): it validates requests as DynamoDB
+# does, where moto accepts some that DynamoDB refuses. Installed outside the clone.
+export FLEETBREAKER_DYNALITE_DIR="${FLEETBREAKER_DYNALITE_DIR:-$HOME/.cache/fleetbreaker/dynalite}"
+ensure_dynalite() {
+    if [ ! -x "$FLEETBREAKER_DYNALITE_DIR/node_modules/.bin/dynalite" ]; then
+        mkdir -p "$FLEETBREAKER_DYNALITE_DIR"
+        (cd "$FLEETBREAKER_DYNALITE_DIR" &&
+            { [ -f package.json ] || echo '{"name": "dynalite-runner", "private": true}' >package.json; } &&
+            npm install --no-audit --no-fund --loglevel=error dynalite@4.0.0)
+    fi
+    export FLEETBREAKER_DYNALITE="$FLEETBREAKER_DYNALITE_DIR/node_modules/.bin/dynalite"
+    echo "dynalite $(node -e "console.log(require('$FLEETBREAKER_DYNALITE_DIR/node_modules/dynalite/package.json').version)")"
+}
+
 # Builds the Python wheel (release: it is what users install) into $CARGO_TARGET_DIR/wheels.
 # maturin shares the target tree by building for the explicit host triple.
 build_wheel() {

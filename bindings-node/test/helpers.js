@@ -38,7 +38,10 @@ async function startMoto() {
   process.env.AWS_ACCESS_KEY_ID ??= 'testing';
   process.env.AWS_SECRET_ACCESS_KEY ??= 'testing';
   const port = await freePort();
-  const child = spawn(python(), ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // moto's app with one request at a time: its conditional writes are then atomic, as
+  // DynamoDB's are (moto's own threaded server lets two of them win on a loaded machine).
+  const server = path.join(__dirname, '..', '..', 'scripts', 'moto-server');
+  const child = spawn(python(), [server, '127.0.0.1', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
   let exited = null;

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 
@@ -30,7 +31,8 @@ def free_port() -> int:
 
 def start_moto() -> Tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    server = Path(__file__).resolve().parents[2] / "scripts" / "moto-server"
+    proc = subprocess.Popen([sys.executable, str(server), "127.0.0.1", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:

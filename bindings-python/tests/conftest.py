@@ -9,9 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+# moto's app with one request at a time: its conditional writes are then atomic, as DynamoDB's
+# are (moto's own threaded server lets two of them win on a loaded machine).
+MOTO_SERVER = Path(__file__).resolve().parents[2] / "scripts" / "moto-server"
 
 
 def _free_port() -> int:
@@ -30,7 +35,7 @@ class Moto:
         self.log = tempfile.TemporaryFile()
         try:
             self.process = subprocess.Popen(
-                [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                [python, str(MOTO_SERVER), "127.0.0.1", str(port)],
                 stdout=subprocess.DEVNULL,
                 stderr=self.log,
             )

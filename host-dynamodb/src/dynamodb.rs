@@ -423,7 +423,7 @@ impl DynamoDbStore {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        admin
+        let ttl = admin
             .update_time_to_live()
             .table_name(&self.table)
             .time_to_live_specification(
@@ -434,9 +434,21 @@ impl DynamoDbStore {
                     .map_err(|e| Error::Component(e.to_string()))?,
             )
             .send()
-            .await
-            .map_err(|e| self.admin_error("UpdateTimeToLive", e))?;
-        Ok(())
+            .await;
+        match ttl {
+            Ok(_) => Ok(()),
+            // A local DynamoDB-compatible server without TTL (dynalite): the table works, its
+            // items just stay until deleted.
+            Err(e) if e.code() == Some("UnknownOperationException") => {
+                log::warn!(
+                    target: "fleetbreaker",
+                    "table '{}' was created, but this server does not support TTL; items are not expired",
+                    self.table
+                );
+                Ok(())
+            }
+            Err(e) => Err(self.admin_error("UpdateTimeToLive", e)),
+        }
     }
 
     /// Every circuit in the table (a `Scan`, for operators: the breaker itself never scans),
@@ -603,20 +615,19 @@ impl DynamoDbStore {
         };
         match self.put_if(&item, condition).await? {
             Put::Written => Ok(SwapResult::Written),
-            // The SDK retried a write whose first attempt had in fact succeeded (it answered
-            // too late): the item refused now is the one this very swap wrote.
-            Put::Refused(Some(current)) if current == item => {
-                self.counters.write();
-                Ok(SwapResult::Written)
-            }
             Put::Refused(current) => {
                 let current = match current {
                     Some(current) => Some(current),
                     // Without ALL_OLD (some DynamoDB-compatible servers) the conflict comes
-                    // back bare; an unreadable version needs the item to be replaced.
-                    None if expected_version.is_none() => self.read_item(circuit, true).await?,
-                    None => None,
+                    // back bare: read the item, strongly, as ALL_OLD would have given it.
+                    None => self.read_item(circuit, true).await?,
                 };
+                // The SDK retried a write whose first attempt had in fact succeeded (it
+                // answered too late): the item refused now is the one this very swap wrote.
+                if current.as_ref() == Some(&item) {
+                    self.counters.write();
+                    return Ok(SwapResult::Written);
+                }
                 // A version that is a number but not one of ours (-1, 1.5, 2^64): swap against
                 // exactly that number, so that one writer replaces the item.
                 if expected_version.is_none()

@@ -1,6 +1,13 @@
-//! Starts moto's server (`python -m moto.server`) on a loopback port, and stops it on drop.
+//! Starts a DynamoDB-compatible server on a loopback port, and stops it on drop: moto's server
+//! (`scripts/moto-server`: one request at a time, so conditional writes are atomic as in
+//! DynamoDB), or dynalite when `FLEETBREAKER_DYNAMODB_SERVER=dynalite`.
+//! dynalite validates requests as DynamoDB does (moto accepts some that DynamoDB refuses), but
+//! has neither TTL nor `ReturnValuesOnConditionCheckFailure`.
+//!
 //! The Python with moto comes from `FLEETBREAKER_PYTHON`, else the venv that `scripts/test`
-//! makes (`~/.cache/fleetbreaker/venv`), else `python3`.
+//! makes (`~/.cache/fleetbreaker/venv`), else `python3`. dynalite comes from
+//! `FLEETBREAKER_DYNALITE`, else where `scripts/test` installs it
+//! (`~/.cache/fleetbreaker/dynalite`).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -9,11 +16,45 @@ use std::time::{Duration, Instant};
 
 use fleetbreaker::{DynamoDbConfig, DynamoDbStore};
 
+/// `scripts/moto-server`.
+const MOTO_SERVER: &str = include_str!("../../../scripts/moto-server");
+
 pub struct Moto {
     /// Dropping it stops the server: the keeper thread kills the child and exits.
     stop: Option<std::sync::mpsc::Sender<()>>,
     keeper: Option<std::thread::JoinHandle<()>>,
     pub port: u16,
+    pub kind: Kind,
+}
+
+/// Which DynamoDB-compatible server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Moto,
+    Dynalite,
+}
+
+impl Kind {
+    /// The server the environment asks for.
+    pub fn chosen() -> Kind {
+        match std::env::var("FLEETBREAKER_DYNAMODB_SERVER").as_deref() {
+            Ok("dynalite") => Kind::Dynalite,
+            Ok("moto") | Err(_) => Kind::Moto,
+            Ok(other) => {
+                panic!("FLEETBREAKER_DYNAMODB_SERVER must be moto or dynalite, got {other:?}")
+            }
+        }
+    }
+}
+
+fn dynalite() -> PathBuf {
+    if let Some(p) = std::env::var_os("FLEETBREAKER_DYNALITE") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/fleetbreaker/dynalite/node_modules/.bin/dynalite")
 }
 
 pub fn python() -> PathBuf {
@@ -48,10 +89,11 @@ impl Moto {
     /// The child is spawned by a keeper thread that lives as long as this value: the kernel's
     /// parent-death signal fires when the spawning *thread* ends, and test threads end early.
     pub fn start_on(port: u16) -> Moto {
+        let kind = Kind::chosen();
         let (started, ready) = std::sync::mpsc::channel();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let keeper = std::thread::spawn(move || {
-            let mut child = match spawn(port) {
+            let mut child = match spawn(kind, port) {
                 Ok(child) => child,
                 Err(message) => return started.send(Err(message)).unwrap(),
             };
@@ -76,6 +118,7 @@ impl Moto {
                 stop: Some(stop),
                 keeper: Some(keeper),
                 port,
+                kind,
             },
             Err(message) => panic!("{message}"),
         }
@@ -83,6 +126,16 @@ impl Moto {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether a refused conditional write hands back the stored item.
+    pub fn has_all_old(&self) -> bool {
+        self.kind == Kind::Moto
+    }
+
+    /// Whether the server knows TTL.
+    pub fn has_ttl(&self) -> bool {
+        self.kind == Kind::Moto
     }
 
     /// Kills the server (its data is lost, as with a real outage of a local server).
@@ -100,19 +153,31 @@ impl Drop for Moto {
     }
 }
 
-fn spawn(port: u16) -> Result<Child, String> {
+fn spawn(kind: Kind, port: u16) -> Result<Child, String> {
     let python = python();
-    let mut cmd = Command::new(&python);
-    cmd.args([
-        "-m",
-        "moto.server",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    let mut cmd = match kind {
+        Kind::Moto => {
+            // moto's app with one request at a time: its conditional writes are then atomic,
+            // as DynamoDB's are (moto's own threaded server lets two of them win under load).
+            let mut cmd = Command::new(&python);
+            cmd.args(["-c", MOTO_SERVER, "127.0.0.1", &port.to_string()]);
+            cmd
+        }
+        Kind::Dynalite => {
+            let mut cmd = Command::new(dynalite());
+            // Tables are ACTIVE at once (dynalite waits 500 ms by default).
+            cmd.args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--createTableMs",
+                "0",
+            ]);
+            cmd
+        }
+    };
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     // The server must not outlive the test process, even if a test panics or is killed.
     unsafe {
         use std::os::unix::process::CommandExt;
@@ -121,13 +186,18 @@ fn spawn(port: u16) -> Result<Child, String> {
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| {
-        format!(
+    cmd.spawn().map_err(|e| match kind {
+        Kind::Moto => format!(
             "cannot start moto's server with {}: {e}. These tests need a DynamoDB-compatible \
                  server: run scripts/test (it installs moto), or pip install 'moto[server]' and \
                  set FLEETBREAKER_PYTHON",
             python.display()
-        )
+        ),
+        Kind::Dynalite => format!(
+            "cannot start dynalite ({}): {e}. Run scripts/test (it installs it), or npm install \
+             dynalite and set FLEETBREAKER_DYNALITE",
+            dynalite().display()
+        ),
     })
 }
 
@@ -142,9 +212,9 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
             use std::io::Read;
             child.stderr.take().unwrap().read_to_string(&mut err).ok();
             return Err(format!(
-                "moto's server exited ({status}) with {}: {err}\nThese tests need moto: run \
-                 scripts/test, or pip install 'moto[server]' and set FLEETBREAKER_PYTHON",
-                python().display()
+                "the DynamoDB-compatible server exited ({status}): {err}\nThese tests need moto \
+                 (or dynalite): run scripts/test, or pip install 'moto[server]' and set \
+                 FLEETBREAKER_PYTHON"
             ));
         }
         if Instant::now() > deadline {

@@ -30,6 +30,9 @@ fn python() -> PathBuf {
     }
 }
 
+/// `scripts/moto-server`: moto's server with each request handled alone.
+const MOTO_SERVER: &str = include_str!("../../../../scripts/moto-server");
+
 impl LocalServer {
     pub fn start() -> Result<LocalServer, String> {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -37,8 +40,9 @@ impl LocalServer {
             .map_err(|e| e.to_string())?
             .port();
         let python = python();
+        // moto's app with one request at a time, so conditional writes are atomic as in DynamoDB.
         let mut child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-c", MOTO_SERVER, "127.0.0.1", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
