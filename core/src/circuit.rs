@@ -36,6 +36,12 @@ pub trait Clock {
     /// age of its copy of the record, the admission lease, the store's back-off), so that a
     /// step of the wall clock cannot stretch them.
     fn monotonic_ms(&mut self) -> u64;
+
+    /// Both clocks, `(wall, monotonic)`; a host where each reading is a call across a boundary
+    /// reads them in one.
+    fn now(&mut self) -> (u64, u64) {
+        (self.now_ms(), self.monotonic_ms())
+    }
 }
 
 /// Where a circuit reports transitions and store trouble.
@@ -63,10 +69,8 @@ struct Now {
 }
 
 fn now(env: &mut impl Env) -> Now {
-    Now {
-        wall: env.now_ms(),
-        mono: env.monotonic_ms(),
-    }
+    let (wall, mono) = env.now();
+    Now { wall, mono }
 }
 
 #[derive(Clone, Debug)]

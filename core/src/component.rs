@@ -43,11 +43,16 @@ impl Store for Imports {
 
 impl Clock for Imports {
     fn now_ms(&mut self) -> u64 {
-        clock::now_ms()
+        clock::now().wall_ms
     }
 
     fn monotonic_ms(&mut self) -> u64 {
-        clock::monotonic_ms()
+        clock::now().monotonic_ms
+    }
+
+    fn now(&mut self) -> (u64, u64) {
+        let reading = clock::now();
+        (reading.wall_ms, reading.monotonic_ms)
     }
 }
 

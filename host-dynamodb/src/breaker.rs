@@ -1,8 +1,10 @@
 //! The breaker: the Rust API over one circuit of an environment.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fleetbreaker_core::{CircuitInfo, Config, ConfigError, Outcome, PermitKind, Transition};
@@ -10,7 +12,7 @@ use fleetbreaker_core::{CircuitInfo, Config, ConfigError, Outcome, PermitKind, T
 use crate::Error;
 use crate::bridge::spawn_detached;
 use crate::clock::Clock;
-use crate::environment::{Environment, Op, Reply, Slot, TransitionHook};
+use crate::environment::{Environment, Op, Reply, Slot, TransitionHook, boxed_in_place};
 use crate::events::Events;
 use crate::fork;
 use crate::kill_switch;
@@ -122,6 +124,49 @@ impl Drop for Permit {
                 drop(Events::new(breaker.env.clone(), events));
             });
         }
+    }
+}
+
+/// The future of a breaker call that is usually ready at once (under the admission lease): then
+/// it is small and holds only the answer; otherwise it holds the call's work, boxed.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Quick<'a, T>(QuickInner<'a, T>);
+
+enum QuickInner<'a, T> {
+    Ready(Option<T>),
+    Waiting(Pin<Box<dyn Future<Output = T> + Send + 'a>>),
+}
+
+impl<'a, T> Quick<'a, T> {
+    fn ready(value: T) -> Quick<'a, T> {
+        Quick(QuickInner::Ready(Some(value)))
+    }
+
+    fn waiting(work: Pin<Box<dyn Future<Output = T> + Send + 'a>>) -> Quick<'a, T> {
+        Quick(QuickInner::Waiting(work))
+    }
+}
+
+// The answer is never pinned (it is only moved out), and the work is pinned in its box.
+impl<T> Unpin for Quick<'_, T> {}
+
+impl<T> Future for Quick<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.get_mut().0 {
+            QuickInner::Ready(value) => Poll::Ready(value.take().expect("polled after completion")),
+            QuickInner::Waiting(work) => work.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Quick<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            QuickInner::Ready(_) => "Quick(ready)",
+            QuickInner::Waiting(_) => "Quick(waiting)",
+        })
     }
 }
 
@@ -287,13 +332,15 @@ impl Breaker {
     /// Asks to make one call. `Err(Error::Open(info))` when the circuit rejects it.
     ///
     /// While the admission lease holds, this is a clock read and a compare: no call into the
-    /// component, no lock, no I/O.
+    /// component, no lock, no I/O, and the future is ready at once.
     #[inline]
-    pub async fn acquire(&self) -> Result<Permit, Error> {
+    pub fn acquire(&self) -> Quick<'_, Result<Permit, Error>> {
         if self.env.monotonic_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
-            return Ok(Permit::new(Grant::Leased, self));
+            return Quick::ready(Ok(Permit::new(Grant::Leased, self)));
         }
-        self.with_events().acquire().await.deliver()
+        Quick::waiting(boxed_in_place(move || async move {
+            self.with_events().acquire().await.deliver()
+        }))
     }
 
     /// The admission lease's deadline on the environment's monotonic clock (0 when there is
@@ -349,10 +396,25 @@ impl Breaker {
             .await
     }
 
-    /// Reports how the call made with `permit` ended.
+    /// Reports how the call made with `permit` ended. A success under the admission lease is
+    /// ready at once.
     #[inline]
-    pub async fn complete(&self, permit: Permit, outcome: Outcome) {
-        self.with_events().complete(permit, outcome).await.deliver()
+    pub fn complete(&self, mut permit: Permit, outcome: Outcome) -> Quick<'_, ()> {
+        // The healthy path: a success under the lease is a counter increment, nothing more.
+        let leased_success = outcome == Outcome::Success
+            && match &permit.grant {
+                Grant::Leased => true,
+                Grant::Granted(p) => p.kind == PermitKind::Normal && p.lease_until_ms.is_some(),
+                _ => false,
+            };
+        if leased_success {
+            permit.take();
+            self.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
+            return Quick::ready(());
+        }
+        Quick::waiting(boxed_in_place(move || async move {
+            self.with_events().complete(permit, outcome).await.deliver()
+        }))
     }
 
     /// Runs `call` under the breaker and returns its result unchanged, or `Err(Error::Open)`
@@ -426,6 +488,19 @@ impl Breaker {
     }
 }
 
+/// With the kill switch on (or set to something unreadable), what `acquire` answers instead of
+/// asking the circuit.
+fn switched_off(b: &Breaker) -> Option<Result<Permit, Error>> {
+    match kill_switch() {
+        Ok(false) => None,
+        Ok(true) => {
+            b.slot.end_lease();
+            Some(Ok(Permit::new(Grant::Disabled, b)))
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
 /// A breaker's calls that hand back their events ([`Delivery`]) instead of delivering them:
 /// the host then runs the hooks where a hook may call any breaker (see [`Events`]).
 pub struct WithEvents<'a>(&'a Breaker);
@@ -434,27 +509,31 @@ impl WithEvents<'_> {
     /// [`Breaker::acquire`], asking the component whatever the lease says.
     pub async fn acquire(&self) -> Delivery<Result<Permit, Error>> {
         let b = self.0;
-        match kill_switch() {
-            Ok(false) => {}
-            Ok(true) => {
-                b.slot.end_lease();
-                return Delivery {
-                    value: Ok(Permit::new(Grant::Disabled, b)),
-                    events: Events::none(),
-                };
-            }
-            Err(e) => {
-                return Delivery {
-                    value: Err(e),
-                    events: Events::none(),
-                };
-            }
+        let none = || Events::none();
+        // The kill switch matters where the breaker would reject, probe or count. Read before
+        // asking when the circuit was last seen unsettled (so a switched-off breaker neither
+        // reads nor writes), else only when the answer is not a plain admission.
+        if b.slot.unsettled.load(Ordering::Relaxed)
+            && let Some(value) = switched_off(b)
+        {
+            return Delivery {
+                value,
+                events: none(),
+            };
         }
         let leased = b.slot.take_leased_successes();
         let (reply, events) = b.run(Op::Acquire(leased, fork::random_u64())).await;
+        let plain = matches!(&reply, Ok(Reply::Acquired(Ok(p))) if p.kind == PermitKind::Normal);
+        if !plain && let Some(value) = switched_off(b) {
+            // A probe permit taken meanwhile is released (in the background, as when dropped).
+            if let Ok(Reply::Acquired(Ok(permit))) = reply {
+                drop(Permit::new(Grant::Granted(permit), b));
+            }
+            return Delivery { value, events };
+        }
         let value = match reply {
             Ok(Reply::Acquired(Ok(permit))) => Ok(Permit::new(Grant::Granted(permit), b)),
-            Ok(Reply::Acquired(Err(info))) => Err(Error::Open(Box::new(info))),
+            Ok(Reply::Acquired(Err(info))) => Err(Error::Open(info)),
             Ok(_) => unreachable!("acquire answers with a permit or a rejection"),
             // The breaker must never become the outage: an internal fault admits the call.
             Err(e) => {
@@ -521,6 +600,14 @@ impl WithEvents<'_> {
                 return none();
             }
             (Grant::Granted(p), outcome) => {
+                // With the kill switch on, a failure counts as nothing (a probe's permit is
+                // still released).
+                let outcome = if outcome == Outcome::Failure && kill_switch().unwrap_or(false) {
+                    b.slot.end_lease();
+                    Outcome::Ignored
+                } else {
+                    outcome
+                };
                 let mut events = Events::none();
                 if outcome == Outcome::Failure {
                     // Any failure ends the lease: the next calls must be counted one by one.
@@ -556,7 +643,7 @@ impl WithEvents<'_> {
     pub async fn info(&self) -> Delivery<Result<CircuitInfo, Error>> {
         let (reply, events) = self.0.run(Op::Info).await;
         let value = reply.map(|r| match r {
-            Reply::Info(info) => info,
+            Reply::Info(info) => *info,
             _ => unreachable!("info answers with info"),
         });
         Delivery { value, events }
@@ -601,7 +688,7 @@ impl WithEvents<'_> {
         self.0.slot.end_lease();
         let (reply, events) = self.0.run(op).await;
         let value = reply.and_then(|r| match r {
-            Reply::Operated(result) => result.map_err(Error::Store),
+            Reply::Operated(result) => result.map(|i| *i).map_err(Error::Store),
             _ => unreachable!("operator calls answer with their result"),
         });
         Delivery { value, events }

@@ -48,6 +48,8 @@ pub(crate) struct EnvInner {
     /// Circuits whose last breaker is gone: their component resources are dropped on the
     /// next call, so a process that sees many names keeps bounded memory.
     released: Mutex<Vec<u64>>,
+    /// Whether `released` holds anything (checked before taking its lock, on every call).
+    any_released: std::sync::atomic::AtomicBool,
 }
 
 struct EnvState {
@@ -74,6 +76,9 @@ pub(crate) struct Slot {
     pub(crate) lease_until_ms: AtomicU64,
     /// Successes counted under the lease, not yet reported.
     pub(crate) leased_successes: AtomicU32,
+    /// The last decision here was not a plain admission (a rejection, a probe, a failure): the
+    /// kill switch is then read before asking the component, not only after.
+    pub(crate) unsettled: std::sync::atomic::AtomicBool,
     listeners: Mutex<Vec<(u64, TransitionHook)>>,
     env: Weak<EnvInner>,
 }
@@ -117,6 +122,7 @@ impl Drop for Slot {
             }
             drop(slots);
             lock(&env.released).push(self.key);
+            env.any_released.store(true, Ordering::Release);
         }
     }
 }
@@ -139,11 +145,13 @@ pub(crate) enum Op {
     Reset,
 }
 
+/// A component call's answer. The circuit's info is boxed: replies travel through several
+/// layers, and a small one moves cheaply.
 pub(crate) enum Reply {
     Done,
-    Acquired(Result<Permit, CircuitInfo>),
-    Info(CircuitInfo),
-    Operated(Result<CircuitInfo, StoreError>),
+    Acquired(Result<Permit, Box<CircuitInfo>>),
+    Info(Box<CircuitInfo>),
+    Operated(Result<Box<CircuitInfo>, StoreError>),
 }
 
 /// What a component call gives back: its reply, and the events it emitted (to deliver).
@@ -206,6 +214,7 @@ impl EnvironmentBuilder {
                 state: ForkLocal::new(Scope::Identity),
                 slots: Mutex::new(HashMap::new()),
                 released: Mutex::new(Vec::new()),
+                any_released: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -303,6 +312,7 @@ impl Environment {
             config: config.cloned().unwrap_or_default(),
             lease_until_ms: AtomicU64::new(0),
             leased_successes: AtomicU32::new(0),
+            unsettled: std::sync::atomic::AtomicBool::new(false),
             listeners: Mutex::new(Vec::new()),
             env: Arc::downgrade(&self.inner),
         });
@@ -320,8 +330,7 @@ impl Environment {
     pub(crate) async fn run(&self, slot: &Arc<Slot>, op: Op) -> Done {
         let inner = self.inner.clone();
         let owned_slot = slot.clone();
-        let work: Pin<Box<dyn Future<Output = Done> + Send>> =
-            Box::pin(async move { run_op(&inner, &owned_slot, op).await });
+        let work = Recycled::new(move || async move { run_op(&inner, &owned_slot, op).await });
         Completing {
             work: Some(work),
             env: self.clone(),
@@ -358,19 +367,127 @@ impl Environment {
     }
 }
 
+/// Boxes the future `make` returns, writing it straight into the allocation: the future of a
+/// component call is large, and building it on the stack to move it in costs a copy per call.
+pub(crate) fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    let mut place = Box::<F>::new_uninit();
+    place.write(make());
+    // SAFETY: written just above.
+    Box::into_pin(unsafe { place.assume_init() })
+}
+
+/// A future on the heap whose allocation is kept for the next one on the same thread. The
+/// future of a component call is over 1 KB, past the allocator's per-thread cache, and one is
+/// made for every call that enters the component.
+struct Recycled<F: Future> {
+    future: std::ptr::NonNull<F>,
+}
+
+thread_local! {
+    /// One spare allocation, with its layout.
+    static SPARE: std::cell::Cell<Option<(std::ptr::NonNull<u8>, std::alloc::Layout)>> =
+        const { std::cell::Cell::new(None) };
+    static SPARE_FREED_AT_EXIT: SpareGuard = const { SpareGuard };
+}
+
+/// Frees the thread's spare allocation when the thread ends.
+struct SpareGuard;
+
+impl Drop for SpareGuard {
+    fn drop(&mut self) {
+        if let Ok(Some((ptr, layout))) = SPARE.try_with(|s| s.take()) {
+            // SAFETY: the spare was allocated by the global allocator with this layout.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+impl<F: Future> Recycled<F> {
+    fn new(make: impl FnOnce() -> F) -> Recycled<F> {
+        let layout = std::alloc::Layout::new::<F>();
+        let spare = SPARE
+            .try_with(|s| match s.take() {
+                Some((ptr, l)) if l == layout => Some(ptr),
+                other => {
+                    s.set(other);
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        let ptr = match spare {
+            Some(ptr) => ptr.cast::<F>(),
+            None => {
+                let _ = SPARE_FREED_AT_EXIT.try_with(|_| ());
+                // SAFETY: `F` is not zero-sized (it holds the call's state).
+                let raw = unsafe { std::alloc::alloc(layout) };
+                match std::ptr::NonNull::new(raw.cast::<F>()) {
+                    Some(ptr) => ptr,
+                    None => std::alloc::handle_alloc_error(layout),
+                }
+            }
+        };
+        // SAFETY: `ptr` is a fresh or recycled allocation of `F`'s layout, uninitialised; the
+        // future is built straight into it.
+        unsafe { ptr.as_ptr().write(make()) };
+        Recycled { future: ptr }
+    }
+}
+
+impl<F: Future> Future for Recycled<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: the future lives at a fixed heap address until `drop`; it is never moved.
+        unsafe { Pin::new_unchecked(&mut *self.future.as_ptr()) }.poll(cx)
+    }
+}
+
+impl<F: Future> Drop for Recycled<F> {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::new::<F>();
+        // SAFETY: the future is initialised and dropped exactly once, in place.
+        unsafe { std::ptr::drop_in_place(self.future.as_ptr()) };
+        let ptr = self.future.cast::<u8>();
+        let kept = SPARE
+            .try_with(|s| match s.take() {
+                None => {
+                    // This thread may never have allocated one: make sure it frees it.
+                    let _ = SPARE_FREED_AT_EXIT.try_with(|_| ());
+                    s.set(Some((ptr, layout)));
+                    true
+                }
+                other => {
+                    s.set(other);
+                    false
+                }
+            })
+            .unwrap_or(false);
+        if !kept {
+            // SAFETY: allocated by the global allocator with this layout.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+// SAFETY: a `Recycled<F>` owns its `F` as a `Box<F>` would.
+unsafe impl<F: Future + Send> Send for Recycled<F> {}
+// The future is never moved out of its allocation.
+impl<F: Future> Unpin for Recycled<F> {}
+
 /// Drives a component call; if dropped before the end, finishes it in the background.
-struct Completing {
-    work: Option<Pin<Box<dyn Future<Output = Done> + Send>>>,
+struct Completing<F: Future<Output = Done> + Send + 'static> {
+    work: Option<Recycled<F>>,
     env: Environment,
     slot: Arc<Slot>,
 }
 
-impl Future for Completing {
+impl<F: Future<Output = Done> + Send + 'static> Future for Completing<F> {
     type Output = Done;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done> {
         let work = self.work.as_mut().expect("polled after completion");
-        match work.as_mut().poll(cx) {
+        match Pin::new(work).poll(cx) {
             Poll::Ready(done) => {
                 self.work = None;
                 Poll::Ready(done)
@@ -380,7 +497,7 @@ impl Future for Completing {
     }
 }
 
-impl Drop for Completing {
+impl<F: Future<Output = Done> + Send + 'static> Drop for Completing<F> {
     fn drop(&mut self) {
         let Some(work) = self.work.take() else {
             return;
@@ -423,7 +540,11 @@ async fn run_op(inner: &Arc<EnvInner>, slot: &Slot, op: Op) -> Done {
 
 fn set_lease(slot: &Slot, op: &Op, result: &Result<Reply, Error>) {
     let lease = match (op, result) {
-        (Op::Acquire(..), Ok(Reply::Acquired(Ok(p)))) => p.lease_until_ms.unwrap_or(0),
+        (Op::Acquire(..), Ok(Reply::Acquired(Ok(p)))) => {
+            slot.unsettled
+                .store(p.kind == PermitKind::Probe, Ordering::Relaxed);
+            p.lease_until_ms.unwrap_or(0)
+        }
         (Op::Complete(p, outcome), _)
             if p.kind == PermitKind::Normal && *outcome != Outcome::Failure =>
         {
@@ -441,13 +562,19 @@ fn set_lease(slot: &Slot, op: &Op, result: &Result<Reply, Error>) {
         }
         // A rejection, a failure, a probe's outcome, an operator's write, a fault, or a
         // look that found the circuit open: no call goes by without asking.
-        _ => 0,
+        _ => {
+            slot.unsettled.store(true, Ordering::Relaxed);
+            0
+        }
     };
     slot.lease_until_ms.store(lease, Ordering::Relaxed);
 }
 
 /// Drops the component resources of released circuits.
 async fn release_circuits(inner: &EnvInner, instance: &mut Instance) {
+    if !inner.any_released.swap(false, Ordering::Acquire) {
+        return;
+    }
     let released = std::mem::take(&mut *lock(&inner.released));
     for key in released {
         if let Some(resource) = instance.circuits.remove(&key) {
@@ -505,7 +632,7 @@ async fn run_locked(
             api.call_acquire(&mut *store, circuit, *leased, *id)
                 .await?
                 .map(bindings::permit_in)
-                .map_err(bindings::info_in),
+                .map_err(|i| Box::new(bindings::info_in(i))),
         ),
         Op::Complete(permit, outcome) => {
             api.call_complete(
@@ -527,25 +654,25 @@ async fn run_locked(
             .await?;
             Reply::Done
         }
-        Op::Info => Reply::Info(bindings::info_in(
+        Op::Info => Reply::Info(Box::new(bindings::info_in(
             api.call_info(&mut *store, circuit).await?,
-        )),
+        ))),
         Op::ForceOpen(duration, reason) => Reply::Operated(
             api.call_force_open(&mut *store, circuit, *duration, reason)
                 .await?
-                .map(bindings::info_in)
+                .map(|i| Box::new(bindings::info_in(i)))
                 .map_err(bindings::store_error_in),
         ),
         Op::ForceClosed(duration, reason) => Reply::Operated(
             api.call_force_closed(&mut *store, circuit, *duration, reason)
                 .await?
-                .map(bindings::info_in)
+                .map(|i| Box::new(bindings::info_in(i)))
                 .map_err(bindings::store_error_in),
         ),
         Op::Reset => Reply::Operated(
             api.call_reset(&mut *store, circuit)
                 .await?
-                .map(bindings::info_in)
+                .map(|i| Box::new(bindings::info_in(i)))
                 .map_err(bindings::store_error_in),
         ),
     })

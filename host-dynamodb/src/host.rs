@@ -86,12 +86,11 @@ impl bindings::fleetbreaker::breaker::store::Host for HostCtx {
 }
 
 impl bindings::fleetbreaker::breaker::clock::Host for HostCtx {
-    fn now_ms(&mut self) -> u64 {
-        self.clock.now_ms()
-    }
-
-    fn monotonic_ms(&mut self) -> u64 {
-        self.clock.monotonic_ms()
+    fn now(&mut self) -> bindings::fleetbreaker::breaker::clock::Reading {
+        bindings::fleetbreaker::breaker::clock::Reading {
+            wall_ms: self.clock.now_ms(),
+            monotonic_ms: self.clock.monotonic_ms(),
+        }
     }
 }
 

@@ -21,11 +21,8 @@ pub const KILL_SWITCH_VARIABLES: [&str; 2] = [
 /// development: with it on, nothing protects the downstream.
 pub fn kill_switch() -> Result<bool, Error> {
     let mut on = false;
-    for name in KILL_SWITCH_VARIABLES {
-        let Some(raw) = std::env::var_os(name) else {
-            continue;
-        };
-        let value = raw.to_string_lossy().trim().to_ascii_lowercase();
+    for (name, raw) in variables() {
+        let value = raw.trim().to_ascii_lowercase();
         match value.as_str() {
             "1" | "true" | "yes" | "on" | "y" | "t" => on = true,
             "" | "0" | "false" | "no" | "off" | "n" | "f" => {}
@@ -40,4 +37,46 @@ pub fn kill_switch() -> Result<bool, Error> {
         }
     }
     Ok(on)
+}
+
+/// The kill-switch variables that are set, with their values. Read on every call that would
+/// reject, probe or count: so in one pass over the environment, without std's environment lock
+/// and without allocating when none is set (the usual case). Hosts (Python, Node) change the
+/// environment with `setenv`, which this sees.
+#[cfg(target_os = "linux")]
+fn variables() -> Vec<(&'static str, String)> {
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let mut found = Vec::new();
+    // SAFETY: `environ` is the process's NUL-terminated array of NUL-terminated strings; it
+    // is read at once, as getenv reads it.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let first = **entry as u8;
+            // Both names start with one of these; most entries are passed over on one byte.
+            if first == b'F' || first == b'P' {
+                let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+                for name in KILL_SWITCH_VARIABLES {
+                    if let Some(value) = text
+                        .strip_prefix(name.as_bytes())
+                        .and_then(|rest| rest.strip_prefix(b"="))
+                    {
+                        found.push((name, String::from_utf8_lossy(value).into_owned()));
+                    }
+                }
+            }
+            entry = entry.add(1);
+        }
+    }
+    found
+}
+
+#[cfg(not(target_os = "linux"))]
+fn variables() -> Vec<(&'static str, String)> {
+    KILL_SWITCH_VARIABLES
+        .into_iter()
+        .filter_map(|name| std::env::var_os(name).map(|v| (name, v.to_string_lossy().into_owned())))
+        .collect()
 }

@@ -96,7 +96,7 @@ pub mod sqlite;
 mod store;
 mod util;
 
-pub use breaker::{Breaker, BreakerBuilder, Delivery, Permit, WithEvents};
+pub use breaker::{Breaker, BreakerBuilder, Delivery, Permit, Quick, WithEvents};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};

@@ -117,6 +117,8 @@ struct MemoryInner {
     fault: Mutex<Option<StoreError>>,
     /// While set, loads (`.0`) and swaps (`.1`) wait (for tests of races and slow stores).
     hold: tokio::sync::watch::Sender<(bool, bool)>,
+    /// Whether anything is held: checked first, so an ordinary call pays one atomic load.
+    holding: std::sync::atomic::AtomicBool,
     reads: AtomicU64,
     writes: AtomicU64,
     conflicts: AtomicU64,
@@ -129,6 +131,7 @@ impl Default for MemoryInner {
             items: Mutex::default(),
             fault: Mutex::default(),
             hold: tokio::sync::watch::Sender::new((false, false)),
+            holding: std::sync::atomic::AtomicBool::new(false),
             reads: AtomicU64::default(),
             writes: AtomicU64::default(),
             conflicts: AtomicU64::default(),
@@ -190,12 +193,14 @@ impl MemoryStore {
     /// what happens while the store is slow: a breaker's call is then stuck inside the store,
     /// as with a slow network).
     pub fn hold_calls(&self) {
+        self.inner.holding.store(true, Ordering::SeqCst);
         self.inner.hold.send_replace((true, true));
     }
 
     /// Like [`MemoryStore::hold_calls`], for loads only or writes only; loads and writes
     /// already held stay held.
     pub fn hold(&self, loads: bool, writes: bool) {
+        self.inner.holding.store(true, Ordering::SeqCst);
         self.inner
             .hold
             .send_modify(|held| *held = (held.0 || loads, held.1 || writes));
@@ -216,6 +221,9 @@ impl MemoryStore {
     /// A way to wait while calls of this kind are held; `None` when they are not (the call
     /// answers at once).
     fn held(&self, pick: Pick) -> Option<(Held, Pick)> {
+        if !self.inner.holding.load(Ordering::SeqCst) {
+            return None;
+        }
         let held = self.inner.hold.subscribe();
         let waiting = pick(&held.borrow());
         waiting.then_some((held, pick))
