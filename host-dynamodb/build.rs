@@ -6,8 +6,9 @@
 //! 3. a build-time wasmtime (with Cranelift) precompiles it for a baseline CPU of the target,
 //!    with the same engine settings the runtime uses (`src/engine_config.rs`).
 //!
-//! Outputs in `OUT_DIR`: `fleetbreaker.wasm` (portable) and `fleetbreaker.cwasm` (native), and
-//! `engine.txt`, which describes the engine that precompiled it.
+//! Outputs in `OUT_DIR`: `fleetbreaker.wasm` (portable) and `fleetbreaker.cwasm` (native),
+//! `engine.txt`, which describes the engine that precompiled it, and `fleetbreaker-wit.wasm`,
+//! the WIT package encoded as WebAssembly (the CLI's `component` command writes it out).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,9 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let core_dir = locate_core(&manifest_dir);
-    let wit_dir = core_dir.join("..").join("wit");
+    // `core/wit` links to the top-level `wit/`, so that a source package of the core (the
+    // Python sdist) carries the WIT package with it.
+    let wit_dir = core_dir.join("wit");
 
     for path in [
         core_dir.join("src"),
@@ -47,6 +50,15 @@ fn main() {
         .and_then(|e| e.validate(true).encode())
         .unwrap_or_else(|e| panic!("encoding the breaker component failed: {e:?}"));
     std::fs::write(out_dir.join("fleetbreaker.wasm"), &component).unwrap();
+
+    // The WIT package in its binary form, for embedders that generate their own bindings.
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(&wit_dir)
+        .unwrap_or_else(|e| panic!("reading the WIT package in {}: {e:?}", wit_dir.display()));
+    let wit = wit_component::encode(&resolve, package)
+        .unwrap_or_else(|e| panic!("encoding the WIT package failed: {e:?}"));
+    std::fs::write(out_dir.join("fleetbreaker-wit.wasm"), wit).unwrap();
 
     let target = env::var("TARGET").unwrap();
     let mut config = engine_config::engine_config();

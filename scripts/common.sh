@@ -53,26 +53,117 @@ ensure_dynalite() {
     echo "dynalite $(node -e "console.log(require('$FLEETBREAKER_DYNALITE_DIR/node_modules/dynalite/package.json').version)")"
 }
 
-# Builds the Python wheel (release: it is what users install) into $CARGO_TARGET_DIR/wheels.
-# maturin shares the target tree by building for the explicit host triple.
+# Tools for builds that run on every Lambda: zig as C compiler and linker (it links against the
+# glibc version named in its target, whatever this machine has), cargo-zigbuild's wrappers
+# around it, maturin and auditwheel. All from PyPI, in a virtual environment outside the clone.
+export FLEETBREAKER_TOOLS="${FLEETBREAKER_TOOLS:-$HOME/.cache/fleetbreaker/build-tools}"
+ensure_cross_tools() {
+    if [ ! -x "$FLEETBREAKER_TOOLS/bin/python" ]; then
+        python3 -m venv "$FLEETBREAKER_TOOLS"
+    fi
+    if ! "$FLEETBREAKER_TOOLS/bin/python" -c "import ziglang, maturin, auditwheel" 2>/dev/null ||
+        [ ! -x "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" ]; then
+        "$FLEETBREAKER_TOOLS/bin/pip" install --quiet --disable-pip-version-check \
+            'ziglang==0.15.2' 'cargo-zigbuild==0.24.1' 'maturin>=1.16,<2' 'auditwheel==6.8.2'
+    fi
+}
+
+ensure_rust_target() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$1"; then
+        rustup target add "$1"
+    fi
+}
+
+# Points cargo and the cc crate at zig for the Rust triple $1: glibc 2.17 for -gnu (every
+# Lambda runtime, Amazon Linux 2 included), static for -musl. Call it in a subshell: it
+# exports variables.
+cross_env() {
+    local triple=$1 zig_target dir var
+    case "$triple" in
+    x86_64-unknown-linux-gnu) zig_target=x86_64-linux-gnu.2.17 ;;
+    aarch64-unknown-linux-gnu) zig_target=aarch64-linux-gnu.2.17 ;;
+    x86_64-unknown-linux-musl) zig_target=x86_64-linux-musl ;;
+    aarch64-unknown-linux-musl) zig_target=aarch64-linux-musl ;;
+    *)
+        echo "no cross build set up for $triple" >&2
+        return 1
+        ;;
+    esac
+    ensure_cross_tools
+    dir="$FLEETBREAKER_TOOLS/zig-wrappers/$zig_target"
+    mkdir -p "$dir"
+    printf '#!/bin/sh\nexec "%s" zig cc -- -target %s -g "$@"\n' "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" "$zig_target" >"$dir/cc"
+    printf '#!/bin/sh\nexec "%s" zig c++ -- -target %s -g "$@"\n' "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" "$zig_target" >"$dir/c++"
+    printf '#!/bin/sh\nexec "%s" zig ar -- "$@"\n' "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" >"$dir/ar"
+    chmod +x "$dir/cc" "$dir/c++" "$dir/ar"
+    # cargo-zigbuild finds zig as `python -m ziglang` of the first python on PATH.
+    export PATH="$FLEETBREAKER_TOOLS/bin:$PATH"
+    var=${triple//-/_}
+    export "CC_$var=$dir/cc" "CXX_$var=$dir/c++" "AR_$var=$dir/ar"
+    export "CARGO_TARGET_${var^^}_LINKER=$dir/cc"
+}
+
+# Builds the Python wheel (release: it is what users install) into $CARGO_TARGET_DIR/wheels:
+# manylinux2014 (glibc 2.17), as scripts/package builds it. maturin shares the target tree with
+# the addon by building for the explicit triple.
 build_wheel() {
     ensure_python
-    if ! "$FLEETBREAKER_VENV/bin/python" -c "import maturin" 2>/dev/null; then
-        "$FLEETBREAKER_VENV/bin/pip" install --quiet --disable-pip-version-check 'maturin>=1.16,<2'
-    fi
     rm -f "$CARGO_TARGET_DIR"/wheels/fleetbreaker-*.whl
-    "$FLEETBREAKER_VENV/bin/maturin" build --release --target x86_64-unknown-linux-gnu \
-        -m bindings-python/Cargo.toml -o "$CARGO_TARGET_DIR/wheels" -i "$FLEETBREAKER_VENV/bin/python"
+    (
+        cross_env x86_64-unknown-linux-gnu
+        "$FLEETBREAKER_TOOLS/bin/maturin" build --release --target x86_64-unknown-linux-gnu \
+            --compatibility manylinux2014 -m bindings-python/Cargo.toml -o "$CARGO_TARGET_DIR/wheels"
+    )
     ls -l "$CARGO_TARGET_DIR"/wheels/fleetbreaker-*.whl
 }
 
-# Installs the Node package's tools and builds the addon (release: what users install); the
-# explicit triple shares the target tree with the Python wheel's build.
+# Installs the Node package's tools and builds the addon (release, glibc 2.17: what users
+# install) beside the package, where lib/native.js finds it in a checkout.
 build_addon() {
     (
+        cross_env x86_64-unknown-linux-gnu
         cd bindings-node
         npm ci --no-audit --no-fund --loglevel=error
-        npx napi build --platform --release --target x86_64-unknown-linux-gnu --js native.js --dts native.d.ts
+        npx napi build --platform --release --target x86_64-unknown-linux-gnu --no-js --dts native.d.ts
         ls -l fleetbreaker.*.node
     )
+}
+
+# The highest GLIBC_x.y symbol version the shared object $1 needs ("none" if it needs none).
+max_glibc() {
+    local v
+    v=$({ readelf -W --dyn-syms "$1" 2>/dev/null || true; } | grep -o 'GLIBC_2\.[0-9.]*[0-9]' | sort -uV | tail -1)
+    echo "${v:-none}"
+}
+
+# Fails when the shared object $1 needs a glibc newer than 2.17 (Lambda's oldest runtimes run
+# on Amazon Linux 2, glibc 2.26; manylinux2014 promises 2.17).
+check_glibc() {
+    local need
+    need=$(max_glibc "$1")
+    if [ "$need" != none ] && [ "$(printf '%s\nGLIBC_2.17\n' "$need" | sort -V | tail -1)" != GLIBC_2.17 ]; then
+        echo "  $(basename "$1"): needs $need, above GLIBC_2.17" >&2
+        return 1
+    fi
+    echo "  $(basename "$1"): highest glibc symbol $need"
+}
+
+# Shows that check_glibc refuses what an ordinary build ships: a Rust cdylib linked by the
+# system linker against this machine's glibc.
+check_glibc_catches_an_ordinary_build() {
+    local scratch
+    scratch=$(mktemp -d)
+    mkdir -p "$scratch/ordinary/src"
+    printf '[package]\nname = "ordinary"\nversion = "0.0.0"\nedition = "2021"\n[lib]\ncrate-type = ["cdylib"]\n[workspace]\n' \
+        >"$scratch/ordinary/Cargo.toml"
+    printf '#[no_mangle]\npub extern "C" fn spawn_one() -> u64 { std::thread::spawn(|| 1u64).join().unwrap_or(0) }\n' \
+        >"$scratch/ordinary/src/lib.rs"
+    (cd "$scratch/ordinary" && CARGO_TARGET_DIR="$scratch/target" cargo build --quiet --release)
+    if check_glibc "$scratch/target/release/libordinary.so" 2>/dev/null; then
+        echo "the glibc check passed a library built the ordinary way: it checks nothing" >&2
+        rm -rf "$scratch"
+        return 1
+    fi
+    echo "  (it refuses a library built the ordinary way, which needs $(max_glibc "$scratch/target/release/libordinary.so"))"
+    rm -rf "$scratch"
 }

@@ -10,7 +10,7 @@
 // monotonic clock, starts from what the addon says is left of the lease, and an epoch makes
 // sure an answer that arrives after a failure ended the lease cannot start it again.
 
-const native = require('../native.js');
+const native = require('./native.js');
 const {
   CircuitBreakerError,
   CircuitBreakerOpenError,
@@ -126,11 +126,15 @@ function nativeConfig(c) {
   };
 }
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
 function checkName(name) {
   if (typeof name !== 'string') throw invalidType('name', 'a string', name);
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes === 0 || bytes > MAX_NAME_BYTES) throw outOfRange('name', `1 to ${MAX_NAME_BYTES} bytes of UTF-8`, `${bytes} bytes`);
-  if (!name.isWellFormed()) throw outOfRange('name', 'valid UTF-8 (no lone surrogates)', name);
+  // A lone surrogate is a code point of category Cs in a `u` regex (String#isWellFormed is
+  // Node 20 and later; the package supports Node 18).
+  if (LONE_SURROGATE.test(name)) throw outOfRange('name', 'valid UTF-8 (no lone surrogates)', name);
   return name;
 }
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a moto server (a DynamoDB-compatible server on loopback), started once per
-test session and stopped at its end."""
+test session and stopped at its end; or, with FLEETBREAKER_MOTO_ENDPOINT set, one already running
+(the arm64 checks run the tests under emulation against a server on the host)."""
 
 from __future__ import annotations
 
@@ -65,11 +66,23 @@ class Moto:
         self.log.close()
 
 
+class RunningMoto:
+    """A server this session did not start, and does not stop."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="session")
-def moto() -> Iterator[Moto]:
+def moto() -> Iterator[Moto | RunningMoto]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    server = Moto(_free_port())
+    running = os.environ.get("FLEETBREAKER_MOTO_ENDPOINT")
+    server = RunningMoto(running) if running else Moto(_free_port())
     yield server
     server.stop()
 

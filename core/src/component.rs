@@ -7,7 +7,7 @@ use crate::circuit::{Circuit, Clock, Events, Store};
 use crate::types as t;
 
 wit_bindgen::generate!({
-    path: "../wit",
+    path: "wit",
     world: "fleetbreaker",
 });
 

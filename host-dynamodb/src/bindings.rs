@@ -4,7 +4,7 @@
 use fleetbreaker_core as t;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../core/wit",
     world: "fleetbreaker",
     imports: { "fleetbreaker:breaker/store": async },
     exports: { default: async },

@@ -220,6 +220,17 @@ impl Key {
     }
 }
 
+/// The HTTPS client every store builds: hyper with rustls on ring, the system's root
+/// certificates. Chosen explicitly rather than by the SDK's default feature, which brings aws-lc
+/// (see `Cargo.toml`).
+pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// The DynamoDB store.
 pub struct DynamoDbStore {
     /// The client of this process; a forked child builds another from `base`.
@@ -258,6 +269,7 @@ impl DynamoDbStore {
         config.validate()?;
         let attempt = (config.store_timeout / 2).max(Duration::from_millis(1));
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https_client())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .operation_timeout(config.store_timeout)
@@ -328,12 +340,14 @@ impl DynamoDbStore {
     /// The client of this process.
     pub fn client(&self) -> &Client {
         self.client.get_or_init(|| {
-            // A new identity cache and no inherited HTTP client: the parent's connections and
-            // any lock a vanished thread held stay with the parent.
+            // A new identity cache and a new HTTP client: the parent's connections and any lock
+            // a vanished thread held stay with the parent. (A client given to `with_client`
+            // with an HTTP client of its own gets the default one in a forked child.)
             Client::from_conf(
                 self.base
                     .to_builder()
                     .identity_cache(aws_sdk_dynamodb::config::IdentityCache::lazy().build())
+                    .http_client(https_client())
                     .build(),
             )
         })

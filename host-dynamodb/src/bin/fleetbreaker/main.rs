@@ -83,6 +83,13 @@ enum Command {
     },
     /// Create the DynamoDB table (with TTL on `expiration`), for development and tests.
     CreateTable,
+    /// Write the breaker component (portable WebAssembly) and its WIT package, for embedders
+    /// on a wasmtime of their own.
+    Component {
+        /// The folder to write `fleetbreaker.wasm` and `fleetbreaker-wit.wasm` into.
+        #[arg(long, default_value = ".")]
+        out_dir: std::path::PathBuf,
+    },
     /// Run a simulated fleet of processes sharing one circuit, and show what the breaker did.
     Demo(demo::DemoArgs),
     #[command(hide = true)]
@@ -162,6 +169,24 @@ impl StoreArgs {
     }
 }
 
+/// The WIT package, encoded by the build script.
+static WIT_PACKAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleetbreaker-wit.wasm"));
+
+fn write_component(out_dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    for (name, bytes) in [
+        ("fleetbreaker.wasm", fleetbreaker::component_wasm()),
+        ("fleetbreaker-wit.wasm", WIT_PACKAGE),
+    ] {
+        let path = out_dir.join(name);
+        std::fs::write(&path, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("{} ({} bytes)", path.display(), bytes.len());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
@@ -186,6 +211,7 @@ fn main() -> ExitCode {
                 count,
             } => operator::watch(&cli.store, &name, interval, count).await,
             Command::CreateTable => operator::create_table(&cli.store).await,
+            Command::Component { out_dir } => write_component(&out_dir),
             Command::Demo(args) => demo::run(&cli.store, args).await,
             Command::DemoWorker(args) => worker::run(&cli.store, args).await,
         }

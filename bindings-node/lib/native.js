@@ -1,0 +1,58 @@
+'use strict';
+// Loads the native addon built for this platform. A published install finds it in one of the
+// platform packages (`@fleetbreaker/<platform>`, listed in `optionalDependencies`, so npm
+// installs only the one that matches); a checkout finds the addon built beside the package.
+// Any other platform gets an error that names it and the supported ones.
+
+const { join } = require('node:path');
+const { existsSync } = require('node:fs');
+
+/** The platforms a platform package is published for, by the name of their package. */
+const SUPPORTED = ['linux-x64-gnu', 'linux-arm64-gnu'];
+
+/** 'gnu' or 'musl': which C library this Node runs on (musl on Alpine). */
+function libc() {
+  if (process.platform !== 'linux') return '';
+  try {
+    const header = process.report && process.report.getReport().header;
+    if (header && header.glibcVersionRuntime) return 'gnu';
+  } catch (_) {
+    // A report that cannot be made says nothing either way; look at the loader instead.
+  }
+  return existsSync(`/lib/ld-musl-${process.arch === 'x64' ? 'x86_64' : 'aarch64'}.so.1`) ? 'musl' : 'gnu';
+}
+
+/** This process's platform, as the platform packages name it. */
+function platform() {
+  const c = libc();
+  return `${process.platform}-${process.arch}${c ? `-${c}` : ''}`;
+}
+
+function load() {
+  const name = platform();
+  const local = join(__dirname, '..', `fleetbreaker.${name}.node`);
+  if (existsSync(local)) return require(local);
+  if (!SUPPORTED.includes(name)) {
+    const err = new Error(
+      `fleetbreaker has no native addon for ${name} (Node ${process.version}); ` +
+        `it is published for ${SUPPORTED.join(', ')}`,
+    );
+    err.code = 'ERR_FLEETBREAKER_UNSUPPORTED_PLATFORM';
+    throw err;
+  }
+  try {
+    return require(`@fleetbreaker/${name}`);
+  } catch (cause) {
+    if (cause && cause.code !== 'MODULE_NOT_FOUND') throw cause;
+    const err = new Error(
+      `fleetbreaker's addon for ${name} is not installed: the package @fleetbreaker/${name} ` +
+        'is missing (was the install made with --no-optional, or on another platform? ' +
+        'Install on the platform that runs the code, or add the package by hand)',
+    );
+    err.code = 'ERR_FLEETBREAKER_ADDON_MISSING';
+    err.cause = cause;
+    throw err;
+  }
+}
+
+module.exports = load();
