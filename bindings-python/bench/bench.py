@@ -142,6 +142,43 @@ COLD = {
 }
 
 
+# Where fleetbreaker's cold start goes, step by step, timed inside the child.
+BREAKDOWN = """
+import time
+t0 = time.perf_counter()
+from fleetbreaker import circuit_breaker
+from fleetbreaker.persistence import CircuitBreakerDynamoDBPersistence
+t1 = time.perf_counter()
+p = CircuitBreakerDynamoDBPersistence("fleetbreaker-bench", region="us-east-1", endpoint_url=ENDPOINT)
+t2 = time.perf_counter()
+@circuit_breaker(name="cold", persistence_store=p)
+def work(): return 1
+t3 = time.perf_counter()
+work()
+t4 = time.perf_counter()
+work()
+t5 = time.perf_counter()
+print(*((b - a) * 1e3 for a, b in ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))))
+"""
+BREAKDOWN_STEPS = [
+    "import (loads the native library)",
+    "persistence object (validation only)",
+    "decorating (the component instance, the DynamoDB client, TLS roots)",
+    "first call (one GetItem on moto)",
+    "second call (under the lease)",
+]
+
+
+def breakdown(endpoint: str) -> List[float]:
+    env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=endpoint, AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
+    code = textwrap.dedent(BREAKDOWN).replace("ENDPOINT", repr(endpoint))
+    runs = [
+        [float(x) for x in subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, check=True).stdout.split()]
+        for _ in range(9)
+    ]
+    return [statistics.median(r[i] for r in runs) for i in range(len(BREAKDOWN_STEPS))]
+
+
 def cold(endpoint: str) -> Dict[str, Tuple[float, float]]:
     env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=endpoint, AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
     results: Dict[str, Tuple[float, float]] = {}
@@ -201,6 +238,9 @@ def main() -> None:
         print(f"\nfleetbreaker: {fw:.0f} ms ({fw - base:.0f} ms over python alone); Powertools: {pw:.0f} ms "
               f"({pw - base:.0f} ms over). Ratio of wall times: 1/{pw / fw:.1f} (target: at most 1/10); "
               f"of the time added to python: 1/{(pw - base) / max(fw - base, 0.1):.1f}.")
+        print("\nwhere fleetbreaker's cold start goes (ms, median of 9, timed in the process):\n")
+        for step, ms in zip(BREAKDOWN_STEPS, breakdown(endpoint)):
+            print(f"  {ms:7.2f}  {step}")
     finally:
         moto.kill()
 

@@ -123,9 +123,7 @@ impl Circuit<'_> {
             Err(info) => println!(
                 "{at:>6} ms  call rejected: {}, retry in {} ms",
                 state_name(info.state),
-                info.retry_after_ms
-                    .map(|t| t.saturating_sub(1_700_000_000_000 + at))
-                    .unwrap_or(0)
+                info.retry_after_ms.unwrap_or(0)
             ),
         }
         for event in self.store.data_mut().events.drain(..) {
@@ -169,7 +167,7 @@ fn main() -> wasmtime::Result<()> {
     };
     let handle = api
         .circuit()
-        .call_create(&mut store, "payments", &config, "embed-example")?
+        .call_create(&mut store, "payments", config, "embed-example")?
         .map_err(|e| wasmtime::format_err!("config refused: {}: {}", e.field, e.message))?;
     let mut circuit = Circuit {
         store: &mut store,
