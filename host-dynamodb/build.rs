@@ -27,11 +27,13 @@ fn main() {
     // `core/wit` links to the top-level `wit/`, so that a source package of the core (the
     // Python sdist) carries the WIT package with it.
     let wit_dir = core_dir.join("wit");
+    // Watched through its real path: cargo does not look inside a directory behind a link.
+    let wit_watched = wit_dir.canonicalize().unwrap_or_else(|_| wit_dir.clone());
 
     for path in [
         core_dir.join("src"),
         core_dir.join("Cargo.toml"),
-        wit_dir.clone(),
+        wit_watched,
     ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
