@@ -256,3 +256,40 @@ fn operator_commands_replace_a_corrupt_record_and_names_are_printed_escaped() {
     );
     assert!(all.contains("tenant\\u{1b}[31mred"), "{all}");
 }
+
+/// Whether `needle` occurs in `bytes` (names in a WebAssembly binary are plain UTF-8).
+fn contains(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn component_command_writes_the_component_and_its_wit_package() {
+    let dir = TempDir::new("component-out");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .args(["component", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    ok(&out);
+    let component = std::fs::read(dir.join("fleetbreaker.wasm")).unwrap();
+    assert_eq!(
+        component,
+        fleetbreaker::component_wasm(),
+        "the portable component is the one the library embeds"
+    );
+    let wit = std::fs::read(dir.join("fleetbreaker-wit.wasm")).unwrap();
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&wit)
+        .expect("the WIT package is a valid component");
+    for name in ["store", "clock", "events", "breaker", "types"] {
+        let interface = format!("fleetbreaker:breaker/{name}@0.1.0");
+        assert!(
+            contains(&wit, &interface),
+            "the WIT package lacks {interface}"
+        );
+    }
+    assert!(
+        contains(&wit, "circuit-record"),
+        "the WIT package carries its types"
+    );
+}
