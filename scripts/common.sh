@@ -1,5 +1,8 @@
 # Shared by the scripts: where builds go, the toolchain, and timed phases.
 
+# The checkout these scripts belong to.
+FLEETBREAKER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
 # One target directory outside the clone, shared by every build of the project (workspace,
 # guest, bindings), so a fresh clone on a machine that built before starts warm.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fleetbreaker/target}"
@@ -105,9 +108,32 @@ cross_env() {
         ;;
     esac
     ensure_cross_tools
-    dir="$FLEETBREAKER_TOOLS/zig-wrappers/$zig_target"
+    # (A new directory for new wrappers: cargo relinks when the linker path changes.)
+    dir="$FLEETBREAKER_TOOLS/zig-linkers/$zig_target"
     mkdir -p "$dir"
-    printf '#!/bin/sh\nexec "%s" zig cc -- -target %s -g "$@"\n' "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" "$zig_target" >"$dir/cc"
+    # Unwinding: rustc links -lgcc_s on -gnu, which zig replaces with a private copy of LLVM's
+    # libunwind. The process's other unwinder is libgcc_s (glibc's pthread_exit and
+    # pthread_cancel use it), and when it walks our frames it calls our personality routine,
+    # bound to the private copy, with libgcc's context: a crash. Python <= 3.13 ends daemon
+    # threads at exit with pthread_exit, so a thread waiting on the store crashed the process.
+    # A stub with libgcc_s's symbol versions makes the library need the system's libgcc_s.so.1
+    # (on every glibc system and in the manylinux policy), as a native build does.
+    if [ "${triple##*-}" = gnu ]; then
+        "$FLEETBREAKER_TOOLS/bin/python" -m ziglang cc -target "$zig_target" -shared -nostdlib \
+            -Wl,--version-script="$FLEETBREAKER_ROOT/scripts/cross/libgcc_s.map" \
+            -Wl,-soname,libgcc_s.so.1 "$FLEETBREAKER_ROOT/scripts/cross/libgcc_s.c" -o "$dir/libgcc_s.so.1"
+    fi
+    cat >"$dir/cc" <<EOF
+#!/bin/sh
+for arg; do
+    shift
+    case "\$arg" in
+    -lgcc_s) set -- "\$@" "$dir/libgcc_s.so.1" ;;
+    *) set -- "\$@" "\$arg" ;;
+    esac
+done
+exec "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" zig cc -- -target $zig_target -g "\$@"
+EOF
     printf '#!/bin/sh\nexec "%s" zig c++ -- -target %s -g "$@"\n' "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" "$zig_target" >"$dir/c++"
     printf '#!/bin/sh\nexec "%s" zig ar -- "$@"\n' "$FLEETBREAKER_TOOLS/bin/cargo-zigbuild" >"$dir/ar"
     chmod +x "$dir/cc" "$dir/c++" "$dir/ar"
@@ -161,6 +187,17 @@ check_glibc() {
         return 1
     fi
     echo "  $(basename "$1"): highest glibc symbol $need"
+}
+
+# Fails unless the shared object $1 unwinds with the system's libgcc_s (see cross_env): it needs
+# libgcc_s.so.1 and imports the unwinder rather than carrying a private copy.
+check_system_unwinder() {
+    if ! readelf -d "$1" | grep -q 'NEEDED.*\[libgcc_s\.so\.1\]' ||
+        ! readelf -W --dyn-syms "$1" | grep -q ' UND _Unwind_RaiseException@GCC_3\.0'; then
+        echo "  $(basename "$1"): carries its own unwinder instead of using libgcc_s.so.1" >&2
+        return 1
+    fi
+    echo "  $(basename "$1"): unwinds with the system's libgcc_s.so.1"
 }
 
 # Shows that check_glibc refuses what an ordinary build ships: a Rust cdylib linked by the

@@ -428,6 +428,49 @@ def test_info_and_transition_are_frozen_dataclasses_as_in_powertools() -> None:
     assert dataclasses.astuple(info)[:2] == ("payments", CircuitState.OPEN)
 
 
+DAEMON_THREAD_AT_EXIT = """
+    import builtins, os, threading
+    from fleetbreaker import CircuitBreaker
+    from fleetbreaker.persistence import InMemoryPersistence
+    from fleetbreaker.testing import hold_store_calls, release_store_calls, store_counts
+
+    persistence = InMemoryPersistence()
+    CircuitBreaker("payments", persistence).call(lambda: 1)  # the store is open
+    reads = store_counts(persistence)[0]
+    orders = CircuitBreaker("orders", persistence)
+    hold_store_calls(persistence)
+    started = threading.Event()
+
+    def worker():
+        started.set()
+        orders.call(lambda: 1)  # loads "orders": waits on the store with the GIL released
+
+    threading.Thread(target=worker, daemon=True).start()
+    started.wait()
+
+    class AnswerWhileFinalizing:
+        # Runs while the interpreter finalizes (builtins are cleared last): the daemon thread's
+        # store call is answered now, and it comes back for the GIL just as Python <= 3.13
+        # makes such threads exit with pthread_exit, a forced unwind through the extension.
+        def __del__(self, os=os, release=release_store_calls, counts=store_counts, p=persistence):
+            release(p)
+            for _ in range(10_000_000):
+                if counts(p)[0] > reads:
+                    os.write(1, b"answered while finalizing")
+                    return
+
+    builtins.fleetbreaker_answer = AnswerWhileFinalizing()
+"""
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_a_daemon_thread_waiting_on_the_store_when_the_interpreter_exits_does_not_crash_it(attempt: int) -> None:
+    # The extension must use the system's unwinder (libgcc_s): with a private copy, the forced
+    # unwind that ends such a thread crashed the process at exit.
+    out = run_child(DAEMON_THREAD_AT_EXIT, timeout=60)
+    assert out == "answered while finalizing", out
+
+
 def test_making_a_breaker_waits_for_the_component_without_holding_the_gil() -> None:
     persistence, clock = InMemoryPersistence(), ManualClock()
     busy = CircuitBreaker("busy", persistence, clock=clock)
