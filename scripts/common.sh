@@ -23,7 +23,7 @@ ensure_toolchain() {
         echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2
         return 1
     fi
-    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    if ! grep -qx wasm32-unknown-unknown <<<"$(rustup target list --installed 2>/dev/null)"; then
         rustup target add wasm32-unknown-unknown
     fi
 }
@@ -87,7 +87,7 @@ ensure_cross_tools() {
 }
 
 ensure_rust_target() {
-    if ! rustup target list --installed 2>/dev/null | grep -qx "$1"; then
+    if ! grep -qx "$1" <<<"$(rustup target list --installed 2>/dev/null)"; then
         rustup target add "$1"
     fi
 }
@@ -192,8 +192,12 @@ check_glibc() {
 # Fails unless the shared object $1 unwinds with the system's libgcc_s (see cross_env): it needs
 # libgcc_s.so.1 and imports the unwinder rather than carrying a private copy.
 check_system_unwinder() {
-    if ! readelf -d "$1" | grep -q 'NEEDED.*\[libgcc_s\.so\.1\]' ||
-        ! readelf -W --dyn-syms "$1" | grep -q ' UND _Unwind_RaiseException@GCC_3\.0'; then
+    # Read whole, then searched: grep -q in a pipe under pipefail fails when readelf gets SIGPIPE.
+    local needed symbols
+    needed=$(readelf -d "$1")
+    symbols=$(readelf -W --dyn-syms "$1")
+    if ! grep -q 'NEEDED.*\[libgcc_s\.so\.1\]' <<<"$needed" ||
+        ! grep -q ' UND _Unwind_RaiseException@GCC_3\.0' <<<"$symbols"; then
         echo "  $(basename "$1"): carries its own unwinder instead of using libgcc_s.so.1" >&2
         return 1
     fi
