@@ -170,7 +170,7 @@ BREAKDOWN_STEPS = [
 
 
 def breakdown(endpoint: str) -> List[float]:
-    env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=endpoint, AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
+    env = lambda_env(endpoint)
     code = textwrap.dedent(BREAKDOWN).replace("ENDPOINT", repr(endpoint))
     runs = [
         [float(x) for x in subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, check=True).stdout.split()]
@@ -179,8 +179,17 @@ def breakdown(endpoint: str) -> List[float]:
     return [statistics.median(r[i] for r in runs) for i in range(len(BREAKDOWN_STEPS))]
 
 
-def cold(endpoint: str) -> Dict[str, Tuple[float, float]]:
+def lambda_env(endpoint: str) -> Dict[str, str]:
+    """The children's environment: Lambda's as far as certificates go (it sets neither
+    SSL_CERT_FILE nor SSL_CERT_DIR, so the system bundle file is read), the moto endpoint."""
     env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=endpoint, AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
+    env.pop("SSL_CERT_FILE", None)
+    env.pop("SSL_CERT_DIR", None)
+    return env
+
+
+def cold(endpoint: str) -> Dict[str, Tuple[float, float]]:
+    env = lambda_env(endpoint)
     results: Dict[str, Tuple[float, float]] = {}
     for name, body in COLD.items():
         # The child reports its own peak RSS (VmHWM): a forked child's rusage would count the
