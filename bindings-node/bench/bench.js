@@ -7,7 +7,8 @@
 //    opossum 10 (in-process only, `fire`) on the same function.
 // 2. Cold start: a whole `node` process to the first guarded call returning, with
 //    DynamoDBPersistence on moto, and its peak RSS; against `node` alone and against
-//    `require('@aws-sdk/client-dynamodb')` plus one GetItem.
+//    `require('@aws-sdk/client-dynamodb')` plus one GetItem; then where fleetbreaker's time goes,
+//    step by step, timed inside the process.
 // Figures only: nothing here passes or fails.
 
 const { execFileSync } = require('node:child_process');
@@ -70,12 +71,54 @@ const REPORT = `
   }
 `;
 
-function cold(endpoint) {
-  // Lambda's environment as far as certificates go: neither SSL_CERT_FILE nor SSL_CERT_DIR is
-  // set there, so the system bundle file is read.
+// Where fleetbreaker's cold start goes, step by step, timed inside the child.
+const BREAKDOWN = `
+  const t = [process.hrtime.bigint()];
+  const { circuitBreaker, DynamoDBPersistence } = require(${JSON.stringify(path.join(__dirname, '..'))});
+  t.push(process.hrtime.bigint());
+  const persistence = new DynamoDBPersistence({ tableName: 'fleetbreaker-bench' });
+  t.push(process.hrtime.bigint());
+  const work = circuitBreaker(async () => 1, { name: 'cold', persistence });
+  t.push(process.hrtime.bigint());
+  work().then(() => {
+    t.push(process.hrtime.bigint());
+    return work();
+  }).then(() => {
+    t.push(process.hrtime.bigint());
+    process.stdout.write(t.slice(1).map((x, i) => String(Number(x - t[i]) / 1e6)).join(' '));
+  });
+`;
+const BREAKDOWN_STEPS = [
+  'require (loads the native addon)',
+  'persistence object (validation only)',
+  'wrapping (the component instance, the DynamoDB client, TLS roots)',
+  'first call (one GetItem on moto)',
+  'second call (under the lease)',
+];
+
+function breakdown(endpoint) {
+  const runs = [];
+  for (let i = 0; i < 9; i++) {
+    const out = execFileSync(process.execPath, ['-e', BREAKDOWN], { env: lambdaEnv(endpoint), cwd: __dirname });
+    runs.push(out.toString().trim().split(' ').map(Number));
+  }
+  return BREAKDOWN_STEPS.map((_, i) => {
+    const column = runs.map((r) => r[i]).sort((a, b) => a - b);
+    return column[column.length >> 1];
+  });
+}
+
+// Lambda's environment as far as certificates go: neither SSL_CERT_FILE nor SSL_CERT_DIR is set
+// there, so the system bundle file is read.
+function lambdaEnv(endpoint) {
   const env = { ...process.env, AWS_ENDPOINT_URL_DYNAMODB: endpoint, AWS_REGION: 'us-east-1' };
   delete env.SSL_CERT_FILE;
   delete env.SSL_CERT_DIR;
+  return env;
+}
+
+function cold(endpoint) {
+  const env = lambdaEnv(endpoint);
   const results = {};
   for (const [name, body] of Object.entries(COLD)) {
     const code = REPORT + (body || 'report();');
@@ -116,6 +159,9 @@ function cold(endpoint) {
     const ours = c.fleetbreaker[0];
     const sdk = c['@aws-sdk/client-dynamodb + one GetItem'][0];
     console.log(`\nfleetbreaker: ${ours.toFixed(0)} ms against ${sdk.toFixed(0)} ms for the AWS SDK alone (target: at most that).`);
+    console.log("\nwhere fleetbreaker's cold start goes (ms, median of 9, timed in the process):\n");
+    const steps = breakdown(moto.endpoint);
+    BREAKDOWN_STEPS.forEach((step, i) => console.log(`  ${steps[i].toFixed(2).padStart(7)}  ${step}`));
   } finally {
     moto.stop();
   }

@@ -5,7 +5,7 @@
 // Any other platform gets an error that names it and the supported ones.
 
 const { join } = require('node:path');
-const { existsSync } = require('node:fs');
+const { existsSync, readFileSync } = require('node:fs');
 
 /** The platforms a platform package is published for, by the name of their package. */
 const SUPPORTED = ['linux-x64-gnu', 'linux-arm64-gnu'];
@@ -13,6 +13,15 @@ const SUPPORTED = ['linux-x64-gnu', 'linux-arm64-gnu'];
 /** 'gnu' or 'musl': which C library this Node runs on (musl on Alpine). */
 function libc() {
   if (process.platform !== 'linux') return '';
+  // The C library this process runs on is mapped into it. Reading the map costs a fraction of a
+  // millisecond; a diagnostic report (below) costs about 7, a fifth of a cold start.
+  try {
+    const maps = readFileSync('/proc/self/maps', 'latin1');
+    if (maps.includes('/ld-musl-')) return 'musl';
+    if (maps.includes('/libc.so.6') || maps.includes('/libc-2.')) return 'gnu';
+  } catch (_) {
+    // No /proc: ask the report.
+  }
   try {
     const header = process.report && process.report.getReport().header;
     if (header && header.glibcVersionRuntime) return 'gnu';
