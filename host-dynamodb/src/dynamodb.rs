@@ -228,20 +228,24 @@ pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
         tls::rustls_provider::CryptoMode::Ring,
     ));
-    let bundle = SYSTEM_BUNDLE.get_or_init(system_bundle);
-    match bundle.as_ref().and_then(|pem| {
-        tls::TlsContext::builder()
-            .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem.clone()))
-            .build()
-            .ok()
-    }) {
-        Some(context) => builder.tls_context(context).build_https(),
+    match SYSTEM_ROOTS.get_or_init(system_roots) {
+        Some(context) => builder.tls_context(context.clone()).build_https(),
         None => builder.build_https(),
     }
 }
 
-/// The system's CA bundle file, read once per process (see [`system_bundle`]).
-static SYSTEM_BUNDLE: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+/// The TLS context trusting the system's CA bundle file, made once per process (see
+/// [`system_bundle`]); None leaves the roots to the SDK.
+static SYSTEM_ROOTS: std::sync::OnceLock<Option<aws_smithy_http_client::tls::TlsContext>> =
+    std::sync::OnceLock::new();
+
+fn system_roots() -> Option<aws_smithy_http_client::tls::TlsContext> {
+    use aws_smithy_http_client::tls;
+    tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty().with_pem_certificate(system_bundle()?))
+        .build()
+        .ok()
+}
 
 /// The root certificates from the system's CA bundle file alone, or None to let the SDK load
 /// them its own way. The SDK's way also reads every file of the certificate directories, which
