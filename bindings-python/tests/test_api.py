@@ -4,6 +4,9 @@ callbacks, configuration errors naming the field, overrides, disabling."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 from typing import Any, List
 
 import pytest
@@ -45,6 +48,35 @@ def test_the_powertools_names_are_all_here() -> None:
     for name in ["CircuitBreakerDynamoDBPersistence", "InMemoryPersistence", "SQLitePersistence"]:
         assert hasattr(fleetbreaker.persistence, name), name
     assert fleetbreaker.testing.ManualClock
+
+
+def test_circuit_state_loaded_on_first_use_is_one_enum_everywhere() -> None:
+    # In a fresh interpreter: the enum is loaded lazily, on the first look.
+    code = textwrap.dedent(
+        """
+        import pickle, sys
+        import fleetbreaker, fleetbreaker.states
+        assert "fleetbreaker._circuit_state" not in sys.modules
+        from fleetbreaker import CircuitState
+        assert fleetbreaker.states.CircuitState is CircuitState
+        assert isinstance(CircuitState.OPEN, sys.modules["enum"].Enum) and CircuitState.OPEN == "OPEN"
+        assert repr(CircuitState.OPEN) == "<CircuitState.OPEN: 'OPEN'>" and str(CircuitState.OPEN) == "OPEN"
+        assert CircuitState.__module__ == "fleetbreaker.states"
+        assert pickle.loads(pickle.dumps(CircuitState.HALF_OPEN)) is CircuitState.HALF_OPEN
+        star = {}
+        exec("from fleetbreaker import *", star)
+        assert star["CircuitState"] is CircuitState
+        try:
+            fleetbreaker.NoSuchName
+        except AttributeError as e:
+            assert "NoSuchName" in str(e)
+        else:
+            raise AssertionError("missing names must raise AttributeError")
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
 
 
 def test_defaults_are_the_seeds() -> None:

@@ -53,7 +53,7 @@ def test_a_completed_permit_cannot_be_completed_again() -> None:
         native.leased_call_failed(7)
 
 
-def test_importing_and_using_the_package_loads_no_boto3() -> None:
+def test_importing_and_using_the_package_loads_no_boto3_and_no_enum() -> None:
     code = textwrap.dedent(
         """
         import sys
@@ -63,7 +63,7 @@ def test_importing_and_using_the_package_loads_no_boto3() -> None:
         @circuit_breaker(name="x", persistence_store=InMemoryPersistence())
         def f(): return 1
         f()
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "asyncio", "dataclasses"))
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "asyncio", "dataclasses", "enum"))
         print(loaded)
         """
     )

@@ -23,7 +23,13 @@ from .exceptions import (
     CircuitBreakerOpenError,
     CircuitBreakerPersistenceError,
 )
-from .states import CircuitInfo, CircuitState, CircuitTransition
+from .states import CircuitInfo, CircuitTransition
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .states import CircuitState
 
 __all__ = [
     "circuit_breaker",
@@ -39,3 +45,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> "Any":
+    # CircuitState loads on first use: its enum import is a cold-start cost (see states).
+    if name == "CircuitState":
+        from .states import _circuit_state_class
+
+        return _circuit_state_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from weakref import WeakValueDictionary
 
 from . import _native
 from .exceptions import CircuitBreakerConfigError
-from .states import CircuitState, CircuitTransition
+from .states import CircuitTransition, _circuit_state_class
 
 # Lean imports on purpose (cold starts): typing only for checkers, logging when first needed.
 TYPE_CHECKING = False
@@ -79,10 +79,11 @@ class _Environment:
         if kind == "transition":
             _, circuit, from_state, to_state, version, at_ms, opened_at_ms, reason, override_reason, local_only = event
             handle = self.handles.get(circuit)
+            state = _circuit_state_class()
             transition = CircuitTransition(
                 circuit_name=circuit,
-                from_state=CircuitState(from_state),
-                to_state=CircuitState(to_state),
+                from_state=state(from_state),
+                to_state=state(to_state),
                 opened_at=None if opened_at_ms is None else opened_at_ms / 1000.0,
                 version=version,
                 at=at_ms / 1000.0,

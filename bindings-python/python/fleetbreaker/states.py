@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
-# Lean imports on purpose: this module loads at every cold start.
+# Lean imports on purpose: this module loads at every cold start. ``CircuitState`` is loaded on
+# first use (see ``_circuit_state``).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional, Tuple
+    from typing import Any, Dict, Optional, Tuple, Type
+
+    from ._circuit_state import CircuitState
 
 __all__ = ["CircuitState", "CircuitInfo", "CircuitTransition"]
 
 
-class CircuitState(str, Enum):
-    """Where a circuit stands. Members compare equal to their names (``"OPEN"``)."""
+def __getattr__(name: str) -> Any:
+    if name == "CircuitState":
+        return _circuit_state_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
-    FORCED_OPEN = "FORCED_OPEN"
-    FORCED_CLOSED = "FORCED_CLOSED"
 
-    def __str__(self) -> str:
-        return self.value
+def _circuit_state_class() -> Type[CircuitState]:
+    from ._circuit_state import CircuitState
+
+    return CircuitState
 
 
 def _seconds(ms: Optional[int]) -> Optional[float]:
@@ -157,7 +157,7 @@ class CircuitInfo(_Frozen):
         (name, state, version, failures, opened, until, retry, reason, override_until, local) = t
         return cls(
             name=name,
-            state=CircuitState(state),
+            state=_circuit_state_class()(state),
             failure_count=failures,
             opened_at=_seconds(opened),
             version=version,
