@@ -138,7 +138,8 @@ impl NativeStore {
         })
     }
 
-    /// Builds the client (it loads the TLS roots: a few ms of CPU, no I/O).
+    /// Opens the store; its SDK configuration loads in the background (see
+    /// `DynamoDbStore::connect`), so this returns at once.
     #[napi(factory)]
     pub fn dynamodb(options: DynamoDbOptions) -> napi::Result<NativeStore> {
         let mut config = DynamoDbConfig::new(options.table_name);

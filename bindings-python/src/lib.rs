@@ -103,8 +103,8 @@ impl Store {
         config.endpoint_url = endpoint_url;
         config.consistent_read = consistent_read;
         config.store_timeout = Duration::from_secs_f64(store_timeout_s);
-        // Building the client is mostly CPU (loading the TLS roots): without the GIL, so a
-        // connection opened in the background does not hold up the interpreter.
+        // The SDK configuration loads in the background (see `DynamoDbStore::connect`); the
+        // first open also starts the I/O runtime's threads, without the GIL.
         let store = check(
             py,
             py.detach(move || {

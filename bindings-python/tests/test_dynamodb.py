@@ -168,3 +168,59 @@ def test_switching_the_import_on_a_live_powertools_table_keeps_open_circuits_ope
     item = client.get_item(TableName=table_name, Key={"id": {"S": "payments"}}, ConsistentRead=True)["Item"]
     assert item["version"] == {"N": "1"} and item["state"] == {"S": "FORCED_OPEN"}, item
     assert "opened_at" not in item, "upgraded to this package's layout by the next write"
+
+
+SLOW_PROFILE = """
+import sys
+from fleetbreaker import CircuitBreaker
+from fleetbreaker.persistence import CircuitBreakerDynamoDBPersistence
+from fleetbreaker.testing import ManualClock
+
+persistence = CircuitBreakerDynamoDBPersistence({table!r}, region="us-east-1", endpoint_url={endpoint!r})
+print("constructed", flush=True)
+clock = ManualClock()
+breaker = CircuitBreaker("slow-profile", persistence, clock=clock)
+print("first", breaker.call(lambda: 1), breaker.info().local_only, flush=True)
+sys.stdin.readline()  # the profile file has been written
+clock.advance(60)  # past store_retry_after: the store is tried again
+print("second", breaker.call(lambda: 1), breaker.info().local_only, flush=True)
+"""
+
+
+def test_a_profile_file_that_blocks_holds_up_neither_construction_nor_a_call_past_the_deadline(
+    moto: Any, table_name: str, tmp_path: Any
+) -> None:
+    # The SDK reads the profile files while it loads its configuration, which happens in the
+    # background from the persistence's construction on. A FIFO blocks that read until a writer
+    # comes: construction, decorating and the first call go on meanwhile (the call fails open
+    # after store_timeout); once the file is written, calls use the table.
+    import os
+    import subprocess
+    import sys
+
+    persistence(moto, table_name).create_table()
+    fifo = tmp_path / "aws-config"
+    os.mkfifo(fifo)
+    env = dict(os.environ, AWS_CONFIG_FILE=str(fifo), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PROFILE.format(table=table_name, endpoint=moto.endpoint)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )
+    lines: List[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(child.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(lines) < 2 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        assert lines[:2] == ["constructed\n", "first 1 True\n"], f"the child waited for the profile file: {lines}"
+        with open(fifo, "w") as profile:  # opens once the SDK's reader is there
+            profile.write("[default]\n")
+        assert child.stdin is not None
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+        reader.join(timeout=5)
+        assert lines[2] == "second 1 False\n", lines
+    finally:
+        child.kill()

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -276,34 +277,92 @@ fn bundle_parses_whole(pem: &[u8]) -> bool {
 
 /// The DynamoDB store.
 pub struct DynamoDbStore {
-    /// The client of this process; a forked child builds another from `base`.
+    /// The client of this process; a forked child builds another from the SDK configuration.
     client: ForkLocal<Client>,
-    base: aws_sdk_dynamodb::Config,
+    sdk: Arc<SdkSlot>,
     table: String,
     key: Key,
     consistent_read: bool,
     store_timeout: Duration,
-    region: String,
     counters: Counters,
+}
+
+/// The SDK configuration of a store: given (`with_client`), or loaded in the background from
+/// [`DynamoDbStore::connect`] on. Loading reads the profile files and makes the TLS context,
+/// milliseconds of a cold start that the caller no longer waits for; the first store call
+/// awaits what is left of it.
+struct SdkSlot {
+    /// Set once, when loaded: a value, never a load in progress, so a forked child reads it.
+    ready: OnceLock<Sdk>,
+    /// This process's load; a child forked while its parent was loading loads again.
+    loading: ForkLocal<tokio::sync::OnceCell<()>>,
+    config: DynamoDbConfig,
+}
+
+struct Sdk {
+    base: aws_sdk_dynamodb::Config,
+    region: String,
+}
+
+impl Sdk {
+    fn of(base: aws_sdk_dynamodb::Config) -> Sdk {
+        let region = base
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "(no region configured)".into());
+        Sdk { base, region }
+    }
+}
+
+impl SdkSlot {
+    async fn get(&self) -> &Sdk {
+        if let Some(sdk) = self.ready.get() {
+            return sdk;
+        }
+        self.loading
+            .get_or_init(tokio::sync::OnceCell::new)
+            .get_or_init(|| async {
+                // Not cut in half by a fork: the child would wait forever on the locks of the
+                // one-time initialisations inside (TLS roots, the SDK's defaults).
+                let _held_off = crate::fork::hold_off_forks().await;
+                // `connect` validated the configuration, so there is a loader.
+                if let Ok(loader) = DynamoDbStore::sdk_config_loader(&self.config) {
+                    let loaded = loader.load().await;
+                    let _ = self
+                        .ready
+                        .set(Sdk::of(aws_sdk_dynamodb::Config::from(&loaded)));
+                }
+            })
+            .await;
+        self.ready.get().expect("the SDK configuration was loaded")
+    }
 }
 
 impl std::fmt::Debug for DynamoDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DynamoDbStore")
             .field("table", &self.table)
-            .field("region", &self.region)
+            .field("region", &self.region())
             .field("key", &self.key)
             .finish()
     }
 }
 
 impl DynamoDbStore {
-    /// Builds a client from the standard AWS environment (credentials chain, region,
-    /// `AWS_ENDPOINT_URL_DYNAMODB`), overridden by `config`, with the store's deadline and a
-    /// bounded retry that fits inside it. Needs a tokio runtime.
+    /// A store whose client comes from the standard AWS environment (credentials chain,
+    /// region, `AWS_ENDPOINT_URL_DYNAMODB`), overridden by `config`, with the store's deadline
+    /// and a bounded retry that fits inside it. Returns once `config` is checked: the SDK
+    /// configuration loads in the background (on the caller's tokio runtime, else the
+    /// library's), and the first store call waits for what is left of it.
     pub async fn connect(config: DynamoDbConfig) -> Result<DynamoDbStore, Error> {
-        let sdk_config = DynamoDbStore::sdk_config_loader(&config)?.load().await;
-        DynamoDbStore::with_client(Client::new(&sdk_config), config)
+        config.validate()?;
+        let store = DynamoDbStore::new(None, config);
+        // Loaded in the background; a call that comes first waits for it.
+        let sdk = store.sdk.clone();
+        crate::bridge::spawn_detached(async move {
+            sdk.get().await;
+        });
+        Ok(store)
     }
 
     /// The SDK configuration [`DynamoDbStore::connect`] uses, to customise before loading
@@ -342,58 +401,97 @@ impl DynamoDbStore {
     /// configuration, with a new connection pool and a new credentials cache.
     pub fn with_client(client: Client, config: DynamoDbConfig) -> Result<DynamoDbStore, Error> {
         config.validate()?;
+        Ok(DynamoDbStore::new(Some(client), config))
+    }
+
+    fn new(client: Option<Client>, config: DynamoDbConfig) -> DynamoDbStore {
         if config.static_pk_value.is_some() && config.sort_key_attr.is_none() {
             log::warn!(
                 target: "fleetbreaker",
                 "static_pk_value is ignored unless sort_key_attr is also set"
             );
         }
-        let region = client
-            .config()
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "(no region configured)".into());
-        let pk_value = config.partition_value();
-        let key = match (config.sort_key_attr, pk_value) {
+        let key = match (config.sort_key_attr.clone(), config.partition_value()) {
             (Some(sk_attr), Some(pk_value)) => Key::Composite {
-                pk_attr: config.key_attr,
+                pk_attr: config.key_attr.clone(),
                 pk_value,
                 sk_attr,
             },
             _ => Key::Simple {
-                attr: config.key_attr,
+                attr: config.key_attr.clone(),
             },
         };
         crate::fork::watch();
-        let base = client.config().clone();
         let this_process = ForkLocal::new(Scope::Identity);
-        this_process.get_or_init(|| client);
-        Ok(DynamoDbStore {
+        let ready = OnceLock::new();
+        if let Some(client) = client {
+            let _ = ready.set(Sdk::of(client.config().clone()));
+            this_process.get_or_init(|| client);
+        }
+        DynamoDbStore {
             client: this_process,
-            base,
-            table: config.table_name,
-            key,
+            table: config.table_name.clone(),
             consistent_read: config.consistent_read,
             store_timeout: config.store_timeout,
-            region,
             counters: Counters::default(),
-        })
+            key,
+            sdk: Arc::new(SdkSlot {
+                ready,
+                loading: ForkLocal::new(Scope::Process),
+                config,
+            }),
+        }
     }
 
-    /// The client of this process.
+    /// The client of this process. Before the SDK configuration has loaded (see
+    /// [`DynamoDbStore::connect`]) this waits for it; async code gets it through a store call.
     pub fn client(&self) -> &Client {
+        if let Some(client) = self.client.get() {
+            return client;
+        }
+        if self.sdk.ready.get().is_none() {
+            // On a thread of its own: this one may be a runtime's.
+            std::thread::scope(|s| {
+                s.spawn(|| crate::bridge::io_runtime().block_on(self.sdk.get()));
+            });
+        }
+        self.client_of(
+            self.sdk
+                .ready
+                .get()
+                .expect("the SDK configuration was loaded"),
+        )
+    }
+
+    /// The client of this process, once the SDK configuration has loaded.
+    async fn process_client(&self) -> &Client {
+        match self.client.get() {
+            Some(client) => client,
+            None => self.client_of(self.sdk.get().await),
+        }
+    }
+
+    fn client_of(&self, sdk: &Sdk) -> &Client {
         self.client.get_or_init(|| {
-            // A new identity cache and a new HTTP client: the parent's connections and any lock
-            // a vanished thread held stay with the parent. (A client given to `with_client`
-            // with an HTTP client of its own gets the default one in a forked child.)
+            // A new identity cache and a new HTTP client: a forked child leaves the parent's
+            // connections and any lock a vanished thread held with the parent. (A client given
+            // to `with_client` with an HTTP client of its own gets the default one in a child.)
             Client::from_conf(
-                self.base
+                sdk.base
                     .to_builder()
                     .identity_cache(aws_sdk_dynamodb::config::IdentityCache::lazy().build())
                     .http_client(https_client())
                     .build(),
             )
         })
+    }
+
+    /// The region in effect, once known (for messages).
+    fn region(&self) -> &str {
+        self.sdk
+            .ready
+            .get()
+            .map_or("(not loaded yet)", |sdk| sdk.region.as_str())
     }
 
     /// The partition key value in composite mode, `None` with a simple key.
@@ -408,6 +506,7 @@ impl DynamoDbStore {
     /// circuit). Needs `dynamodb:DeleteItem`, which the breaker itself never uses.
     pub async fn remove(&self, circuit: &str) -> Result<(), Error> {
         self.admin_client()
+            .await
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(self.key.of(circuit)))
@@ -448,7 +547,7 @@ impl DynamoDbStore {
                 .build()
                 .map_err(|e| Error::Component(e.to_string()))
         };
-        let admin = self.admin_client();
+        let admin = self.admin_client().await;
         let mut request = admin
             .create_table()
             .table_name(&self.table)
@@ -514,6 +613,7 @@ impl DynamoDbStore {
         let mut circuits = Vec::new();
         let mut pages = self
             .admin_client()
+            .await
             .scan()
             .table_name(&self.table)
             .into_paginator()
@@ -540,14 +640,15 @@ impl DynamoDbStore {
     /// A client for table administration, which is on no breaker's path: it waits up to a
     /// minute rather than `store_timeout` (a local server can take seconds over its first
     /// request, and a table scan is not a point read).
-    fn admin_client(&self) -> Client {
+    async fn admin_client(&self) -> Client {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(Duration::from_secs(60))
             .operation_attempt_timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(5))
             .build();
         Client::from_conf(
-            self.client()
+            self.process_client()
+                .await
                 .config()
                 .to_builder()
                 .timeout_config(timeouts)
@@ -606,7 +707,7 @@ impl DynamoDbStore {
                         "{operation} on table '{}' in region '{}' with {} was refused: {code}: \
                          {message}",
                         self.table,
-                        self.region,
+                        self.region(),
                         self.key.describe()
                     )),
                     _ if status >= 500 || code == "InternalServerError" => StoreError::Unavailable(
@@ -615,7 +716,8 @@ impl DynamoDbStore {
                     _ => StoreError::Misconfigured(format!(
                         "{operation} on table '{}' in region '{}' failed: {code} (HTTP {status}): \
                          {message}",
-                        self.table, self.region
+                        self.table,
+                        self.region()
                     )),
                 }
             }
@@ -643,7 +745,8 @@ impl DynamoDbStore {
 
     async fn load_item(&self, circuit: &str) -> Result<Option<Record>, StoreError> {
         let out = self
-            .client()
+            .process_client()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(self.key.of(circuit)))
@@ -715,7 +818,8 @@ impl DynamoDbStore {
         expected: Expected,
     ) -> Result<Put, StoreError> {
         let mut request = self
-            .client()
+            .process_client()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.clone()))
@@ -765,7 +869,8 @@ impl DynamoDbStore {
         consistent: bool,
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
-            .client()
+            .process_client()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(self.key.of(circuit)))

@@ -9,25 +9,86 @@
 //! still uses), and a fresh one is built on first use.
 
 use std::sync::Once;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 static FORKS: AtomicU64 = AtomicU64::new(0);
 static RESTORES: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
+/// Sections a fork waits for (see [`hold_off_forks`]), and whether a fork is waiting.
+static HELD_OFF: AtomicU64 = AtomicU64::new(0);
+static FORKING: AtomicBool = AtomicBool::new(false);
+/// How long a fork waits for a held-off section: far more than one takes (milliseconds), and
+/// little enough that a section stuck on I/O costs a forking server little.
+const FORK_WAIT: Duration = Duration::from_millis(500);
+
+extern "C" fn before_fork() {
+    FORKING.store(true, Ordering::SeqCst);
+    if HELD_OFF.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    let deadline = Instant::now() + FORK_WAIT;
+    while HELD_OFF.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+extern "C" fn in_parent_after_fork() {
+    FORKING.store(false, Ordering::SeqCst);
+}
 
 extern "C" fn in_child_after_fork() {
+    // Atomics only: async-signal-safe, as a handler running in a freshly forked child must be.
     FORKS.fetch_add(1, Ordering::SeqCst);
+    HELD_OFF.store(0, Ordering::SeqCst);
+    FORKING.store(false, Ordering::SeqCst);
 }
 
 fn install() {
     INSTALL.call_once(|| {
-        // SAFETY: registers a handler that only increments an atomic, which is
-        // async-signal-safe, as a handler running in a freshly forked child must be.
+        // SAFETY: registers handlers that touch atomics (and, before a fork, sleep on the
+        // forking thread); none allocates or takes a lock.
         #[cfg(unix)]
         unsafe {
-            libc::pthread_atfork(None, None, Some(in_child_after_fork));
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(in_parent_after_fork),
+                Some(in_child_after_fork),
+            );
         }
     });
+}
+
+/// Holds off `fork()` (for up to half a second) until the returned guard is dropped. For work
+/// that runs on a background thread and takes process-wide locks a forked child would find
+/// held forever, such as the one-time initialisations inside the AWS SDK and TLS stack: a
+/// child forked in the middle of them would hang on its first store call.
+pub(crate) async fn hold_off_forks() -> HeldOff {
+    install();
+    loop {
+        HELD_OFF.fetch_add(1, Ordering::SeqCst);
+        if !FORKING.load(Ordering::SeqCst) {
+            return HeldOff {
+                generation: FORKS.load(Ordering::SeqCst),
+            };
+        }
+        // A fork is waiting for the sections already running: let it go first.
+        HELD_OFF.fetch_sub(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+pub(crate) struct HeldOff {
+    generation: u64,
+}
+
+impl Drop for HeldOff {
+    fn drop(&mut self) {
+        // A guard of the parent's, dropped in a child, counts for nothing there.
+        if FORKS.load(Ordering::SeqCst) == self.generation {
+            HELD_OFF.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What changes when this process stops being the one that made some state.
@@ -120,6 +181,15 @@ impl<T> ForkLocal<T> {
                 }
             }
         }
+    }
+
+    /// The value of this generation, if it was built.
+    pub fn get(&self) -> Option<&T> {
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: see `get_or_init`.
+        unsafe { current.as_ref() }
+            .filter(|g| g.generation == generation(self.scope))
+            .map(|g| &g.value)
     }
 
     /// Whether a value of the current generation exists.
@@ -242,6 +312,50 @@ mod tests {
         assert!(!cell.is_current());
         assert_eq!(*cell.get_or_init(|| 8), 8, "rebuilt after a restore");
         assert_eq!(built, 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fork_waits_for_a_held_off_section_to_end() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let ended = Arc::new(AtomicBool::new(false));
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let section = {
+            let ended = ended.clone();
+            std::thread::spawn(move || {
+                runtime.block_on(async {
+                    let held = hold_off_forks().await;
+                    entered_tx.send(()).unwrap();
+                    // Long enough that a fork not held off lands inside the section.
+                    std::thread::sleep(Duration::from_millis(100));
+                    ended.store(true, Ordering::SeqCst);
+                    drop(held);
+                })
+            })
+        };
+        entered_rx.recv().unwrap();
+        // SAFETY: the child only calls `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: ends the child without running anything of the parent's.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(pid > 0, "fork failed");
+        let ended_before_fork = ended.load(Ordering::SeqCst);
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        section.join().unwrap();
+        assert!(
+            ended_before_fork,
+            "the fork came in the middle of the section"
+        );
+        assert_eq!(HELD_OFF.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -22,7 +22,7 @@ on the loop of the breaker's last async call, else run to completion with ``asyn
 from __future__ import annotations
 
 import os
-from _thread import allocate_lock, start_new_thread
+from _thread import allocate_lock
 from _weakrefset import WeakSet
 from weakref import WeakValueDictionary
 
@@ -251,37 +251,19 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
         self.region = region
         self.endpoint_url = endpoint_url
         self.consistent_read = consistent_read
-        # Open the connection in the background now (it loads the TLS roots, a few ms), so the
-        # first call after a cold start finds it ready.
+        # Opened now: its SDK configuration (profile files, TLS roots: milliseconds) loads on a
+        # native thread from here on, so the first call after a cold start finds it ready. A
+        # store opened before a fork serves the child too (it builds its own connections).
         self._prewarmed: Optional[_native.Store] = None
-        self._prewarm: Optional[Any] = allocate_lock()
-        self._prewarm.acquire()
-        start_new_thread(self._run_prewarm, (self._prewarm,))
-
-    def _after_fork_in_child(self) -> None:
-        super()._after_fork_in_child()
-        # The connection opened in the background renews itself natively; a prewarm still
-        # running belonged to a thread that does not exist here.
-        if self._prewarm is not None:
-            self._prewarm = None
-            self._prewarmed = None
-
-    def _run_prewarm(self, done: Any) -> None:
         try:
             self._prewarmed = self._connect(_DEFAULT_STORE_TIMEOUT)
-        except BaseException:  # the real open reports what is wrong
+        except CircuitBreakerConfigError:  # the open at the first breaker reports it
             pass
-        finally:
-            done.release()
 
     def _open(self, store_timeout: float) -> _native.Store:
-        prewarm, self._prewarm = self._prewarm, None
-        if prewarm is not None:
-            with prewarm:
-                pass
-            store, self._prewarmed = self._prewarmed, None
-            if store is not None and store_timeout == _DEFAULT_STORE_TIMEOUT:
-                return store
+        store, self._prewarmed = self._prewarmed, None
+        if store is not None and store_timeout == _DEFAULT_STORE_TIMEOUT:
+            return store
         return self._connect(store_timeout)
 
     def _connect(self, store_timeout: float) -> _native.Store:
