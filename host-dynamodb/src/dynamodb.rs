@@ -277,9 +277,7 @@ fn bundle_parses_whole(pem: &[u8]) -> bool {
 
 /// The DynamoDB store.
 pub struct DynamoDbStore {
-    /// The client of this process; a forked child builds another from the SDK configuration.
-    client: ForkLocal<Client>,
-    sdk: Arc<SdkSlot>,
+    connection: Arc<Connection>,
     table: String,
     key: Key,
     consistent_read: bool,
@@ -287,54 +285,141 @@ pub struct DynamoDbStore {
     counters: Counters,
 }
 
-/// The SDK configuration of a store: given (`with_client`), or loaded in the background from
-/// [`DynamoDbStore::connect`] on. Loading reads the profile files and makes the TLS context,
-/// milliseconds of a cold start that the caller no longer waits for; the first store call
-/// awaits what is left of it.
-struct SdkSlot {
+/// A store's SDK configuration and this process's client. The configuration is given
+/// (`with_client`), or loaded in the background from [`DynamoDbStore::connect`] on, with the
+/// client's first-use work done before any call needs it (see [`Connection::warm_up`]): reading
+/// the profile files and parsing the TLS roots, milliseconds of a cold start that the caller
+/// no longer waits for. The first store call awaits what is left.
+struct Connection {
     /// Set once, when loaded: a value, never a load in progress, so a forked child reads it.
-    ready: OnceLock<Sdk>,
+    loaded: OnceLock<Loaded>,
     /// This process's load; a child forked while its parent was loading loads again.
     loading: ForkLocal<tokio::sync::OnceCell<()>>,
+    /// The client of this process; a forked child builds another from the configuration.
+    client: ForkLocal<Client>,
     config: DynamoDbConfig,
 }
 
-struct Sdk {
+struct Loaded {
     base: aws_sdk_dynamodb::Config,
     region: String,
 }
 
-impl Sdk {
-    fn of(base: aws_sdk_dynamodb::Config) -> Sdk {
+impl Loaded {
+    fn of(base: aws_sdk_dynamodb::Config) -> Loaded {
         let region = base
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "(no region configured)".into());
-        Sdk { base, region }
+        Loaded { base, region }
     }
 }
 
-impl SdkSlot {
-    async fn get(&self) -> &Sdk {
-        if let Some(sdk) = self.ready.get() {
-            return sdk;
+impl Connection {
+    async fn loaded(self: &Arc<Self>) -> &Loaded {
+        if let Some(loaded) = self.loaded.get() {
+            return loaded;
         }
         self.loading
             .get_or_init(tokio::sync::OnceCell::new)
             .get_or_init(|| async {
-                // Not cut in half by a fork: the child would wait forever on the locks of the
-                // one-time initialisations inside (TLS roots, the SDK's defaults).
-                let _held_off = crate::fork::hold_off_forks().await;
-                // `connect` validated the configuration, so there is a loader.
-                if let Ok(loader) = DynamoDbStore::sdk_config_loader(&self.config) {
-                    let loaded = loader.load().await;
-                    let _ = self
-                        .ready
-                        .set(Sdk::of(aws_sdk_dynamodb::Config::from(&loaded)));
-                }
+                // On a blocking-pool thread, whoever asks first: the SDK reads the profile files
+                // with blocking calls, and a caller's thread (a first call polled in place)
+                // must only ever wait here, within its deadline.
+                // The library's runtime, whose drivers run on its own threads.
+                let this = self.clone();
+                let runtime = crate::bridge::io_runtime().handle().clone();
+                let _ = crate::bridge::io_runtime()
+                    .spawn_blocking(move || runtime.block_on(this.load()))
+                    .await;
             })
             .await;
-        self.ready.get().expect("the SDK configuration was loaded")
+        self.loaded.get().expect("the SDK configuration was loaded")
+    }
+
+    async fn load(&self) {
+        // Not cut in half by a fork: the child would wait forever on the locks of the one-time
+        // initialisations inside (TLS roots, the SDK's defaults).
+        let _held_off = crate::fork::hold_off_forks().await;
+        // `connect` validated the configuration, so there is a loader.
+        if let Ok(loader) = DynamoDbStore::sdk_config_loader(&self.config) {
+            let sdk_config = loader.load().await;
+            let _ = self
+                .loaded
+                .set(Loaded::of(aws_sdk_dynamodb::Config::from(&sdk_config)));
+        }
+    }
+
+    /// The client of this process, once the configuration has loaded.
+    async fn client(self: &Arc<Self>) -> &Client {
+        match self.client.get() {
+            Some(client) => client,
+            None => self.client_of(self.loaded().await),
+        }
+    }
+
+    fn client_of(&self, loaded: &Loaded) -> &Client {
+        self.client.get_or_init(|| {
+            // A new identity cache and a new HTTP client: a forked child leaves the parent's
+            // connections and any lock a vanished thread held with the parent. (A client given
+            // to `with_client` with an HTTP client of its own gets the default one in a child.)
+            Client::from_conf(
+                loaded
+                    .base
+                    .to_builder()
+                    .identity_cache(aws_sdk_dynamodb::config::IdentityCache::lazy().build())
+                    .http_client(https_client())
+                    .build(),
+            )
+        })
+    }
+
+    /// Takes this process's client through one `GetItem` up to the point of sending, and stops
+    /// it there (nothing is sent): the credentials, the endpoint, the signing and the HTTPS
+    /// connector are made ready for the first call. The connector alone parses the TLS roots,
+    /// about 2 ms.
+    async fn warm_up(self: &Arc<Self>, table: &str, key: HashMap<String, AttributeValue>) {
+        let client = self.client().await;
+        let _held_off = crate::fork::hold_off_forks().await;
+        let _stopped = client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .customize()
+            .interceptor(StopBeforeSending)
+            .send()
+            .await;
+    }
+}
+
+/// See [`Connection::warm_up`].
+#[derive(Debug)]
+struct StopBeforeSending;
+
+impl aws_sdk_dynamodb::config::Intercept for StopBeforeSending {
+    fn name(&self) -> &'static str {
+        "fleetbreaker::StopBeforeSending"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::config::HttpClient;
+        // The connector the orchestrator asks for next, with the same settings (its cache key).
+        if let (Some(http), Some(timeouts)) = (
+            components.http_client(),
+            cfg.load::<aws_sdk_dynamodb::config::timeout::TimeoutConfig>(),
+        ) {
+            let mut settings =
+                aws_smithy_runtime_api::client::http::HttpConnectorSettings::builder();
+            settings.set_connect_timeout(timeouts.connect_timeout());
+            settings.set_read_timeout(timeouts.read_timeout());
+            drop(http.http_connector(&settings.build(), components));
+        }
+        Err("stopped before sending (a warm-up)".into())
     }
 }
 
@@ -357,11 +442,10 @@ impl DynamoDbStore {
     pub async fn connect(config: DynamoDbConfig) -> Result<DynamoDbStore, Error> {
         config.validate()?;
         let store = DynamoDbStore::new(None, config);
-        // Loaded in the background; a call that comes first waits for it.
-        let sdk = store.sdk.clone();
-        crate::bridge::spawn_detached(async move {
-            sdk.get().await;
-        });
+        // Loaded and warmed up in the background; a call that comes first waits for the load.
+        let (connection, table) = (store.connection.clone(), store.table.clone());
+        let key = store.key.of("fleetbreaker-warm-up");
+        crate::bridge::spawn_detached(async move { connection.warm_up(&table, key).await });
         Ok(store)
     }
 
@@ -423,21 +507,21 @@ impl DynamoDbStore {
         };
         crate::fork::watch();
         let this_process = ForkLocal::new(Scope::Identity);
-        let ready = OnceLock::new();
+        let loaded = OnceLock::new();
         if let Some(client) = client {
-            let _ = ready.set(Sdk::of(client.config().clone()));
+            let _ = loaded.set(Loaded::of(client.config().clone()));
             this_process.get_or_init(|| client);
         }
         DynamoDbStore {
-            client: this_process,
             table: config.table_name.clone(),
             consistent_read: config.consistent_read,
             store_timeout: config.store_timeout,
             counters: Counters::default(),
             key,
-            sdk: Arc::new(SdkSlot {
-                ready,
+            connection: Arc::new(Connection {
+                loaded,
                 loading: ForkLocal::new(Scope::Process),
+                client: this_process,
                 config,
             }),
         }
@@ -446,18 +530,19 @@ impl DynamoDbStore {
     /// The client of this process. Before the SDK configuration has loaded (see
     /// [`DynamoDbStore::connect`]) this waits for it; async code gets it through a store call.
     pub fn client(&self) -> &Client {
-        if let Some(client) = self.client.get() {
+        let connection = &self.connection;
+        if let Some(client) = connection.client.get() {
             return client;
         }
-        if self.sdk.ready.get().is_none() {
+        if connection.loaded.get().is_none() {
             // On a thread of its own: this one may be a runtime's.
             std::thread::scope(|s| {
-                s.spawn(|| crate::bridge::io_runtime().block_on(self.sdk.get()));
+                s.spawn(|| crate::bridge::io_runtime().block_on(connection.loaded()));
             });
         }
-        self.client_of(
-            self.sdk
-                .ready
+        connection.client_of(
+            connection
+                .loaded
                 .get()
                 .expect("the SDK configuration was loaded"),
         )
@@ -465,33 +550,15 @@ impl DynamoDbStore {
 
     /// The client of this process, once the SDK configuration has loaded.
     async fn process_client(&self) -> &Client {
-        match self.client.get() {
-            Some(client) => client,
-            None => self.client_of(self.sdk.get().await),
-        }
-    }
-
-    fn client_of(&self, sdk: &Sdk) -> &Client {
-        self.client.get_or_init(|| {
-            // A new identity cache and a new HTTP client: a forked child leaves the parent's
-            // connections and any lock a vanished thread held with the parent. (A client given
-            // to `with_client` with an HTTP client of its own gets the default one in a child.)
-            Client::from_conf(
-                sdk.base
-                    .to_builder()
-                    .identity_cache(aws_sdk_dynamodb::config::IdentityCache::lazy().build())
-                    .http_client(https_client())
-                    .build(),
-            )
-        })
+        self.connection.client().await
     }
 
     /// The region in effect, once known (for messages).
     fn region(&self) -> &str {
-        self.sdk
-            .ready
+        self.connection
+            .loaded
             .get()
-            .map_or("(not loaded yet)", |sdk| sdk.region.as_str())
+            .map_or("(not loaded yet)", |loaded| loaded.region.as_str())
     }
 
     /// The partition key value in composite mode, `None` with a simple key.
@@ -1120,5 +1187,123 @@ mod tests {
     fn an_empty_bundle_is_left_to_the_sdk() {
         assert!(!bundle_parses_whole(b""));
         assert!(!bundle_parses_whole(b"not a certificate\n"));
+    }
+}
+
+#[cfg(test)]
+mod connection_tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// Runs the test `name` of this module again in a child process with `env` added, and fails
+    /// if it fails or takes over 30 s. The SDK's default chain reads credentials and profile
+    /// files from the environment, which a test must not change in its own process.
+    fn in_child(name: &str, env: &[(&str, &str)]) {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("dynamodb::connection_tests::{name}"),
+                "--exact",
+                "--nocapture",
+            ])
+            .env("FLEETBREAKER_CONNECTION_TEST_CHILD", "1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{name} hung");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn in_the_child() -> bool {
+        std::env::var_os("FLEETBREAKER_CONNECTION_TEST_CHILD").is_some()
+    }
+
+    fn config_for(endpoint: &str) -> DynamoDbConfig {
+        let mut config = DynamoDbConfig::new("circuits");
+        config.region = Some("us-east-1".into());
+        config.endpoint_url = Some(endpoint.into());
+        config.store_timeout = Duration::from_millis(300);
+        config
+    }
+
+    #[test]
+    fn the_warm_up_sends_nothing_and_a_call_after_it_does() {
+        if !in_the_child() {
+            return in_child(
+                "the_warm_up_sends_nothing_and_a_call_after_it_does",
+                &[("AWS_CONFIG_FILE", "/nonexistent")],
+            );
+        }
+        // A listener nobody else knows: it sees every connection the store makes.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = DynamoDbStore::connect(config_for(&endpoint)).await.unwrap();
+            let key = store.key.of("payments");
+            // Awaited here rather than in the background, so that it has surely run.
+            store.connection.warm_up(&store.table, key).await;
+            assert!(
+                listener.accept().is_err(),
+                "the warm-up must not send a request"
+            );
+            // A real call does connect (no answer comes: it times out, as a store fault).
+            let read = store.load("payments").await;
+            assert!(matches!(read, Err(StoreError::Timeout(_))), "{read:?}");
+            assert!(listener.accept().is_ok(), "the call connected");
+        });
+    }
+
+    #[test]
+    fn a_call_polled_in_place_while_the_profile_file_blocks_times_out_and_does_not_hang() {
+        let dir = std::env::temp_dir().join(format!("fleetbreaker-fifo-{}", std::process::id()));
+        let fifo = dir.join("config");
+        if !in_the_child() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: a valid, NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+            in_child(
+                "a_call_polled_in_place_while_the_profile_file_blocks_times_out_and_does_not_hang",
+                &[("AWS_CONFIG_FILE", fifo.to_str().unwrap())],
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        // Reading a FIFO blocks until a writer comes. The store is made without the background
+        // load of `connect`, so the call below is the first to ask for the configuration, on
+        // this thread: it must wait for the load elsewhere, not run it here.
+        let fifo = std::path::PathBuf::from(std::env::var("AWS_CONFIG_FILE").unwrap());
+        let store = DynamoDbStore::new(None, config_for("http://127.0.0.1:9"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let read = runtime.block_on(store.load("payments"));
+        assert!(matches!(read, Err(StoreError::Timeout(_))), "{read:?}");
+        // Let the blocked load finish, so the process exits cleanly.
+        std::fs::write(&fifo, "[default]\n").unwrap();
     }
 }
