@@ -297,6 +297,8 @@ struct Connection {
     loading: ForkLocal<tokio::sync::OnceCell<()>>,
     /// The client of this process; a forked child builds another from the configuration.
     client: ForkLocal<Client>,
+    /// A store call has asked for the client: a warm-up would only compete with it.
+    called: std::sync::atomic::AtomicBool,
     config: DynamoDbConfig,
 }
 
@@ -376,10 +378,14 @@ impl Connection {
 
     /// Takes this process's client through one `GetItem` up to the point of sending, and stops
     /// it there (nothing is sent): the credentials, the endpoint, the signing and the HTTPS
-    /// connector are made ready for the first call. The connector alone parses the TLS roots,
-    /// about 2 ms.
+    /// connector are made ready for the first call (the connector alone parses the TLS roots,
+    /// about 1 ms). Skipped when a store call came before the configuration loaded: that call
+    /// does the same work at once, and a warm-up would only compete with it.
     async fn warm_up(self: &Arc<Self>, table: &str, key: HashMap<String, AttributeValue>) {
         let client = self.client().await;
+        if self.called.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let _held_off = crate::fork::hold_off_forks().await;
         let _stopped = client
             .get_item()
@@ -522,6 +528,7 @@ impl DynamoDbStore {
                 loaded,
                 loading: ForkLocal::new(Scope::Process),
                 client: this_process,
+                called: std::sync::atomic::AtomicBool::new(false),
                 config,
             }),
         }
@@ -550,6 +557,9 @@ impl DynamoDbStore {
 
     /// The client of this process, once the SDK configuration has loaded.
     async fn process_client(&self) -> &Client {
+        self.connection
+            .called
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.connection.client().await
     }
 
