@@ -238,7 +238,7 @@ class ManualClock {
   }
 }
 
-/** One environment (one component instance) of a persistence store, and its circuits. */
+/** One environment of a persistence store (its identity, its clock), and its circuits. */
 class Environment {
   constructor(store, clock, id, logger) {
     // Held weakly: a circuit no breaker uses is released, so a long-lived service that sees

@@ -313,6 +313,13 @@ pub struct DynamoDbCheck {
     pub static_pk_value: Option<String>,
 }
 
+/// The addon's version: the Cargo workspace's, which `package.json` must carry too (a test
+/// checks it).
+#[napi]
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
 /// Checks a DynamoDB table's settings as the store will (the table name by DynamoDB's rules,
 /// the key attributes) and returns the partition key value in effect with composite keys.
 #[napi]

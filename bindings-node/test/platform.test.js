@@ -53,3 +53,8 @@ test('a supported platform whose package is missing names the package', () => {
   assert.equal(got.code, 'ERR_FLEETBREAKER_ADDON_MISSING');
   assert.match(got.message, new RegExp(`@fleetbreaker/linux-${other}-gnu is missing`));
 });
+
+test('package.json carries the version of the Cargo workspace the addon was built from', () => {
+  const native = require('../lib/native.js');
+  assert.equal(require('../package.json').version, native.version());
+});

@@ -358,7 +358,7 @@ impl Environment {
         self.env.circuits_in_use()
     }
 
-    /// The circuits the component instance holds, after releasing those no breaker uses.
+    /// The component instances this environment holds: one per circuit in use that was called.
     fn component_circuits(&self, py: Python<'_>) -> usize {
         let env = self.env.clone();
         bridge::block_plain(py, async move { env.component_circuits().await })
@@ -694,6 +694,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PROBE", PROBE)?;
     m.add("REJECTED", REJECTED)?;
     m.add("DISABLED", DISABLED)?;
+    // The package's version is the Cargo workspace's (pyproject marks it dynamic).
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Armed now, so a fork right after import is seen.
     fleetbreaker::fork::watch();
     Ok(())

@@ -79,6 +79,21 @@ def test_circuit_state_loaded_on_first_use_is_one_enum_everywhere() -> None:
     assert out.stdout.strip() == "ok", out.stderr
 
 
+def test_the_version_is_the_cargo_workspace_s_everywhere() -> None:
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    import fleetbreaker
+    from fleetbreaker import _native
+
+    workspace = Path(__file__).resolve().parents[2] / "Cargo.toml"
+    declared = re.search(r'^version = "([^"]+)"', workspace.read_text(), re.M)
+    assert declared is not None
+    assert fleetbreaker.__version__ == _native.__version__ == declared.group(1)
+    assert importlib.metadata.version("fleetbreaker") == declared.group(1)
+
+
 def test_defaults_are_the_seeds() -> None:
     c = CircuitBreakerConfig()
     assert (c.failure_threshold, c.recovery_timeout, c.success_threshold, c.local_cache_max_age) == (5, 30, 3, 5)

@@ -356,12 +356,6 @@ impl TransitionReason {
             TransitionReason::Reconciled => "reconciled",
         }
     }
-
-    pub fn parse(text: &str) -> Option<TransitionReason> {
-        TransitionReason::ALL
-            .into_iter()
-            .find(|r| r.as_str() == text)
-    }
 }
 
 impl fmt::Display for TransitionReason {

@@ -19,6 +19,10 @@ use fleetbreaker::{Breaker, Config, FailurePolicy, MemoryStore, Outcome, SystemC
 #[allow(dead_code)]
 mod moto;
 
+#[path = "../tests/support/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
+
 const ROUNDS: usize = 7;
 
 /// Polls once: every call measured here completes without waiting (no store I/O).
@@ -232,6 +236,120 @@ fn cold_start_dynamodb() {
     );
 }
 
+/// Circuit B's decisions while circuit A's store calls take 500 ms (moto behind the test proxy,
+/// which delays every request): each circuit has its own component instance, so B's rejections
+/// (no store I/O while its copy of the record is fresh) do not wait for A's reads.
+fn isolation_while_another_circuit_waits() {
+    let python = moto::python();
+    let has_moto = Command::new(&python)
+        .args(["-c", "import moto.server"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_moto {
+        println!("\n(isolation skipped: no moto for {})", python.display());
+        return;
+    }
+    let server = moto::Moto::start();
+    let proxy = proxy::Proxy::start(server.port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (latencies, refreshes) = runtime.block_on(async {
+        let mut store_config = moto::config(&proxy.endpoint(), &moto::table("isolation"));
+        store_config.store_timeout = Duration::from_secs(5);
+        let store = moto::connect(store_config).await;
+        store.create_table().await.unwrap();
+        let env = fleetbreaker::Environment::builder(store).build().unwrap();
+        let on = |name: &str, config: Config| {
+            Breaker::builder(name)
+                .config(config)
+                .environment(&env)
+                .build()
+                .unwrap()
+        };
+        // A reads its record on every call (a copy is never fresh); B is open, with a copy
+        // that stays fresh for the whole run.
+        let a = on(
+            "a",
+            Config {
+                local_cache_max_age_ms: 0,
+                ..Config::default()
+            },
+        );
+        let b = on(
+            "b",
+            Config {
+                failure_policy: FailurePolicy::ConsecutiveFailures(1),
+                local_cache_max_age_ms: 60_000,
+                ..Config::default()
+            },
+        );
+        b.call(async { Err::<(), ()>(()) })
+            .await
+            .unwrap()
+            .unwrap_err();
+        b.acquire().await.unwrap_err();
+        proxy.set_mode(proxy::Mode::Delay(Duration::from_millis(500)));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refreshing = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut refreshes = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(p) = a.acquire().await {
+                        a.complete(p, Outcome::Success).await;
+                    }
+                    refreshes += 1;
+                }
+                refreshes
+            })
+        };
+        // B decides every millisecond for 1.5 s: through three of A's reads.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut latencies = Vec::new();
+        let end = Instant::now() + Duration::from_millis(1_500);
+        while Instant::now() < end {
+            let start = Instant::now();
+            b.acquire().await.unwrap_err();
+            latencies.push(start.elapsed().as_secs_f64() * 1e3);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (latencies, refreshing.await.unwrap())
+    });
+    let mut sorted = latencies.clone();
+    sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
+    println!(
+        "\ncircuit B's decisions while circuit A's store calls take 500 ms (moto behind a delaying \
+         proxy; {} decisions of B during {} reads of A):",
+        sorted.len(),
+        refreshes
+    );
+    println!("| {:<58} | {:>9} | {:<12} |", "measure", "ms", "target");
+    println!("|{}|{}|{}|", "-".repeat(60), "-".repeat(11), "-".repeat(14));
+    println!(
+        "| {:<58} | {:>9.3} | {:<12} |",
+        "B's acquire, median",
+        at(0.5),
+        ""
+    );
+    println!(
+        "| {:<58} | {:>9.3} | {:<12} |",
+        "B's acquire, p99",
+        at(0.99),
+        "< 1 ms"
+    );
+    println!(
+        "| {:<58} | {:>9.3} | {:<12} |",
+        "B's acquire, worst",
+        at(1.0),
+        ""
+    );
+}
+
 fn main() {
     let started = Instant::now();
     match std::env::var("FLEETBREAKER_BENCH_CHILD").as_deref() {
@@ -337,6 +455,7 @@ fn main() {
         "whole process: spawn to exit, doing nothing (baseline)", baseline, ""
     );
     cold_start_dynamodb();
+    isolation_while_another_circuit_waits();
     println!(
         "\ncomponent: {} bytes of WebAssembly, {} bytes precompiled",
         fleetbreaker::component_wasm().len(),

@@ -343,17 +343,12 @@ impl Breaker {
         }))
     }
 
-    /// The admission lease's deadline on the environment's monotonic clock (0 when there is
-    /// none).
-    #[inline]
-    pub fn lease_until_ms(&self) -> u64 {
-        self.slot.lease_until_ms.load(Ordering::Relaxed)
-    }
-
     /// How much of the admission lease is left, in ms (0 when there is none). Bindings that
     /// keep their own copy of the lease (on their own monotonic clock) start from this.
     pub fn lease_remaining_ms(&self) -> u64 {
-        self.lease_until_ms()
+        self.slot
+            .lease_until_ms
+            .load(Ordering::Relaxed)
             .saturating_sub(self.env.clock().monotonic_ms())
     }
 

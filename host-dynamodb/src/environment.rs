@@ -1,6 +1,7 @@
-//! An environment: one instance of the breaker component, with its store and clock. Every
-//! breaker of one environment shares the instance; breakers with the same name share one
-//! circuit. In a fleet, each Lambda execution environment (or process) is one environment.
+//! An environment: the breaker component with its store and clock, and the circuits its
+//! breakers use. Breakers with the same name share one circuit; each circuit has a component
+//! instance of its own, so one circuit's store I/O never holds up another's decisions. In a
+//! fleet, each Lambda execution environment (or process) is one environment.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,7 +29,7 @@ use crate::store::Store;
 pub(crate) type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
 type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
 
-/// One component instance shared by breakers; cheap to clone.
+/// The circuits of one environment, shared by its breakers; cheap to clone.
 #[derive(Clone)]
 pub struct Environment {
     inner: Arc<EnvInner>,
@@ -40,35 +41,24 @@ pub(crate) struct EnvInner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     on_event: Option<EventHook>,
-    /// The identity and the component instance of this process: a forked child or a
-    /// restored snapshot gets new ones (the old instance may be locked by a thread that
-    /// does not exist here, and its probe tokens are the parent's).
-    state: ForkLocal<EnvState>,
+    /// The identity of this process: a forked child or a restored snapshot gets a new one (its
+    /// probe tokens must not be the parent's).
+    id: ForkLocal<String>,
+    /// Circuits in use, by name. A circuit whose last breaker is gone is released with its
+    /// instance, so a process that sees many names keeps bounded memory.
     slots: Mutex<HashMap<String, Weak<Slot>>>,
-    /// Circuits whose last breaker is gone: their component resources are dropped on the
-    /// next call, so a process that sees many names keeps bounded memory.
-    released: Mutex<Vec<u64>>,
-    /// Whether `released` holds anything (checked before taking its lock, on every call).
-    any_released: std::sync::atomic::AtomicBool,
 }
 
-struct EnvState {
-    id: String,
-    /// `None` until first use, and again after a fault in the component (it is rebuilt).
-    instance: tokio::sync::Mutex<Option<Instance>>,
-}
-
+/// The component instance of one circuit.
 struct Instance {
     store: wasmtime::Store<HostCtx>,
     bindings: Fleetbreaker,
-    /// By slot key, not by name: a name reused after its circuit was released gets a new one.
-    circuits: HashMap<u64, ResourceAny>,
+    circuit: ResourceAny,
 }
 
 /// The host's side of one circuit: its configuration, the admission lease, and listeners.
 /// It lives as long as a breaker of that circuit does.
 pub(crate) struct Slot {
-    pub(crate) key: u64,
     pub(crate) name: String,
     pub(crate) config: Config,
     /// Until this time (on the monotonic clock) calls are admitted without entering the
@@ -80,6 +70,11 @@ pub(crate) struct Slot {
     /// kill switch is then read before asking the component, not only after.
     pub(crate) unsettled: std::sync::atomic::AtomicBool,
     listeners: Mutex<Vec<(u64, TransitionHook)>>,
+    /// This circuit's component instance: `None` until first use, and again after a fault in
+    /// the component (it is rebuilt). Held across the call's store I/O, which is this
+    /// circuit's alone. A forked child or a restored snapshot gets a new one (the old one may
+    /// be locked by a thread that does not exist there, and its probe tokens are the parent's).
+    instance: ForkLocal<tokio::sync::Mutex<Option<Instance>>>,
     env: Weak<EnvInner>,
 }
 
@@ -120,9 +115,6 @@ impl Drop for Slot {
             {
                 slots.remove(&self.name);
             }
-            drop(slots);
-            lock(&env.released).push(self.key);
-            env.any_released.store(true, Ordering::Release);
         }
     }
 }
@@ -211,10 +203,8 @@ impl EnvironmentBuilder {
                 store: self.store,
                 clock: self.clock,
                 on_event: self.on_event,
-                state: ForkLocal::new(Scope::Identity),
+                id: ForkLocal::new(Scope::Identity),
                 slots: Mutex::new(HashMap::new()),
-                released: Mutex::new(Vec::new()),
-                any_released: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -229,11 +219,9 @@ fn new_environment_id() -> String {
 }
 
 impl EnvInner {
-    fn state(&self) -> &EnvState {
-        self.state.get_or_init(|| EnvState {
-            id: self.chosen_id.clone().unwrap_or_else(new_environment_id),
-            instance: tokio::sync::Mutex::new(None),
-        })
+    fn id(&self) -> &str {
+        self.id
+            .get_or_init(|| self.chosen_id.clone().unwrap_or_else(new_environment_id))
     }
 }
 
@@ -255,7 +243,7 @@ impl Environment {
     /// This environment's identity (new in a forked child or a restored snapshot, unless it
     /// was chosen).
     pub fn id(&self) -> &str {
-        &self.inner.state().id
+        self.inner.id()
     }
 
     /// The circuits breakers of this environment hold, for tests and monitoring: a circuit is
@@ -267,16 +255,23 @@ impl Environment {
             .count()
     }
 
-    /// The component resources this environment's instance holds (released lazily, on the
-    /// next call into it), for tests.
+    /// The component instances this environment holds (one per circuit in use that has been
+    /// called), for tests.
     #[doc(hidden)]
     pub async fn component_circuits(&self) -> usize {
-        let state = self.inner.state();
-        let mut guard = state.instance.lock().await;
-        if let Some(instance) = guard.as_mut() {
-            release_circuits(&self.inner, instance).await;
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.slots)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut count = 0;
+        for slot in slots {
+            if let Some(instance) = slot.instance.get()
+                && instance.lock().await.is_some()
+            {
+                count += 1;
+            }
         }
-        guard.as_ref().map_or(0, |i| i.circuits.len())
+        count
     }
 
     pub(crate) fn clock(&self) -> &dyn Clock {
@@ -307,13 +302,13 @@ impl Environment {
             return Ok(slot);
         }
         let slot = Arc::new(Slot {
-            key: next_key(),
             name: name.to_string(),
             config: config.cloned().unwrap_or_default(),
             lease_until_ms: AtomicU64::new(0),
             leased_successes: AtomicU32::new(0),
             unsettled: std::sync::atomic::AtomicBool::new(false),
             listeners: Mutex::new(Vec::new()),
+            instance: ForkLocal::new(Scope::Identity),
             env: Arc::downgrade(&self.inner),
         });
         slots.insert(name.to_string(), Arc::downgrade(&slot));
@@ -521,9 +516,9 @@ impl<F: Future<Output = Done> + Send + 'static> Drop for Completing<F> {
 }
 
 async fn run_op(inner: &Arc<EnvInner>, slot: &Slot, op: Op) -> Done {
-    let state = inner.state();
-    let mut guard = state.instance.lock().await;
-    let result = run_locked(inner, &state.id, &mut guard, slot, &op).await;
+    let instance = slot.instance.get_or_init(|| tokio::sync::Mutex::new(None));
+    let mut guard = instance.lock().await;
+    let result = run_locked(inner, inner.id(), &mut guard, slot, &op).await;
     let events = match guard.as_mut() {
         Some(i) if i.store.data().has_events() => i.store.data_mut().take_events(),
         _ => Vec::new(),
@@ -531,8 +526,8 @@ async fn run_op(inner: &Arc<EnvInner>, slot: &Slot, op: Op) -> Done {
     if matches!(result, Err(Error::Component(_))) {
         *guard = None;
     }
-    // The admission lease is set while the instance is still locked, so it reflects the last
-    // decision: a lease granted by one call cannot outlive a trip decided by the next.
+    // The admission lease is set while the circuit's instance is still locked, so it reflects
+    // the last decision: a lease granted by one call cannot outlive a trip decided by the next.
     set_lease(slot, &op, &result);
     drop(guard);
     (result, events)
@@ -570,19 +565,6 @@ fn set_lease(slot: &Slot, op: &Op, result: &Result<Reply, Error>) {
     slot.lease_until_ms.store(lease, Ordering::Relaxed);
 }
 
-/// Drops the component resources of released circuits.
-async fn release_circuits(inner: &EnvInner, instance: &mut Instance) {
-    if !inner.any_released.swap(false, Ordering::Acquire) {
-        return;
-    }
-    let released = std::mem::take(&mut *lock(&inner.released));
-    for key in released {
-        if let Some(resource) = instance.circuits.remove(&key) {
-            let _ = resource.resource_drop_async(&mut instance.store).await;
-        }
-    }
-}
-
 async fn run_locked(
     inner: &EnvInner,
     environment_id: &str,
@@ -595,37 +577,28 @@ async fn run_locked(
         let ctx = HostCtx::new(inner.store.clone(), inner.clock.clone());
         let mut store = wasmtime::Store::new(rt.pre.engine(), ctx);
         let bindings = rt.pre.instantiate_async(&mut store).await?;
+        let config = bindings::config_out(&slot.config);
+        let created = bindings
+            .fleetbreaker_breaker_breaker()
+            .circuit()
+            .call_create(&mut store, &slot.name, config, environment_id)
+            .await?;
+        let circuit = created.map_err(|e| {
+            Error::Config(ConfigError {
+                field: e.field,
+                message: e.message,
+            })
+        })?;
         *guard = Some(Instance {
             store,
             bindings,
-            circuits: HashMap::new(),
+            circuit,
         });
     }
     let instance = guard.as_mut().expect("instantiated above");
-    release_circuits(inner, instance).await;
     let api = instance.bindings.fleetbreaker_breaker_breaker().circuit();
     let store = &mut instance.store;
-    let circuit = match instance.circuits.get(&slot.key) {
-        Some(c) => *c,
-        None => {
-            let config = bindings::config_out(&slot.config);
-            match api
-                .call_create(&mut *store, &slot.name, config, environment_id)
-                .await?
-            {
-                Ok(c) => {
-                    instance.circuits.insert(slot.key, c);
-                    c
-                }
-                Err(e) => {
-                    return Err(Error::Config(ConfigError {
-                        field: e.field,
-                        message: e.message,
-                    }));
-                }
-            }
-        }
-    };
+    let circuit = instance.circuit;
     Ok(match op {
         Op::Create => Reply::Done,
         Op::Acquire(leased, id) => Reply::Acquired(

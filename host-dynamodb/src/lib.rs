@@ -10,7 +10,8 @@
 //! from native code precompiled when the crate is built, and gives it a store, a clock and an
 //! event sink:
 //! - [`Breaker`]: the Rust API (`acquire`/`complete`, `call`, operator overrides);
-//! - [`Environment`]: one component instance, shared by the breakers of one process;
+//! - [`Environment`]: the circuits of one process, shared by its breakers (each circuit with
+//!   a component instance of its own, so one circuit's store I/O never delays another's);
 //! - [`Store`]: the async store trait, with [`MemoryStore`] built in;
 //! - [`add_to_linker`]: the same imports for embedders with their own `wasmtime::Store`.
 //!

@@ -118,7 +118,7 @@ fn operator_commands_on_dynamodb() {
     ok(&cli(
         &moto,
         t,
-        &["force-close", "payments", "--reason", "ship it"],
+        &["force-closed", "payments", "--reason", "ship it"],
     ));
     stdout.read_to_string(&mut watched).unwrap();
     assert!(watcher.wait().unwrap().success(), "{watched}");
@@ -207,6 +207,16 @@ fn operator_commands_on_sqlite() {
         "{all}"
     );
     assert!(ok(&run(&["reset", "search"])).contains("CLOSED"));
+    // `force-closed`, the API's name; `force-close`, its old name, still works and says so.
+    assert!(ok(&run(&["force-closed", "search", "--reason", "ship it"])).contains("FORCED_CLOSED"));
+    let old = run(&["force-close", "search", "--reason", "ship it"]);
+    assert!(ok(&old).contains("FORCED_CLOSED"));
+    assert!(String::from_utf8_lossy(&old.stderr).contains("deprecated; use `force-closed`"));
+    let help = ok(&run(&["--help"]));
+    assert!(
+        help.contains("force-closed") && !help.contains("force-close "),
+        "{help}"
+    );
 }
 
 #[test]

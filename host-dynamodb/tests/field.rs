@@ -402,3 +402,92 @@ fn a_wall_clock_stepped_back_does_not_stretch_the_copy_or_the_lease() {
         "{rejected:?}"
     );
 }
+
+/// A memory store whose calls for one circuit wait until it is opened, as if that circuit's
+/// item sat on a slow partition; it says when such a call is waiting.
+#[derive(Clone)]
+struct SlowFor {
+    inner: MemoryStore,
+    circuit: &'static str,
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+    waiting: Arc<tokio::sync::Notify>,
+}
+
+impl SlowFor {
+    fn new(circuit: &'static str) -> SlowFor {
+        SlowFor {
+            inner: MemoryStore::new(),
+            circuit,
+            open: Arc::new(tokio::sync::watch::channel(true).0),
+            waiting: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    async fn pass(&self, circuit: &str) {
+        if circuit != self.circuit {
+            return;
+        }
+        let mut open = self.open.subscribe();
+        if !*open.borrow() {
+            self.waiting.notify_one();
+            let _ = open.wait_for(|o| *o).await;
+        }
+    }
+}
+
+impl fleetbreaker::Store for SlowFor {
+    fn load<'a>(
+        &'a self,
+        circuit: &'a str,
+    ) -> fleetbreaker::StoreFuture<'a, Option<fleetbreaker::Record>> {
+        Box::pin(async move {
+            self.pass(circuit).await;
+            self.inner.load(circuit).await
+        })
+    }
+
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a fleetbreaker::Record,
+    ) -> fleetbreaker::StoreFuture<'a, fleetbreaker::SwapResult> {
+        Box::pin(async move {
+            self.pass(circuit).await;
+            self.inner.swap(circuit, expected_version, next).await
+        })
+    }
+}
+
+#[test]
+fn a_circuit_waiting_on_the_store_does_not_hold_up_another_circuits_decisions() {
+    let clock = ManualClock::new(T0);
+    let store = SlowFor::new("slow");
+    let env = Environment::builder(store.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let (slow, other) = (on(&env, "slow", config(1)), on(&env, "other", config(1)));
+    let rt = runtime();
+    // `other` is open: its rejections come from the component, with no store I/O while its
+    // copy of the record is fresh.
+    rt.block_on(other.call(async { Err::<(), _>("down") }))
+        .unwrap()
+        .unwrap_err();
+    // `slow` reads its record, and the store keeps it waiting.
+    store.open.send_replace(false);
+    let waiting = store.waiting.notified();
+    let slow_call = rt.spawn(async move { slow.acquire().await.map(drop) });
+    rt.block_on(waiting);
+    let decided =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), other.acquire()).await });
+    let rejected = decided.expect("`other` was held up by `slow`'s store call");
+    assert!(
+        matches!(rejected, Err(Error::Open(_))),
+        "the open circuit rejects: {rejected:?}"
+    );
+    store.open.send_replace(true);
+    rt.block_on(slow_call)
+        .unwrap()
+        .expect("`slow` is admitted once its read answers");
+}

@@ -15,6 +15,7 @@ fleet-wide, and no store I/O on a healthy call.
         ...
 """
 
+from . import _native
 from .breaker import CircuitBreaker, circuit_breaker
 from .config import CircuitBreakerConfig
 from .exceptions import (
@@ -44,7 +45,7 @@ __all__ = [
     "CircuitBreakerPersistenceError",
 ]
 
-__version__ = "0.1.0"
+__version__: str = _native.__version__
 
 
 def __getattr__(name: str) -> "Any":

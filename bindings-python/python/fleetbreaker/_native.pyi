@@ -13,6 +13,7 @@ ADMITTED: int
 PROBE: int
 REJECTED: int
 DISABLED: int
+__version__: str
 
 _InfoTuple = Tuple[str, str, int, int, Optional[int], Optional[int], Optional[int], Optional[str], Optional[int], bool]
 _AcquireTuple = Tuple[int, Any, int, Any]  # (kind, Permit or None, lease_until_ms, info tuple or None)

@@ -1,4 +1,4 @@
-//! `fleetbreaker`: the operator's CLI (status, force-open, force-close, reset, watch) on a
+//! `fleetbreaker`: the operator's CLI (status, force-open, force-closed, reset, watch) on a
 //! DynamoDB table or a SQLite file, and the fleet demo.
 
 mod demo;
@@ -68,6 +68,9 @@ enum Command {
     /// Reject every call to NAME, fleet-wide.
     ForceOpen(ForceArgs),
     /// Admit every call to NAME and count nothing, fleet-wide.
+    ForceClosed(ForceArgs),
+    /// The old name of `force-closed` (deprecated).
+    #[command(hide = true)]
     ForceClose(ForceArgs),
     /// Write a fresh closed record for NAME, whatever its state.
     Reset { name: String },
@@ -201,7 +204,11 @@ fn main() -> ExitCode {
             Command::ForceOpen(f) => {
                 operator::force(&cli.store, &f.name, true, f.duration, &f.reason).await
             }
+            Command::ForceClosed(f) => {
+                operator::force(&cli.store, &f.name, false, f.duration, &f.reason).await
+            }
             Command::ForceClose(f) => {
+                eprintln!("fleetbreaker: `force-close` is deprecated; use `force-closed`");
                 operator::force(&cli.store, &f.name, false, f.duration, &f.reason).await
             }
             Command::Reset { name } => operator::reset(&cli.store, &name).await,
