@@ -94,6 +94,38 @@ def test_the_version_is_the_cargo_workspace_s_everywhere() -> None:
     assert importlib.metadata.version("fleetbreaker") == declared.group(1)
 
 
+def test_the_package_s_modules_import_each_other_without_a_circle() -> None:
+    # Imports that run (at module level or inside functions), not those for type checkers only.
+    import ast
+    from pathlib import Path
+
+    import fleetbreaker
+
+    package = Path(fleetbreaker.__file__).parent
+    graph = {}
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        type_only = {
+            id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+            for n in ast.walk(node)
+        }
+        graph[source.stem] = {
+            alias.name if node.module is None else node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and id(node) not in type_only
+            for alias in node.names
+        } - {"__init__"}
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
+
+    assert [m for m in graph if m != "__init__" and reaches(m, m, {m})] == []
+    from fleetbreaker.clock import ManualClock
+    from fleetbreaker.testing import ManualClock as FromTesting
+
+    assert FromTesting is ManualClock
+
+
 def test_defaults_are_the_seeds() -> None:
     c = CircuitBreakerConfig()
     assert (c.failure_threshold, c.recovery_timeout, c.success_threshold, c.local_cache_max_age) == (5, 30, 3, 5)

@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional, Tuple, Union, final
 
 __all__ = [
     "ADMITTED", "PROBE", "REJECTED", "DISABLED", "Circuit", "Clock", "Environment", "PendingEvents", "Permit", "Store",
-    "after_restore", "check_dynamodb", "default_partition_value", "now_ms",
+    "after_restore", "check_dynamodb", "default_partition_value", "now_ms", "__version__",
 ]
 
 ADMITTED: int

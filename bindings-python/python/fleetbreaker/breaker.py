@@ -7,7 +7,7 @@ from _weakrefset import WeakSet
 from . import _native
 from .config import CircuitBreakerConfig
 from .exceptions import CircuitBreakerConfigError, CircuitBreakerOpenError
-from .persistence import CircuitBreakerPersistenceLayer, _circuit
+from .persistence import CircuitBreakerPersistenceLayer
 from .states import CircuitInfo, CircuitTransition
 
 # Lean imports on purpose: this module loads at every cold start, and asyncio, inspect and
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import asyncio
     from typing import Any, Awaitable, Callable, List, Optional, TypeVar
 
+    from .clock import ManualClock
     from .persistence import _Environment
-    from .testing import ManualClock
 
     _F = TypeVar("_F", bound=Callable[..., Any])
     _T = TypeVar("_T")
@@ -379,3 +379,40 @@ def circuit_breaker(
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _circuit(
+    persistence: CircuitBreakerPersistenceLayer,
+    name: str,
+    config: Optional[CircuitBreakerConfig],
+    clock: Optional[ManualClock],
+) -> _Handle:
+    """The shared handle of circuit ``name`` in ``persistence``'s environment. Without a
+    config, the circuit's own (when it is in use here) or the default."""
+    if not isinstance(persistence, CircuitBreakerPersistenceLayer):
+        raise CircuitBreakerConfigError(
+            f"persistence_store must be a fleetbreaker persistence store, got {persistence!r}."
+        )
+    env = persistence._environment(None if config is None else config.store_timeout, clock)
+
+    def in_use() -> Optional[_Handle]:
+        handle = env.handles.get(name)
+        if handle is not None and config is not None and handle.config != config:
+            raise CircuitBreakerConfigError(
+                f"circuit '{name}' is already in use with this persistence store with a different "
+                "configuration; breakers that share a name share one circuit (leave config out "
+                "to use the circuit's)."
+            )
+        return handle
+
+    with persistence._lock:
+        handle = in_use()
+    if handle is not None:
+        return handle
+    # Made without the lock: it may wait for the component, which a slow store call holds.
+    made = _Handle(env, name, config if config is not None else CircuitBreakerConfig())
+    with persistence._lock:
+        handle = in_use()
+        if handle is None:
+            env.handles[name] = handle = made
+        return handle

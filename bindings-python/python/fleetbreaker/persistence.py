@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .breaker import CircuitBreaker, _Handle
     from .config import CircuitBreakerConfig
-    from .testing import ManualClock
+    from .clock import ManualClock
 
 __all__ = [
     "CircuitBreakerPersistenceLayer",
@@ -304,46 +304,6 @@ class InMemoryPersistence(CircuitBreakerPersistenceLayer):
 
     def _open(self, store_timeout: float) -> _native.Store:
         return _native.Store.memory()
-
-
-def _circuit(
-    persistence: CircuitBreakerPersistenceLayer,
-    name: str,
-    config: Optional["CircuitBreakerConfig"],
-    clock: Optional["ManualClock"],
-) -> "_Handle":
-    """The shared handle of circuit ``name`` in ``persistence``'s environment. Without a
-    config, the circuit's own (when it is in use here) or the default."""
-    from .breaker import _Handle
-    from .config import CircuitBreakerConfig
-
-    if not isinstance(persistence, CircuitBreakerPersistenceLayer):
-        raise CircuitBreakerConfigError(
-            f"persistence_store must be a fleetbreaker persistence store, got {persistence!r}."
-        )
-    env = persistence._environment(None if config is None else config.store_timeout, clock)
-
-    def in_use() -> Optional["_Handle"]:
-        handle = env.handles.get(name)
-        if handle is not None and config is not None and handle.config != config:
-            raise CircuitBreakerConfigError(
-                f"circuit '{name}' is already in use with this persistence store with a different "
-                "configuration; breakers that share a name share one circuit (leave config out "
-                "to use the circuit's)."
-            )
-        return handle
-
-    with persistence._lock:
-        handle = in_use()
-    if handle is not None:
-        return handle
-    # Made without the lock: it may wait for the component, which a slow store call holds.
-    made = _Handle(env, name, config if config is not None else CircuitBreakerConfig())
-    with persistence._lock:
-        handle = in_use()
-        if handle is None:
-            env.handles[name] = handle = made
-        return handle
 
 
 # Every persistence store of this process, so a forked child can renew their locks.

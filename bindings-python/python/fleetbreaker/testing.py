@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _native
+from .clock import ManualClock
 from .exceptions import CircuitBreakerConfigError
 from .persistence import CircuitBreakerPersistenceLayer, InMemoryPersistence
 
@@ -20,32 +21,6 @@ __all__ = [
     "hold_store_calls",
     "release_store_calls",
 ]
-
-
-class ManualClock:
-    """A wall clock that moves only when told. Pass it as ``clock=`` to a breaker: every
-    breaker given the same clock on the same persistence store shares one environment."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._native = _native.Clock.manual(int(round(start * 1000)))
-
-    def now(self) -> float:
-        """Unix seconds."""
-        return self._native.now_ms() / 1000.0
-
-    def set(self, now: float) -> None:
-        self._native.set_ms(int(round(now * 1000)))
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("a clock only moves forward")
-        self._native.advance_ms(int(round(seconds * 1000)))
-
-    def step(self, seconds: float) -> None:
-        """Steps the wall clock by ``seconds`` (back when negative), as an NTP step does: the
-        times in the shared record move, but the breaker's own deadlines (its copy's age, the
-        admission lease) run on a monotonic clock, which does not."""
-        self._native.step_wall_ms(int(round(seconds * 1000)))
 
 
 def _memory(persistence: CircuitBreakerPersistenceLayer) -> _native.Store:

@@ -13,7 +13,7 @@ use fleetbreaker::{Clock, DynamoDbStore, Store, SystemClock};
 use serde::Serialize;
 
 use crate::local_server::LocalServer;
-use crate::worker::{CallKind, LogLine, Plan};
+use crate::worker::{CallKind, LogLine, Plan, shared_transitions};
 use crate::{StoreArgs, duration, svg};
 
 #[derive(Args, Debug)]
@@ -352,27 +352,6 @@ async fn progress(store_args: &StoreArgs, child_env: &[(&str, String)], plan: &P
     if tty {
         eprintln!();
     }
-}
-
-/// The shared transitions (not the local-only ones), in version order.
-pub fn shared_transitions(lines: &[LogLine]) -> Vec<&LogLine> {
-    let mut t: Vec<&LogLine> = lines
-        .iter()
-        .filter(|l| {
-            matches!(
-                l,
-                LogLine::Transition {
-                    local_only: false,
-                    ..
-                }
-            )
-        })
-        .collect();
-    t.sort_by_key(|l| match l {
-        LogLine::Transition { version, .. } => *version,
-        _ => 0,
-    });
-    t
 }
 
 pub fn summarize(plan: &Plan, lines: &[LogLine], environments: usize) -> Summary {

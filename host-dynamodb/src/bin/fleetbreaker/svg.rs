@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::demo::shared_transitions;
-use crate::worker::{CallKind, LogLine, Plan};
+use crate::worker::{CallKind, LogLine, Plan, shared_transitions};
 
 const LEFT: f64 = 80.0;
 const WIDTH: f64 = 900.0;

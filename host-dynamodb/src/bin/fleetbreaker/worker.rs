@@ -129,6 +129,27 @@ pub struct WorkerArgs {
 }
 
 /// The machine's monotonic clock: one clock for every process, so intervals compare.
+/// The shared transitions (not the local-only ones), in version order.
+pub fn shared_transitions(lines: &[LogLine]) -> Vec<&LogLine> {
+    let mut t: Vec<&LogLine> = lines
+        .iter()
+        .filter(|l| {
+            matches!(
+                l,
+                LogLine::Transition {
+                    local_only: false,
+                    ..
+                }
+            )
+        })
+        .collect();
+    t.sort_by_key(|l| match l {
+        LogLine::Transition { version, .. } => *version,
+        _ => 0,
+    });
+    t
+}
+
 pub fn mono_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
