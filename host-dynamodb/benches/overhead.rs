@@ -171,19 +171,23 @@ fn cold_start() -> (f64, f64, f64) {
     )
 }
 
-/// The time to the first decision with the DynamoDB store, against moto on loopback (needs
-/// moto: scripts/test installs it).
-fn cold_start_dynamodb() {
+/// Whether moto can run here (scripts/test installs it); says `what` is skipped if not.
+fn has_moto(what: &str) -> bool {
     let python = moto::python();
-    let has_moto = Command::new(&python)
+    let found = Command::new(&python)
         .args(["-c", "import moto.server"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_moto {
-        println!(
-            "\n(DynamoDB cold start skipped: no moto for {})",
-            python.display()
-        );
+    if !found {
+        println!("\n({what} skipped: no moto for {})", python.display());
+    }
+    found
+}
+
+/// The time to the first decision with the DynamoDB store, against moto on loopback (needs
+/// moto: scripts/test installs it).
+fn cold_start_dynamodb() {
+    if !has_moto("DynamoDB cold start") {
         return;
     }
     let server = moto::Moto::start();
@@ -240,13 +244,7 @@ fn cold_start_dynamodb() {
 /// which delays every request): each circuit has its own component instance, so B's rejections
 /// (no store I/O while its copy of the record is fresh) do not wait for A's reads.
 fn isolation_while_another_circuit_waits() {
-    let python = moto::python();
-    let has_moto = Command::new(&python)
-        .args(["-c", "import moto.server"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_moto {
-        println!("\n(isolation skipped: no moto for {})", python.display());
+    if !has_moto("isolation") {
         return;
     }
     let server = moto::Moto::start();

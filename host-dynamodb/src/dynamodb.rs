@@ -318,25 +318,28 @@ impl Loaded {
 }
 
 impl Connection {
-    async fn loaded(self: &Arc<Self>) -> &Loaded {
+    /// The SDK configuration, once loaded; `None` if this load failed (the next call tries
+    /// again).
+    async fn loaded(self: &Arc<Self>) -> Option<&Loaded> {
         if let Some(loaded) = self.loaded.get() {
-            return loaded;
+            return Some(loaded);
         }
-        self.loading
+        let _ = self
+            .loading
             .get_or_init(tokio::sync::OnceCell::new)
-            .get_or_init(|| async {
-                // On a blocking-pool thread, whoever asks first: the SDK reads the profile files
-                // with blocking calls, and a caller's thread (a first call polled in place)
-                // must only ever wait here, within its deadline.
-                // The library's runtime, whose drivers run on its own threads.
+            .get_or_try_init(|| async {
+                // On a blocking-pool thread of the library's runtime, whoever asks first: the
+                // SDK reads the profile files with blocking calls, and a caller's thread (a
+                // first call polled in place) must only ever wait here, within its deadline.
                 let this = self.clone();
                 let runtime = crate::bridge::io_runtime().handle().clone();
                 let _ = crate::bridge::io_runtime()
                     .spawn_blocking(move || runtime.block_on(this.load()))
                     .await;
+                self.loaded.get().map(drop).ok_or(())
             })
             .await;
-        self.loaded.get().expect("the SDK configuration was loaded")
+        self.loaded.get()
     }
 
     async fn load(&self) {
@@ -353,10 +356,10 @@ impl Connection {
     }
 
     /// The client of this process, once the configuration has loaded.
-    async fn client(self: &Arc<Self>) -> &Client {
+    async fn client(self: &Arc<Self>) -> Option<&Client> {
         match self.client.get() {
-            Some(client) => client,
-            None => self.client_of(self.loaded().await),
+            Some(client) => Some(client),
+            None => Some(self.client_of(self.loaded().await?)),
         }
     }
 
@@ -382,7 +385,9 @@ impl Connection {
     /// about 1 ms). Skipped when a store call came before the configuration loaded: that call
     /// does the same work at once, and a warm-up would only compete with it.
     async fn warm_up(self: &Arc<Self>, table: &str, key: HashMap<String, AttributeValue>) {
-        let client = self.client().await;
+        let Some(client) = self.client().await else {
+            return;
+        };
         if self.called.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
@@ -443,8 +448,8 @@ impl DynamoDbStore {
     /// A store whose client comes from the standard AWS environment (credentials chain,
     /// region, `AWS_ENDPOINT_URL_DYNAMODB`), overridden by `config`, with the store's deadline
     /// and a bounded retry that fits inside it. Returns once `config` is checked: the SDK
-    /// configuration loads in the background (on the caller's tokio runtime, else the
-    /// library's), and the first store call waits for what is left of it.
+    /// configuration loads in the background, on the library's runtime, and the first store
+    /// call waits for what is left of it.
     pub async fn connect(config: DynamoDbConfig) -> Result<DynamoDbStore, Error> {
         config.validate()?;
         let store = DynamoDbStore::new(None, config);
@@ -544,7 +549,9 @@ impl DynamoDbStore {
         if connection.loaded.get().is_none() {
             // On a thread of its own: this one may be a runtime's.
             std::thread::scope(|s| {
-                s.spawn(|| crate::bridge::io_runtime().block_on(connection.loaded()));
+                s.spawn(|| {
+                    let _ = crate::bridge::io_runtime().block_on(connection.loaded());
+                });
             });
         }
         connection.client_of(
@@ -556,11 +563,13 @@ impl DynamoDbStore {
     }
 
     /// The client of this process, once the SDK configuration has loaded.
-    async fn process_client(&self) -> &Client {
+    async fn process_client(&self) -> Result<&Client, StoreError> {
         self.connection
             .called
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.connection.client().await
+        self.connection.client().await.ok_or_else(|| {
+            StoreError::Unavailable("the AWS SDK configuration could not be loaded".into())
+        })
     }
 
     /// The region in effect, once known (for messages).
@@ -583,7 +592,7 @@ impl DynamoDbStore {
     /// circuit). Needs `dynamodb:DeleteItem`, which the breaker itself never uses.
     pub async fn remove(&self, circuit: &str) -> Result<(), Error> {
         self.admin_client()
-            .await
+            .await?
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(self.key.of(circuit)))
@@ -624,7 +633,7 @@ impl DynamoDbStore {
                 .build()
                 .map_err(|e| Error::Component(e.to_string()))
         };
-        let admin = self.admin_client().await;
+        let admin = self.admin_client().await?;
         let mut request = admin
             .create_table()
             .table_name(&self.table)
@@ -690,7 +699,7 @@ impl DynamoDbStore {
         let mut circuits = Vec::new();
         let mut pages = self
             .admin_client()
-            .await
+            .await?
             .scan()
             .table_name(&self.table)
             .into_paginator()
@@ -717,20 +726,20 @@ impl DynamoDbStore {
     /// A client for table administration, which is on no breaker's path: it waits up to a
     /// minute rather than `store_timeout` (a local server can take seconds over its first
     /// request, and a table scan is not a point read).
-    async fn admin_client(&self) -> Client {
+    async fn admin_client(&self) -> Result<Client, Error> {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(Duration::from_secs(60))
             .operation_attempt_timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(5))
             .build();
-        Client::from_conf(
+        Ok(Client::from_conf(
             self.process_client()
-                .await
+                .await?
                 .config()
                 .to_builder()
                 .timeout_config(timeouts)
                 .build(),
-        )
+        ))
     }
 
     fn admin_error<E: ProvideErrorMetadata + std::fmt::Debug>(
@@ -823,7 +832,7 @@ impl DynamoDbStore {
     async fn load_item(&self, circuit: &str) -> Result<Option<Record>, StoreError> {
         let out = self
             .process_client()
-            .await
+            .await?
             .get_item()
             .table_name(&self.table)
             .set_key(Some(self.key.of(circuit)))
@@ -896,7 +905,7 @@ impl DynamoDbStore {
     ) -> Result<Put, StoreError> {
         let mut request = self
             .process_client()
-            .await
+            .await?
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.clone()))
@@ -947,7 +956,7 @@ impl DynamoDbStore {
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .process_client()
-            .await
+            .await?
             .get_item()
             .table_name(&self.table)
             .set_key(Some(self.key.of(circuit)))
