@@ -174,7 +174,9 @@ impl<T> std::fmt::Debug for Quick<'_, T> {
 /// [`Breaker::with_events`]).
 #[derive(Debug)]
 pub struct Delivery<T> {
+    /// What the call returned.
     pub value: T,
+    /// The events it produced, not yet delivered.
     pub events: Events,
 }
 
@@ -309,6 +311,7 @@ impl Breaker {
         }
     }
 
+    /// The circuit's name.
     pub fn name(&self) -> &str {
         &self.slot.name
     }
@@ -318,6 +321,7 @@ impl Breaker {
         &self.slot.config
     }
 
+    /// The environment this breaker's circuit belongs to.
     pub fn environment(&self) -> &Environment {
         &self.env
     }

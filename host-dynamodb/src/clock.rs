@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 ///   environment keeps (its copy's age, the admission lease, the store's back-off). A step of
 ///   the wall clock (NTP, an operator, a restored snapshot) cannot stretch them.
 pub trait Clock: Send + Sync + 'static {
+    /// The wall clock: Unix milliseconds.
     fn now_ms(&self) -> u64;
 
     /// Defaults to `now_ms`, which keeps a clock written for earlier versions working; a real
@@ -112,6 +113,8 @@ impl ManualClock {
         }
     }
 
+    /// Sets the wall clock to `now_ms`; the monotonic clock moves forward by as much, never
+    /// back.
     pub fn set(&self, now_ms: u64) {
         let before = self.times.0.swap(now_ms, Ordering::SeqCst);
         self.times
@@ -119,6 +122,7 @@ impl ManualClock {
             .fetch_add(now_ms.saturating_sub(before), Ordering::SeqCst);
     }
 
+    /// Moves both clocks forward by `ms`.
     pub fn advance(&self, ms: u64) {
         self.times.0.fetch_add(ms, Ordering::SeqCst);
         self.times.1.fetch_add(ms, Ordering::SeqCst);

@@ -22,7 +22,9 @@ use crate::Error;
 use crate::fork::{ForkLocal, Scope};
 use crate::store::{Counters, Store, StoreFuture, StoreStats};
 
-/// The item's attribute names, in one place. Numbers are `N`, text is `S`.
+/// The item's attribute names, in one place: each is the [`Record`](fleetbreaker_core::Record)
+/// field of the same name. Numbers are `N`, text is `S`.
+#[allow(missing_docs)]
 pub mod attr {
     pub const STATE: &str = "state";
     pub const VERSION: &str = "version";
@@ -85,6 +87,7 @@ pub fn validate_table_name(name: &str) -> Result<(), ConfigError> {
 /// Where and how circuits are stored in DynamoDB.
 #[derive(Clone, Debug)]
 pub struct DynamoDbConfig {
+    /// The table, by DynamoDB's naming rules (3 to 255 letters, digits, `_`, `-`, `.`).
     pub table_name: String,
     /// The partition key attribute (type `S`). Default `id`.
     pub key_attr: String,
@@ -108,6 +111,8 @@ pub struct DynamoDbConfig {
 }
 
 impl DynamoDbConfig {
+    /// The defaults for `table_name`: key `id`, eventually consistent reads, a 1 s deadline,
+    /// the region and endpoint of the standard AWS environment.
     pub fn new(table_name: impl Into<String>) -> DynamoDbConfig {
         DynamoDbConfig {
             table_name: table_name.into(),
@@ -602,6 +607,7 @@ impl DynamoDbStore {
             .map_err(|e| self.admin_error("DeleteItem", e))
     }
 
+    /// The table this store uses.
     pub fn table_name(&self) -> &str {
         &self.table
     }

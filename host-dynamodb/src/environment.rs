@@ -190,6 +190,7 @@ impl EnvironmentBuilder {
         self
     }
 
+    /// The environment; a chosen identity that is not valid is a configuration error.
     pub fn build(self) -> Result<Environment, Error> {
         if let Some(id) = &self.id {
             config::validate_environment(id)?;

@@ -39,6 +39,7 @@ impl Events {
         }
     }
 
+    /// Whether there is nothing to deliver.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -139,6 +139,7 @@ pub struct ForkLocal<T> {
 }
 
 impl<T> ForkLocal<T> {
+    /// An empty value, renewed in every new generation of `scope`.
     pub const fn new(scope: Scope) -> ForkLocal<T> {
         ForkLocal {
             scope,

@@ -19,6 +19,7 @@ pub struct HostCtx {
 }
 
 impl HostCtx {
+    /// The imports' state for one instance: its store and clock, and no events yet.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> HostCtx {
         HostCtx {
             store,

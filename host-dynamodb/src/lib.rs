@@ -78,6 +78,8 @@
 //! component instances and (unless chosen) environment identity, on first use; the parent's
 //! are left untouched. Call [`fork::after_restore`] after a snapshot restore.
 
+#![warn(missing_docs)]
+
 mod bindings;
 mod breaker;
 pub mod bridge;

@@ -114,6 +114,7 @@ impl SqliteStore {
             .map_err(Clone::clone)
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -148,6 +148,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
@@ -212,6 +213,8 @@ impl MemoryStore {
         self.inner.hold.send_replace((false, false));
     }
 
+    /// Lets held loads (with `loads`) or held writes (with `writes`) go on; the others stay
+    /// held.
     pub fn release(&self, loads: bool, writes: bool) {
         self.inner
             .hold
