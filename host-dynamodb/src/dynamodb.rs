@@ -22,8 +22,8 @@ use crate::Error;
 use crate::fork::{ForkLocal, Scope};
 use crate::store::{Counters, Store, StoreFuture, StoreStats};
 
-/// The item's attribute names, in one place: each is the [`Record`](fleetbreaker_core::Record)
-/// field of the same name. Numbers are `N`, text is `S`.
+/// The item's attribute names, in one place: each is the [`Record`] field of the same name.
+/// Numbers are `N`, text is `S`.
 #[allow(missing_docs)]
 pub mod attr {
     pub const STATE: &str = "state";
