@@ -283,10 +283,7 @@ fn bundle_parses_whole(pem: &[u8]) -> bool {
 /// The DynamoDB store.
 pub struct DynamoDbStore {
     connection: Arc<Connection>,
-    table: String,
     key: Key,
-    consistent_read: bool,
-    store_timeout: Duration,
     counters: Counters,
 }
 
@@ -442,7 +439,7 @@ impl aws_sdk_dynamodb::config::Intercept for StopBeforeSending {
 impl std::fmt::Debug for DynamoDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DynamoDbStore")
-            .field("table", &self.table)
+            .field("table", &self.config().table_name)
             .field("region", &self.region())
             .field("key", &self.key)
             .finish()
@@ -459,7 +456,7 @@ impl DynamoDbStore {
         config.validate()?;
         let store = DynamoDbStore::new(None, config);
         // Loaded and warmed up in the background; a call that comes first waits for the load.
-        let (connection, table) = (store.connection.clone(), store.table.clone());
+        let (connection, table) = (store.connection.clone(), store.config().table_name.clone());
         let key = store.key.of("fleetbreaker-warm-up");
         crate::bridge::spawn_detached(async move { connection.warm_up(&table, key).await });
         Ok(store)
@@ -529,9 +526,6 @@ impl DynamoDbStore {
             this_process.get_or_init(|| client);
         }
         DynamoDbStore {
-            table: config.table_name.clone(),
-            consistent_read: config.consistent_read,
-            store_timeout: config.store_timeout,
             counters: Counters::default(),
             key,
             connection: Arc::new(Connection {
@@ -577,6 +571,11 @@ impl DynamoDbStore {
         })
     }
 
+    /// The settings this store was made with.
+    fn config(&self) -> &DynamoDbConfig {
+        &self.connection.config
+    }
+
     /// The region in effect, once known (for messages).
     fn region(&self) -> &str {
         self.connection
@@ -599,7 +598,7 @@ impl DynamoDbStore {
         self.admin_client()
             .await?
             .delete_item()
-            .table_name(&self.table)
+            .table_name(&self.config().table_name)
             .set_key(Some(self.key.of(circuit)))
             .send()
             .await
@@ -609,7 +608,7 @@ impl DynamoDbStore {
 
     /// The table this store uses.
     pub fn table_name(&self) -> &str {
-        &self.table
+        &self.config().table_name
     }
 
     /// What this store has done so far.
@@ -642,7 +641,7 @@ impl DynamoDbStore {
         let admin = self.admin_client().await?;
         let mut request = admin
             .create_table()
-            .table_name(&self.table)
+            .table_name(&self.config().table_name)
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attr(self.key.partition_attr())?)
             .key_schema(key(self.key.partition_attr(), KeyType::Hash)?);
@@ -658,7 +657,7 @@ impl DynamoDbStore {
         for _ in 0..100 {
             let described = admin
                 .describe_table()
-                .table_name(&self.table)
+                .table_name(&self.config().table_name)
                 .send()
                 .await
                 .map_err(|e| self.admin_error("DescribeTable", e))?;
@@ -673,7 +672,7 @@ impl DynamoDbStore {
         }
         let ttl = admin
             .update_time_to_live()
-            .table_name(&self.table)
+            .table_name(&self.config().table_name)
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
                     .enabled(true)
@@ -691,7 +690,7 @@ impl DynamoDbStore {
                 log::warn!(
                     target: "fleetbreaker",
                     "table '{}' was created, but this server does not support TTL; items are not expired",
-                    self.table
+                    self.config().table_name
                 );
                 Ok(())
             }
@@ -707,7 +706,7 @@ impl DynamoDbStore {
             .admin_client()
             .await?
             .scan()
-            .table_name(&self.table)
+            .table_name(&self.config().table_name)
             .into_paginator()
             .items()
             .send();
@@ -767,7 +766,7 @@ impl DynamoDbStore {
         match &e {
             SdkError::TimeoutError(_) => StoreError::Timeout(format!(
                 "{operation} did not answer within {:?}",
-                self.store_timeout
+                self.config().store_timeout
             )),
             SdkError::DispatchFailure(d) if d.is_timeout() => {
                 StoreError::Timeout(format!("{operation} timed out connecting"))
@@ -798,7 +797,7 @@ impl DynamoDbStore {
                     | "InvalidSignatureException" => StoreError::Misconfigured(format!(
                         "{operation} on table '{}' in region '{}' with {} was refused: {code}: \
                          {message}",
-                        self.table,
+                        self.config().table_name,
                         self.region(),
                         self.key.describe()
                     )),
@@ -808,7 +807,7 @@ impl DynamoDbStore {
                     _ => StoreError::Misconfigured(format!(
                         "{operation} on table '{}' in region '{}' failed: {code} (HTTP {status}): \
                          {message}",
-                        self.table,
+                        self.config().table_name,
                         self.region()
                     )),
                 }
@@ -823,13 +822,13 @@ impl DynamoDbStore {
         operation: &str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.store_timeout, call).await {
+        match tokio::time::timeout(self.config().store_timeout, call).await {
             Ok(result) => result,
             Err(_) => {
                 self.counters.error();
                 Err(StoreError::Timeout(format!(
                     "{operation} did not answer within {:?}",
-                    self.store_timeout
+                    self.config().store_timeout
                 )))
             }
         }
@@ -840,9 +839,9 @@ impl DynamoDbStore {
             .process_client()
             .await?
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.config().table_name)
             .set_key(Some(self.key.of(circuit)))
-            .consistent_read(self.consistent_read)
+            .consistent_read(self.config().consistent_read)
             .send()
             .await
             .map_err(|e| self.map_error("GetItem", e))?;
@@ -913,7 +912,7 @@ impl DynamoDbStore {
             .process_client()
             .await?
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.config().table_name)
             .set_item(Some(item.clone()))
             .expression_attribute_names("#version", attr::VERSION)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -964,7 +963,7 @@ impl DynamoDbStore {
             .process_client()
             .await?
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.config().table_name)
             .set_key(Some(self.key.of(circuit)))
             .consistent_read(consistent)
             .send()
@@ -1289,7 +1288,10 @@ mod connection_tests {
             let store = DynamoDbStore::connect(config_for(&endpoint)).await.unwrap();
             let key = store.key.of("payments");
             // Awaited here rather than in the background, so that it has surely run.
-            store.connection.warm_up(&store.table, key).await;
+            store
+                .connection
+                .warm_up(&store.config().table_name, key)
+                .await;
             assert!(
                 listener.accept().is_err(),
                 "the warm-up must not send a request"
