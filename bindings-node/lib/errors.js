@@ -1,7 +1,7 @@
 'use strict';
 // The errors of fleetbreaker, and the one place where the addon's errors become them. The
-// addon prefixes its messages with a code: [ERR_CIRCUIT_CONFIG:field], [ERR_CIRCUIT_STORE:kind]
-// or [ERR_CIRCUIT_INTERNAL].
+// addon sets each error's `code` (ERR_CIRCUIT_CONFIG with `field`, ERR_CIRCUIT_STORE with
+// `kind`, ERR_CIRCUIT_INTERNAL) as a property; the class is picked by it.
 
 /** The base of fleetbreaker's own errors. */
 class CircuitBreakerError extends Error {
@@ -34,6 +34,18 @@ class CircuitBreakerPersistenceError extends CircuitBreakerError {
   }
 }
 
+/** A configuration, a circuit name or a store's settings were refused. `code` is
+ * `ERR_CIRCUIT_CONFIG`; `field` names the field (camelCase, as passed); the message is the
+ * host's, the same text as in every language. */
+class CircuitBreakerConfigError extends CircuitBreakerError {
+  constructor(message, field, options) {
+    super(message, options);
+    this.name = 'CircuitBreakerConfigError';
+    this.code = 'ERR_CIRCUIT_CONFIG';
+    this.field = field;
+  }
+}
+
 function invalidType(field, expected, value) {
   const err = new TypeError(`${field} must be ${expected}, got ${describe(value)}`);
   err.code = 'ERR_INVALID_ARG_TYPE';
@@ -59,27 +71,25 @@ function describe(value) {
   }
 }
 
-const CODED = /^\[(ERR_CIRCUIT_[A-Z]+)(?::([^\]]*))?\] ([\s\S]*)$/;
-
-/** Turns an error thrown by the addon into fleetbreaker's own. */
+/** Turns an error thrown by the addon into fleetbreaker's own, by its `code`. */
 function fromNative(err) {
-  const match = err && typeof err.message === 'string' ? CODED.exec(err.message) : null;
-  if (!match) return err;
-  const [, code, detail, message] = match;
-  if (code === 'ERR_CIRCUIT_STORE') return new CircuitBreakerPersistenceError(message, detail, { cause: err });
-  if (code === 'ERR_CIRCUIT_CONFIG') {
-    const e = new RangeError(`${detail}: ${message}`, { cause: err });
-    e.code = 'ERR_OUT_OF_RANGE';
-    e.field = detail;
-    return e;
+  switch (err && err.code) {
+    case 'ERR_CIRCUIT_CONFIG':
+      return new CircuitBreakerConfigError(err.message, err.field, { cause: err });
+    case 'ERR_CIRCUIT_STORE':
+      return new CircuitBreakerPersistenceError(err.message, err.kind, { cause: err });
+    case 'ERR_CIRCUIT_INTERNAL':
+      return new CircuitBreakerError(err.message, { cause: err });
+    default:
+      return err;
   }
-  return new CircuitBreakerError(message, { cause: err });
 }
 
 module.exports = {
   CircuitBreakerError,
   CircuitBreakerOpenError,
   CircuitBreakerPersistenceError,
+  CircuitBreakerConfigError,
   invalidType,
   outOfRange,
   fromNative,

@@ -191,6 +191,14 @@ export declare class CircuitBreakerPersistenceError extends CircuitBreakerError 
   readonly kind: 'unavailable' | 'timeout' | 'throttled' | 'misconfigured' | 'corrupt';
 }
 
+/** A configuration, a circuit name or a store's settings were refused (the same refusal, with
+ * the same message, as in every language). */
+export declare class CircuitBreakerConfigError extends CircuitBreakerError {
+  readonly code: 'ERR_CIRCUIT_CONFIG';
+  /** The field to blame, camelCase as passed: `failureThreshold`, `name`, `config`, ... */
+  readonly field: string;
+}
+
 export interface StoredRecord {
   state: CircuitState;
   version: number;

@@ -15,6 +15,7 @@ const {
   CircuitBreakerError,
   CircuitBreakerOpenError,
   CircuitBreakerPersistenceError,
+  CircuitBreakerConfigError,
   invalidType,
   outOfRange,
   fromNative,
@@ -28,8 +29,6 @@ const IGNORED = 2;
 const PROBE = 1;
 const REJECTED = 2;
 const DISABLED = 3;
-const MAX_NAME_BYTES = 1024;
-const TEN_YEARS_S = 10 * 366 * 24 * 3600;
 
 /** Where a circuit stands. */
 const CircuitState = Object.freeze({
@@ -40,102 +39,21 @@ const CircuitState = Object.freeze({
   FORCED_CLOSED: 'FORCED_CLOSED',
 });
 
-const DEFAULTS = Object.freeze({
-  failureThreshold: 5,
-  recoveryTimeout: 30,
-  successThreshold: 3,
-  localCacheMaxAge: 5,
-  backoffMultiplier: 1,
-  maxRecoveryTimeout: null,
-  recoveryJitter: 0,
-  probeLease: null,
-  storeTimeout: 1,
-  storeRetryAfter: 5,
-  storeFailureMode: 'open',
-});
+/** The store deadline, in seconds, when no config gives one. */
+const DEFAULT_STORE_TIMEOUT = 1;
 
-function positiveInteger(field, value) {
-  if (typeof value !== 'number') throw invalidType(field, 'a positive integer', value);
-  if (!Number.isInteger(value) || value <= 0 || value > 0xffffffff) throw outOfRange(field, 'a positive integer', value);
-  return value;
+/**
+ * A config checked by the addon (the checks, limits and defaults are the host's, the same as
+ * Python's): `values` is what a breaker shows as its `config` (seconds, camelCase), `native`
+ * what the addon runs on. `undefined` takes the defaults.
+ */
+function parseConfig(config) {
+  const settings = invoke(() => native.NativeSettings.parse(config));
+  return { native: settings, values: Object.freeze(settings.values()) };
 }
-
-function seconds(field, value, { allowZero = false, max = TEN_YEARS_S } = {}) {
-  if (typeof value !== 'number') throw invalidType(field, 'a number of seconds', value);
-  const ok = Number.isFinite(value) && (allowZero ? value >= 0 : value > 0) && value <= max;
-  if (!ok) {
-    const low = allowZero ? 'non-negative' : 'positive';
-    throw outOfRange(field, `a ${low} number of seconds, at most ${max}`, value);
-  }
-  return value;
-}
-
-/** Validates a config (seconds, camelCase) and fills in the defaults. */
-function normalizeConfig(config) {
-  if (config === undefined || config === null) config = {};
-  if (typeof config !== 'object') throw invalidType('config', 'an object', config);
-  for (const key of Object.keys(config)) {
-    if (!(key in DEFAULTS)) throw invalidType(`config.${key}`, `one of the known fields (${Object.keys(DEFAULTS).join(', ')})`, key);
-  }
-  const c = { ...DEFAULTS, ...config };
-  const out = {
-    failureThreshold: positiveInteger('config.failureThreshold', c.failureThreshold),
-    recoveryTimeout: seconds('config.recoveryTimeout', c.recoveryTimeout),
-    successThreshold: positiveInteger('config.successThreshold', c.successThreshold),
-    localCacheMaxAge: seconds('config.localCacheMaxAge', c.localCacheMaxAge, { allowZero: true }),
-    backoffMultiplier: c.backoffMultiplier,
-    maxRecoveryTimeout: c.maxRecoveryTimeout === null ? null : seconds('config.maxRecoveryTimeout', c.maxRecoveryTimeout),
-    recoveryJitter: c.recoveryJitter,
-    probeLease: c.probeLease === null ? null : seconds('config.probeLease', c.probeLease),
-    storeTimeout: seconds('config.storeTimeout', c.storeTimeout, { max: 60 }),
-    storeRetryAfter: seconds('config.storeRetryAfter', c.storeRetryAfter, { allowZero: true }),
-    storeFailureMode: c.storeFailureMode,
-  };
-  if (typeof out.backoffMultiplier !== 'number') throw invalidType('config.backoffMultiplier', 'a number', out.backoffMultiplier);
-  if (!Number.isFinite(out.backoffMultiplier) || out.backoffMultiplier < 1) {
-    throw outOfRange('config.backoffMultiplier', 'a number of at least 1', out.backoffMultiplier);
-  }
-  if (out.maxRecoveryTimeout !== null && out.maxRecoveryTimeout < out.recoveryTimeout) {
-    throw outOfRange('config.maxRecoveryTimeout', `at least recoveryTimeout (${out.recoveryTimeout})`, out.maxRecoveryTimeout);
-  }
-  if (typeof out.recoveryJitter !== 'number') throw invalidType('config.recoveryJitter', 'a number', out.recoveryJitter);
-  if (!(out.recoveryJitter >= 0 && out.recoveryJitter <= 1)) throw outOfRange('config.recoveryJitter', 'between 0 and 1', out.recoveryJitter);
-  if (out.storeFailureMode !== 'open' && out.storeFailureMode !== 'closed') {
-    throw outOfRange('config.storeFailureMode', "'open' or 'closed'", out.storeFailureMode);
-  }
-  return Object.freeze(out);
-}
-
-function sameConfig(a, b) {
-  return Object.keys(DEFAULTS).every((k) => a[k] === b[k]);
-}
-
-function nativeConfig(c) {
-  const ms = (s) => Math.round(s * 1000);
-  return {
-    failureThreshold: c.failureThreshold,
-    recoveryTimeoutMs: ms(c.recoveryTimeout),
-    successThreshold: c.successThreshold,
-    localCacheMaxAgeMs: ms(c.localCacheMaxAge),
-    backoffMultiplier: c.backoffMultiplier,
-    maxRecoveryTimeoutMs: c.maxRecoveryTimeout === null ? undefined : ms(c.maxRecoveryTimeout),
-    recoveryJitter: c.recoveryJitter,
-    probeLeaseMs: c.probeLease === null ? undefined : ms(c.probeLease),
-    storeRetryAfterMs: ms(c.storeRetryAfter),
-    storeFailureModeClosed: c.storeFailureMode === 'closed',
-  };
-}
-
-const LONE_SURROGATE = /\p{Cs}/u;
 
 function checkName(name) {
-  if (typeof name !== 'string') throw invalidType('name', 'a string', name);
-  const bytes = Buffer.byteLength(name, 'utf8');
-  if (bytes === 0 || bytes > MAX_NAME_BYTES) throw outOfRange('name', `1 to ${MAX_NAME_BYTES} bytes of UTF-8`, `${bytes} bytes`);
-  // A lone surrogate is a code point of category Cs in a `u` regex (String#isWellFormed is
-  // Node 20 and later; the package supports Node 18).
-  if (LONE_SURROGATE.test(name)) throw outOfRange('name', 'valid UTF-8 (no lone surrogates)', name);
-  return name;
+  return invoke(() => native.checkName(name));
 }
 
 /** What a caller sees of a circuit. */
@@ -320,7 +238,7 @@ class Persistence {
 
   _environment(storeTimeout, clock) {
     // Without a store timeout (a breaker without a config), the one in use.
-    if (storeTimeout === null || storeTimeout === undefined) storeTimeout = this._root._storeTimeout ?? DEFAULTS.storeTimeout;
+    if (storeTimeout === null || storeTimeout === undefined) storeTimeout = this._root._storeTimeout ?? DEFAULT_STORE_TIMEOUT;
     const store = this._store(storeTimeout);
     const key = clock || null;
     let env = this._environments.get(key);
@@ -413,7 +331,7 @@ class DynamoDBPersistence extends Persistence {
   /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
   async createTable() {
     // Table administration has its own deadline in the store; storeTimeout does not apply.
-    const store = invoke(() => this._open(DEFAULTS.storeTimeout));
+    const store = invoke(() => this._open(DEFAULT_STORE_TIMEOUT));
     await invoke(() => store.createTable());
   }
 }
@@ -422,9 +340,10 @@ class DynamoDBPersistence extends Persistence {
 class Handle {
   constructor(env, name, config) {
     this.name = name;
-    this.config = config;
+    this.config = config.values;
+    this.settings = config.native;
     try {
-      this.native = new native.NativeCircuit(env.native, name, nativeConfig(config));
+      this.native = new native.NativeCircuit(env.native, name, config.native);
     } catch (err) {
       throw fromNative(err);
     }
@@ -474,15 +393,13 @@ const abandoned = new FinalizationRegistry(({ native: circuit, permit }) => circ
 
 function circuitHandle(persistence, name, config, clock) {
   if (!(persistence instanceof Persistence)) throw invalidType('persistence', 'a fleetbreaker persistence store', persistence);
-  const env = persistence._environment(config ? config.storeTimeout : null, clock);
+  const env = persistence._environment(config ? config.values.storeTimeout : null, clock);
   let handle = env.handles.get(name)?.deref();
   if (handle) {
-    if (config && !sameConfig(handle.config, config)) {
-      throw outOfRange('config', `the configuration already in use for circuit '${name}' with this persistence store (breakers that share a name share one circuit; leave config out to use the circuit's)`, config);
-    }
+    if (config && !handle.settings.equals(config.native)) invoke(() => native.configConflict(name));
     return handle;
   }
-  handle = new Handle(env, name, config || normalizeConfig(undefined));
+  handle = new Handle(env, name, config || parseConfig(undefined));
   env.handles.set(name, new WeakRef(handle));
   env.dropped.register(handle, name);
   return handle;
@@ -549,7 +466,7 @@ class CircuitBreaker {
     if (clock !== undefined && !(clock instanceof ManualClock)) throw invalidType('clock', 'a ManualClock', clock);
     this._classify = isFailure || null;
     // Without a config, the breaker takes the circuit's (if it is in use here) or the default.
-    this._handle = circuitHandle(persistence, this.name, config === undefined || config === null ? null : normalizeConfig(config), clock);
+    this._handle = circuitHandle(persistence, this.name, config === undefined || config === null ? null : parseConfig(config), clock);
     this.config = this._handle.config;
     this._logger = persistence._logger;
     this._onTransition = onTransition || null;
@@ -655,11 +572,10 @@ class CircuitBreaker {
   }
 
   async _override(method, duration, reason = '') {
-    if (duration !== undefined && duration !== null) seconds('duration', duration);
+    const ms = invoke(() => native.overrideDurationMs(duration));
     if (typeof reason !== 'string') throw invalidType('reason', 'a string', reason);
     this._handle.endLease();
-    const ms = duration === undefined || duration === null ? undefined : Math.round(duration * 1000);
-    return circuitInfo(await invoke(() => this._handle.native[method](ms, reason)));
+    return circuitInfo(await invoke(() => this._handle.native[method](ms ?? undefined, reason)));
   }
 }
 
@@ -743,6 +659,7 @@ module.exports = {
   CircuitBreakerError,
   CircuitBreakerOpenError,
   CircuitBreakerPersistenceError,
+  CircuitBreakerConfigError,
   DynamoDBPersistence,
   SQLitePersistence,
   InMemoryPersistence,

@@ -8,6 +8,7 @@ export const {
   CircuitBreakerError,
   CircuitBreakerOpenError,
   CircuitBreakerPersistenceError,
+  CircuitBreakerConfigError,
   DynamoDBPersistence,
   SQLitePersistence,
   InMemoryPersistence,

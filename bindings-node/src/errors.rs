@@ -1,16 +1,28 @@
-//! The one place where the host's errors become napi errors. The message starts with a code
-//! the JavaScript layer (`lib/errors.js`) turns into its own error classes:
-//! `[ERR_CIRCUIT_CONFIG:field]`, `[ERR_CIRCUIT_STORE:kind]`, `[ERR_CIRCUIT_INTERNAL]`.
+//! The one place where the host's errors become JavaScript errors. Each carries its `code` as
+//! a property, set here (`ERR_CIRCUIT_CONFIG` with `field`, `ERR_CIRCUIT_STORE` with `kind`,
+//! `ERR_CIRCUIT_INTERNAL`); `lib/errors.js` picks the error class by that code.
 
 use fleetbreaker::Error;
-use napi::Status;
+use napi::bindgen_prelude::{JsObjectValue, JsValue};
+use napi::{Env, Status};
 
-pub fn to_napi(error: Error) -> napi::Error {
-    let message = match &error {
-        Error::Config(e) => format!("[ERR_CIRCUIT_CONFIG:{}] {}", e.field, e.message),
-        Error::Store(e) => format!("[ERR_CIRCUIT_STORE:{}] {e}", e.kind()),
-        Error::Component(m) => format!("[ERR_CIRCUIT_INTERNAL] breaker component: {m}"),
-        Error::Open(i) => format!("[ERR_CIRCUIT_INTERNAL] circuit '{}' is {}", i.name, i.state),
+pub fn to_napi(env: &Env, error: Error) -> napi::Error {
+    built(env, error).unwrap_or_else(|failed| failed)
+}
+
+fn built(env: &Env, error: Error) -> napi::Result<napi::Error> {
+    let code = match &error {
+        Error::Config(_) => "ERR_CIRCUIT_CONFIG",
+        Error::Store(_) => "ERR_CIRCUIT_STORE",
+        Error::Component(_) | Error::Open(_) => "ERR_CIRCUIT_INTERNAL",
     };
-    napi::Error::new(Status::GenericFailure, message)
+    let message = error.to_string();
+    let mut object = env.create_error(napi::Error::new(Status::GenericFailure, message))?;
+    object.set_named_property("code", code)?;
+    match error {
+        Error::Config(e) => object.set_named_property("field", e.field)?,
+        Error::Store(e) => object.set_named_property("kind", e.kind())?,
+        Error::Component(_) | Error::Open(_) => {}
+    }
+    Ok(napi::Error::from(object.to_unknown()))
 }

@@ -6,6 +6,9 @@
 //! loop never waits on the store.
 
 mod errors;
+// Its functions are exported to JavaScript only (nothing in Rust calls them).
+#[cfg_attr(test, allow(dead_code))]
+mod settings;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,8 +19,8 @@ use std::time::Duration;
 
 use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
 use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, Config, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
-    Event, FailurePolicy, ManualClock, MemoryStore, Outcome, Permit, SqliteStore, StoreFailureMode,
+    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error, Event,
+    ManualClock, MemoryStore, Outcome, Permit, SqliteStore,
 };
 use napi::bindgen_prelude::{Either, Object};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -25,6 +28,7 @@ use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::errors::to_napi;
+use crate::settings::NativeSettings;
 
 type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D> + Send>;
 
@@ -38,16 +42,16 @@ fn run<'env, T, D, C>(
 where
     T: Send + 'static,
     D: napi::bindgen_prelude::ToNapiValue + 'static,
-    C: FnOnce(T) -> napi::Result<D> + Send + 'static,
+    C: FnOnce(&Env, T) -> napi::Result<D> + Send + 'static,
 {
     let mut future: BoxedFuture<T> = Box::pin(future);
     if let Poll::Ready(value) = poll_once(&mut future) {
-        return convert(value).map(Either::A);
+        return convert(env, value).map(Either::A);
     }
     let (deferred, promise) = env.create_deferred::<D, Resolver<D>>()?;
     io_runtime().spawn(async move {
         let value = future.await;
-        deferred.resolve(Box::new(move |_env| convert(value)));
+        deferred.resolve(Box::new(move |env| convert(&env, value)));
     });
     Ok(Either::B(promise))
 }
@@ -127,9 +131,10 @@ impl NativeStore {
     }
 
     #[napi(factory)]
-    pub fn sqlite(path: String, store_timeout_ms: f64) -> napi::Result<NativeStore> {
+    pub fn sqlite(env: &Env, path: String, store_timeout_ms: f64) -> napi::Result<NativeStore> {
         let timeout = Duration::from_millis(ms(store_timeout_ms, "storeTimeout")?);
-        let store = Arc::new(SqliteStore::open_with_timeout(path, timeout).map_err(to_napi)?);
+        let store = SqliteStore::open_with_timeout(path, timeout).map_err(|e| to_napi(env, e))?;
+        let store = Arc::new(store);
         Ok(NativeStore {
             inner: store.clone(),
             memory: None,
@@ -141,7 +146,7 @@ impl NativeStore {
     /// Opens the store; its SDK configuration loads in the background (see
     /// `DynamoDbStore::connect`), so this returns at once.
     #[napi(factory)]
-    pub fn dynamodb(options: DynamoDbOptions) -> napi::Result<NativeStore> {
+    pub fn dynamodb(env: &Env, options: DynamoDbOptions) -> napi::Result<NativeStore> {
         let mut config = DynamoDbConfig::new(options.table_name);
         if let Some(k) = options.key_attr {
             config.key_attr = k;
@@ -156,7 +161,7 @@ impl NativeStore {
         }
         let store = io_runtime()
             .block_on(DynamoDbStore::connect(config))
-            .map_err(to_napi)?;
+            .map_err(|e| to_napi(env, e))?;
         let store = Arc::new(store);
         Ok(NativeStore {
             inner: store.clone(),
@@ -175,8 +180,8 @@ impl NativeStore {
                 "createTable is for DynamoDB stores",
             ));
         };
-        run(env, async move { store.create_table().await }, |r| {
-            r.map_err(to_napi)
+        run(env, async move { store.create_table().await }, |env, r| {
+            r.map_err(|e| to_napi(env, e))
         })
     }
 
@@ -235,17 +240,21 @@ impl NativeStore {
             return Ok(Either::A(()));
         }
         if let Some(sqlite) = self.sqlite.clone() {
-            return run(env, async move { sqlite.remove(&circuit).await }, |r| {
-                r.map_err(|e| to_napi(Error::Store(e)))
-            });
+            return run(
+                env,
+                async move { sqlite.remove(&circuit).await },
+                |env, r| r.map_err(|e| to_napi(env, Error::Store(e))),
+            );
         }
         let store = self
             .dynamodb
             .clone()
             .expect("a store of one of three kinds");
-        run(env, async move { store.remove(&circuit).await }, |r| {
-            r.map_err(to_napi)
-        })
+        run(
+            env,
+            async move { store.remove(&circuit).await },
+            |env, r| r.map_err(|e| to_napi(env, e)),
+        )
     }
 
     /// Memory stores: loads and writes wait until `releaseCalls` (tests of races with a slow store).
@@ -323,14 +332,16 @@ pub fn version() -> &'static str {
 /// Checks a DynamoDB table's settings as the store will (the table name by DynamoDB's rules,
 /// the key attributes) and returns the partition key value in effect with composite keys.
 #[napi]
-pub fn check_dynamodb(settings: DynamoDbCheck) -> napi::Result<Option<String>> {
+pub fn check_dynamodb(env: &Env, settings: DynamoDbCheck) -> napi::Result<Option<String>> {
     let mut config = DynamoDbConfig::new(settings.table_name);
     if let Some(k) = settings.key_attr {
         config.key_attr = k;
     }
     config.sort_key_attr = settings.sort_key_attr;
     config.static_pk_value = settings.static_pk_value;
-    config.validate().map_err(|e| to_napi(Error::Config(e)))?;
+    config
+        .validate()
+        .map_err(|e| to_napi(env, Error::Config(e)))?;
     Ok(config.partition_value())
 }
 
@@ -488,6 +499,7 @@ impl NativeEnvironment {
     /// caused it.
     #[napi(constructor)]
     pub fn new(
+        env: &Env,
         store: &NativeStore,
         clock: &NativeClock,
         on_event: EventCallback,
@@ -505,7 +517,7 @@ impl NativeEnvironment {
             builder = builder.id(id);
         }
         Ok(NativeEnvironment {
-            env: builder.build().map_err(to_napi)?,
+            env: builder.build().map_err(|e| to_napi(env, e))?,
         })
     }
 
@@ -520,21 +532,6 @@ impl NativeEnvironment {
     pub fn circuits_in_use(&self) -> u32 {
         self.env.circuits_in_use() as u32
     }
-}
-
-/// A circuit's configuration, durations in ms.
-#[napi(object)]
-pub struct NativeConfig {
-    pub failure_threshold: u32,
-    pub recovery_timeout_ms: f64,
-    pub success_threshold: u32,
-    pub local_cache_max_age_ms: f64,
-    pub backoff_multiplier: f64,
-    pub max_recovery_timeout_ms: Option<f64>,
-    pub recovery_jitter: f64,
-    pub probe_lease_ms: Option<f64>,
-    pub store_retry_after_ms: f64,
-    pub store_failure_mode_closed: bool,
 }
 
 /// What a caller sees of a circuit.
@@ -604,32 +601,17 @@ fn outcome(code: u32) -> napi::Result<Outcome> {
 impl NativeCircuit {
     #[napi(constructor)]
     pub fn new(
+        env: &Env,
         environment: &NativeEnvironment,
         name: String,
-        config: NativeConfig,
+        settings: &NativeSettings,
     ) -> napi::Result<NativeCircuit> {
-        let opt = |v: Option<f64>, f: &str| v.map(|v| ms(v, f)).transpose();
-        let config = Config {
-            failure_policy: FailurePolicy::ConsecutiveFailures(config.failure_threshold),
-            recovery_timeout_ms: ms(config.recovery_timeout_ms, "recoveryTimeout")?,
-            success_threshold: config.success_threshold,
-            local_cache_max_age_ms: ms(config.local_cache_max_age_ms, "localCacheMaxAge")?,
-            backoff_multiplier: config.backoff_multiplier,
-            max_recovery_timeout_ms: opt(config.max_recovery_timeout_ms, "maxRecoveryTimeout")?,
-            recovery_jitter: config.recovery_jitter,
-            probe_lease_ms: opt(config.probe_lease_ms, "probeLease")?,
-            store_retry_after_ms: ms(config.store_retry_after_ms, "storeRetryAfter")?,
-            store_failure_mode: if config.store_failure_mode_closed {
-                StoreFailureMode::Closed
-            } else {
-                StoreFailureMode::Open
-            },
-        };
+        let config = settings.inner.config();
         let breaker = Breaker::builder(name)
             .config(config)
             .environment(&environment.env)
             .build()
-            .map_err(to_napi)?;
+            .map_err(|e| to_napi(env, e))?;
         Ok(NativeCircuit {
             breaker,
             permits: Arc::default(),
@@ -650,9 +632,11 @@ impl NativeCircuit {
         let lease_of = self.breaker.clone();
         let permits = self.permits.clone();
         let handle = self.next_permit.fetch_add(1, Ordering::Relaxed);
-        run(env, async move { breaker.acquire().await }, move |result| {
-            convert_acquired(&permits, handle, result, &lease_of)
-        })
+        run(
+            env,
+            async move { breaker.acquire().await },
+            move |env, result| convert_acquired(env, &permits, handle, result, &lease_of),
+        )
     }
 
     /// Drops a permit that will not be completed (its call was abandoned): a probe permit is
@@ -687,7 +671,7 @@ impl NativeCircuit {
         run(
             env,
             async move { breaker.complete(permit, outcome).await },
-            Ok,
+            |_, r| Ok(r),
         )
     }
 
@@ -706,15 +690,15 @@ impl NativeCircuit {
         run(
             env,
             async move { breaker.complete_leased(outcome).await },
-            Ok,
+            |_, r| Ok(r),
         )
     }
 
     #[napi]
     pub fn info<'env>(&self, env: &'env Env) -> napi::Result<Either<NativeInfo, Object<'env>>> {
         let breaker = self.breaker.clone();
-        run(env, async move { breaker.info().await }, |r| {
-            r.map(info).map_err(to_napi)
+        run(env, async move { breaker.info().await }, |env, r| {
+            r.map(info).map_err(|e| to_napi(env, e))
         })
     }
 
@@ -732,7 +716,7 @@ impl NativeCircuit {
         run(
             env,
             async move { breaker.force_open(duration, &reason).await },
-            |r| r.map(info).map_err(to_napi),
+            |env, r| r.map(info).map_err(|e| to_napi(env, e)),
         )
     }
 
@@ -750,15 +734,15 @@ impl NativeCircuit {
         run(
             env,
             async move { breaker.force_closed(duration, &reason).await },
-            |r| r.map(info).map_err(to_napi),
+            |env, r| r.map(info).map_err(|e| to_napi(env, e)),
         )
     }
 
     #[napi]
     pub fn reset<'env>(&self, env: &'env Env) -> napi::Result<Either<NativeInfo, Object<'env>>> {
         let breaker = self.breaker.clone();
-        run(env, async move { breaker.reset().await }, |r| {
-            r.map(info).map_err(to_napi)
+        run(env, async move { breaker.reset().await }, |env, r| {
+            r.map(info).map_err(|e| to_napi(env, e))
         })
     }
 }
@@ -766,6 +750,7 @@ impl NativeCircuit {
 type Held = Arc<Mutex<HashMap<u32, Permit>>>;
 
 fn convert_acquired(
+    env: &Env,
     permits: &Held,
     handle: u32,
     result: Result<Permit, Error>,
@@ -804,6 +789,6 @@ fn convert_acquired(
             lease_ms: 0.0,
             info: Some(info(*i)),
         }),
-        Err(e) => Err(to_napi(e)),
+        Err(e) => Err(to_napi(env, e)),
     }
 }

@@ -4,6 +4,7 @@ import {
   circuitBreaker,
   CircuitBreaker,
   CircuitBreakerOpenError,
+  CircuitBreakerConfigError,
   CircuitState,
   DynamoDBPersistence,
   InMemoryPersistence,
@@ -55,4 +56,17 @@ async function main(): Promise<void> {
   await (permit.probe ? permit.success() : permit.ignore());
 }
 
+function configured(failureThreshold: number): CircuitBreaker | string {
+  try {
+    return new CircuitBreaker({ name: 'orders', persistence, config: { failureThreshold } });
+  } catch (err) {
+    if (err instanceof CircuitBreakerConfigError) {
+      const code: 'ERR_CIRCUIT_CONFIG' = err.code;
+      return `${code} ${err.field}`;
+    }
+    throw err;
+  }
+}
+
 void main;
+void configured;

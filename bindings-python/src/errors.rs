@@ -22,7 +22,11 @@ fn raise<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py
 
 pub fn to_py(py: Python<'_>, error: Error) -> PyErr {
     match error {
-        Error::Config(e) => raise(py, "CircuitBreakerConfigError", (e.to_string(),)),
+        Error::Config(e) => {
+            let err = raise(py, "CircuitBreakerConfigError", (e.to_string(),));
+            let _ = err.value(py).setattr("field", e.field);
+            err
+        }
         Error::Store(e) => {
             let kind = e.kind();
             let err = raise(py, "CircuitBreakerPersistenceError", (e.to_string(),));

@@ -3,6 +3,7 @@
 
 mod bridge;
 mod errors;
+mod settings;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use fleetbreaker::dynamodb::default_static_pk_value;
 use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, Config, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
-    Event, FailurePolicy, ManualClock, MemoryStore, Outcome, Record, SqliteStore, StoreFailureMode,
+    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error, Event,
+    ManualClock, MemoryStore, Outcome, Record, SqliteStore,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -467,39 +468,13 @@ fn done(py: Python<'_>, _: ()) -> PyResult<Py<PyAny>> {
 #[pymethods]
 impl Circuit {
     #[new]
-    #[pyo3(signature = (environment, name, failure_threshold, recovery_timeout_ms, success_threshold, local_cache_max_age_ms, backoff_multiplier, max_recovery_timeout_ms, recovery_jitter, probe_lease_ms, store_retry_after_ms, store_failure_mode_closed))]
-    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         environment: &Environment,
         name: String,
-        failure_threshold: u32,
-        recovery_timeout_ms: u64,
-        success_threshold: u32,
-        local_cache_max_age_ms: u64,
-        backoff_multiplier: f64,
-        max_recovery_timeout_ms: Option<u64>,
-        recovery_jitter: f64,
-        probe_lease_ms: Option<u64>,
-        store_retry_after_ms: u64,
-        store_failure_mode_closed: bool,
+        settings: &settings::Settings,
     ) -> PyResult<Circuit> {
-        let config = Config {
-            failure_policy: FailurePolicy::ConsecutiveFailures(failure_threshold),
-            recovery_timeout_ms,
-            success_threshold,
-            local_cache_max_age_ms,
-            backoff_multiplier,
-            max_recovery_timeout_ms,
-            recovery_jitter,
-            probe_lease_ms,
-            store_retry_after_ms,
-            store_failure_mode: if store_failure_mode_closed {
-                StoreFailureMode::Closed
-            } else {
-                StoreFailureMode::Open
-            },
-        };
+        let config = settings.inner.config();
         let builder = Breaker::builder(name)
             .config(config)
             .environment(&environment.env);
@@ -685,6 +660,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Environment>()?;
     m.add_class::<Circuit>()?;
     m.add_class::<Permit>()?;
+    m.add_class::<settings::Settings>()?;
+    m.add_function(wrap_pyfunction!(settings::check_name, m)?)?;
+    m.add_function(wrap_pyfunction!(settings::config_conflict, m)?)?;
+    m.add_function(wrap_pyfunction!(settings::override_duration_ms, m)?)?;
     m.add_class::<bridge::PendingEvents>()?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(after_restore, m)?)?;

@@ -239,19 +239,23 @@ def test_on_transition_receives_each_write_and_a_raising_hook_is_logged(caplog: 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"failure_threshold": 0}, "failure_threshold must be a positive integer, got 0."),
-        ({"failure_threshold": 2.5}, "failure_threshold must be a positive integer, got 2.5."),
-        ({"success_threshold": -1}, "success_threshold must be a positive integer, got -1."),
-        ({"recovery_timeout": 0}, "recovery_timeout must be a positive number of seconds"),
-        ({"recovery_timeout": "30"}, "recovery_timeout must be a positive number of seconds (at most ten years), got '30'."),
-        ({"local_cache_max_age": -1}, "local_cache_max_age must be a non-negative number"),
-        ({"backoff_multiplier": 0.5}, "backoff_multiplier must be a number of at least 1.0, got 0.5."),
-        ({"max_recovery_timeout": 10}, "max_recovery_timeout must be at least recovery_timeout"),
-        ({"recovery_jitter": 2}, "recovery_jitter must be between 0.0 and 1.0, got 2."),
-        ({"probe_lease": 0}, "probe_lease must be a positive number"),
-        ({"store_timeout": 120}, "store_timeout must be at most 60 seconds, got 120."),
-        ({"store_retry_after": float("nan")}, "store_retry_after must be a non-negative number"),
-        ({"store_failure_mode": "maybe"}, "store_failure_mode must be 'open' or 'closed', got 'maybe'."),
+        ({"failure_threshold": 0}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 0"),
+        ({"failure_threshold": 2.5}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 2.5"),
+        ({"failure_threshold": 5.0}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 5.0"),
+        ({"failure_threshold": True}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got true"),
+        ({"failure_threshold": 10**30}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 1e30"),
+        ({"success_threshold": -1}, "invalid success_threshold: must be an integer from 1 to 4294967295, got -1"),
+        ({"recovery_timeout": 0}, "invalid recovery_timeout: must be a number of seconds from 0.001 to 316224000"),
+        ({"recovery_timeout": "30"}, 'invalid recovery_timeout: must be a number of seconds from 0.001 to 316224000 (ten years), got "30"'),
+        ({"recovery_timeout": [30]}, "got a value of type list"),
+        ({"local_cache_max_age": -1}, "invalid local_cache_max_age: must be a number of seconds from 0 to"),
+        ({"backoff_multiplier": 0.5}, "invalid backoff_multiplier: must be a finite number of at least 1, got 0.5"),
+        ({"max_recovery_timeout": 10}, "invalid max_recovery_timeout: must be at least recovery_timeout (30), got 10"),
+        ({"recovery_jitter": 2}, "invalid recovery_jitter: must be a number from 0 to 1, got 2"),
+        ({"probe_lease": 0}, "invalid probe_lease: must be absent or a number of seconds from 0.001"),
+        ({"store_timeout": 120}, "invalid store_timeout: must be a number of seconds from 0.001 to 60, got 120"),
+        ({"store_retry_after": float("nan")}, "invalid store_retry_after: must be a number of seconds from 0 to 316224000 (ten years), got NaN"),
+        ({"store_failure_mode": "maybe"}, 'invalid store_failure_mode: must be "open" or "closed", got "maybe"'),
         ({"handled_exceptions": "ValueError"}, "handled_exceptions must be an exception type or an iterable of exception types, got 'ValueError'."),
         ({"handled_exceptions": 5}, "handled_exceptions must be an exception type or an iterable of exception types, got 5."),
         ({"ignored_exceptions": []}, "ignored_exceptions must contain at least one exception type."),
@@ -263,6 +267,8 @@ def test_invalid_configuration_names_the_field_and_the_value(kwargs: dict, messa
     with pytest.raises(CircuitBreakerConfigError) as raised:
         CircuitBreakerConfig(**kwargs)
     assert message in str(raised.value)
+    if message.startswith("invalid "):
+        assert raised.value.field == message.split()[1].rstrip(":")
 
 
 def test_exception_lists_are_normalised_and_classify_failures() -> None:
@@ -315,7 +321,7 @@ def test_durations_take_int_or_float_seconds_and_overrides_expire() -> None:
             breaker.call(_raise, Downstream())
     assert breaker.info().state is CircuitState.FORCED_CLOSED, "forced closed counts nothing"
     assert breaker.reset().state is CircuitState.CLOSED
-    with pytest.raises(CircuitBreakerConfigError, match="duration must be a positive number of seconds"):
+    with pytest.raises(CircuitBreakerConfigError, match="invalid duration: must be absent or a number of seconds"):
         breaker.force_open(duration=-1)
 
 
@@ -332,9 +338,10 @@ def test_operator_actions_report_store_errors() -> None:
 def test_names_are_checked() -> None:
     store = InMemoryPersistence()
     for bad in ["", "x" * 1025, 42]:
-        with pytest.raises(CircuitBreakerConfigError, match="name must be"):
+        with pytest.raises(CircuitBreakerConfigError, match="invalid name: must") as raised:
             CircuitBreaker(bad, store)  # type: ignore[arg-type]
-    with pytest.raises(CircuitBreakerConfigError, match="valid UTF-8"):
+        assert raised.value.field == "name"
+    with pytest.raises(CircuitBreakerConfigError, match="lone surrogate"):
         CircuitBreaker("\udcff", store)
     CircuitBreaker("é" * 512, store)
 

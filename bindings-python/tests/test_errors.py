@@ -20,14 +20,16 @@ from fleetbreaker.persistence import InMemoryPersistence
 from fleetbreaker.testing import ManualClock, set_store_fault
 
 
-def test_a_configuration_the_component_refuses_is_a_config_error() -> None:
-    env = _native.Environment(_native.Store.memory(), _native.Clock.system(), lambda e: None)
+def test_a_configuration_the_host_refuses_is_a_config_error_with_its_field() -> None:
     with pytest.raises(CircuitBreakerConfigError) as raised:
-        _native.Circuit(env, "c", 0, 30_000, 3, 5_000, 1.0, None, 0.0, None, 5_000, False)
-    assert "failure_policy.consecutive_failures" in str(raised.value)
+        _native.Settings({"failure_threshold": 0})
+    assert raised.value.field == "failure_threshold"
     assert isinstance(raised.value, CircuitBreakerError)
-    with pytest.raises(CircuitBreakerConfigError, match="name"):
-        _native.Circuit(env, "", 5, 30_000, 3, 5_000, 1.0, None, 0.0, None, 5_000, False)
+    # Past the package's own checks, the host refuses a bad name too.
+    env = _native.Environment(_native.Store.memory(), _native.Clock.system(), lambda e: None)
+    with pytest.raises(CircuitBreakerConfigError, match="name") as raised:
+        _native.Circuit(env, "", _native.Settings({}))
+    assert raised.value.field == "name"
 
 
 @pytest.mark.parametrize("kind", ["unavailable", "timeout", "throttled", "misconfigured"])

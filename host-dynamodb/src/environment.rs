@@ -291,14 +291,7 @@ impl Environment {
         let mut slots = lock(&self.inner.slots);
         if let Some(slot) = slots.get(name).and_then(Weak::upgrade) {
             if config.is_some_and(|c| c != &slot.config) {
-                return Err(Error::Config(ConfigError {
-                    field: "config".into(),
-                    message: format!(
-                        "circuit '{name}' is already in use in this environment with a \
-                         different configuration; breakers that share a name share one \
-                         circuit (leave the configuration out to use the circuit's)"
-                    ),
-                }));
+                return Err(Error::Config(config_conflict(name)));
             }
             return Ok(slot);
         }
@@ -694,6 +687,19 @@ fn log_event(event: &Event) {
         Event::StoreRecovered(c) => log::info!(
             target: "fleetbreaker",
             "circuit '{c}': the store answers again"
+        ),
+    }
+}
+
+/// The refusal of a second configuration for a circuit already in use: every package's
+/// registry gives this one text.
+pub(crate) fn config_conflict(name: &str) -> ConfigError {
+    ConfigError {
+        field: "config".into(),
+        message: format!(
+            "circuit '{name}' is already in use in this environment with a different \
+             configuration; breakers that share a name share one circuit (leave the \
+             configuration out to use the circuit's)"
         ),
     }
 }

@@ -13,7 +13,9 @@
 //! - [`Environment`]: the circuits of one process, shared by its breakers (each circuit with
 //!   a component instance of its own, so one circuit's store I/O never delays another's);
 //! - [`Store`]: the async store trait, with [`MemoryStore`] built in;
-//! - [`add_to_linker`]: the same imports for embedders with their own `wasmtime::Store`.
+//! - [`add_to_linker`]: the same imports for embedders with their own `wasmtime::Store`;
+//! - `embed` (feature `embed`): the configuration as the Python and Node packages take it,
+//!   checked once for both.
 //!
 //! ```
 //! # fn main() -> Result<(), fleetbreaker::Error> { futures_lite(async {
@@ -86,6 +88,8 @@ pub mod bridge;
 mod clock;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "embed")]
+pub mod embed;
 mod engine_config;
 mod environment;
 mod error;
@@ -112,9 +116,9 @@ pub use fleetbreaker_core::{
 };
 pub use host::{HostCtx, add_to_linker};
 pub use kill_switch::{KILL_SWITCH_VARIABLES, kill_switch};
-pub use runtime::component_wasm;
 #[doc(hidden)]
 pub use runtime::{check_precompiled, precompiled_component};
+pub use runtime::{component_wasm, wit_package};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{MemoryStore, Store, StoreFuture, StoreStats};

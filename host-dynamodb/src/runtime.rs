@@ -13,11 +13,18 @@ use crate::host::{HostCtx, add_to_linker};
 
 static PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleetbreaker.cwasm"));
 static PORTABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleetbreaker.wasm"));
+static WIT_PACKAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleetbreaker-wit.wasm"));
 static BUILT_BY: &str = include_str!(concat!(env!("OUT_DIR"), "/engine.txt"));
 
 /// The breaker component as portable WebAssembly, for other runtimes and for inspection.
 pub fn component_wasm() -> &'static [u8] {
     PORTABLE
+}
+
+/// The WIT package `fleetbreaker:breaker`, encoded as WebAssembly (what `wasm-tools component
+/// wit --wasm` makes of `wit/`): for embedders that generate their own bindings.
+pub fn wit_package() -> &'static [u8] {
+    WIT_PACKAGE
 }
 
 /// The engine and the component, ready to instantiate.

@@ -2,10 +2,12 @@
 
 import asyncio
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple, Union, final
+from typing import Any, Callable, Dict, Optional, Tuple, Union, final
+
+from fleetbreaker.exceptions import CircuitBreakerConfigError
 
 __all__ = [
-    "ADMITTED", "PROBE", "REJECTED", "DISABLED", "Circuit", "Clock", "Environment", "PendingEvents", "Permit", "Store",
+    "ADMITTED", "PROBE", "REJECTED", "DISABLED", "Circuit", "Clock", "Environment", "PendingEvents", "Permit", "Settings", "Store", "check_name", "config_conflict", "override_duration_ms",
     "after_restore", "check_dynamodb", "default_partition_value", "now_ms", "__version__",
 ]
 
@@ -78,6 +80,17 @@ class Environment:
     def component_circuits(self) -> int: ...
 
 @final
+class Settings:
+    """A circuit's configuration, checked (durations in seconds)."""
+    def __new__(cls, fields: Dict[str, object]) -> Settings: ...
+    def values(self) -> Dict[str, Union[int, float, str, None]]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+def check_name(name: object) -> str: ...
+def config_conflict(name: str) -> CircuitBreakerConfigError: ...
+def override_duration_ms(duration: object) -> Optional[int]: ...
+
+@final
 class Permit:
     def abandon(self) -> None: ...
 
@@ -91,16 +104,7 @@ class Circuit:
         cls,
         environment: Environment,
         name: str,
-        failure_threshold: int,
-        recovery_timeout_ms: int,
-        success_threshold: int,
-        local_cache_max_age_ms: int,
-        backoff_multiplier: float,
-        max_recovery_timeout_ms: Optional[int],
-        recovery_jitter: float,
-        probe_lease_ms: Optional[int],
-        store_retry_after_ms: int,
-        store_failure_mode_closed: bool,
+        settings: Settings,
     ) -> Circuit: ...
     def try_admit_leased(self) -> bool: ...
     def leased_call_failed(self, outcome_code: int) -> None: ...

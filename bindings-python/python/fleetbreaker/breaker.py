@@ -28,7 +28,6 @@ __all__ = ["circuit_breaker", "CircuitBreaker", "Permit"]
 
 _SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
 _PROBE, _REJECTED, _DISABLED = _native.PROBE, _native.REJECTED, _native.DISABLED
-_MAX_NAME_BYTES = 1024
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 _disabled_warned = False
 
@@ -47,7 +46,7 @@ class _Handle:
         self.env = env
         self.name = name
         self.config = config
-        self.native = _native.Circuit(env.native, name, *config._native_args())
+        self.native = _native.Circuit(env.native, name, config._settings)
         self.admit: Callable[[], bool] = self.native.try_admit_leased
         # The breakers with a transition hook, held weakly: a hook goes away with its breaker.
         self.listening: WeakSet[CircuitBreaker] = WeakSet()
@@ -126,16 +125,7 @@ class Permit:
 
 
 def _check_name(name: Any) -> str:
-    if not isinstance(name, str):
-        raise CircuitBreakerConfigError(f"name must be a string, got {name!r}.")
-    size = len(name.encode("utf-8", "surrogatepass"))
-    if not name or size > _MAX_NAME_BYTES:
-        raise CircuitBreakerConfigError(f"name must be 1 to {_MAX_NAME_BYTES} bytes of UTF-8, got {size} bytes.")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CircuitBreakerConfigError(f"name must be valid UTF-8, got {name!r}.") from None
-    return name
+    return _native.check_name(name)
 
 
 def _warn_disabled() -> None:
@@ -316,13 +306,9 @@ class CircuitBreaker:
         return CircuitInfo._from_native(self._handle.native.reset())
 
     def _override(self, native: Callable[[Optional[int], str], Any], duration: Optional[float], reason: Optional[str]) -> CircuitInfo:
-        if duration is not None:
-            ok = isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 < duration <= 10 * 366 * 86400
-            if not ok:
-                raise CircuitBreakerConfigError(f"duration must be a positive number of seconds, got {duration!r}.")
+        ms = _native.override_duration_ms(duration)
         if reason is not None and not isinstance(reason, str):
             raise CircuitBreakerConfigError(f"reason must be a string, got {reason!r}.")
-        ms = None if duration is None else int(round(duration * 1000))
         return CircuitInfo._from_native(native(ms, reason or ""))
 
 
@@ -398,11 +384,7 @@ def _circuit(
     def in_use() -> Optional[_Handle]:
         handle = env.handles.get(name)
         if handle is not None and config is not None and handle.config != config:
-            raise CircuitBreakerConfigError(
-                f"circuit '{name}' is already in use with this persistence store with a different "
-                "configuration; breakers that share a name share one circuit (leave config out "
-                "to use the circuit's)."
-            )
+            raise _native.config_conflict(name)
         return handle
 
     with persistence._lock:

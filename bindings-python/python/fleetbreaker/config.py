@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+from . import _native
 from .exceptions import CircuitBreakerConfigError
 
 TYPE_CHECKING = False
@@ -13,25 +12,6 @@ if TYPE_CHECKING:
     _ExceptionTypes = Union[Type[BaseException], Iterable[Type[BaseException]], None]
 
 __all__ = ["CircuitBreakerConfig"]
-
-# Ten years: a longer duration is a unit mistake (these are seconds).
-_MAX_SECONDS = 10 * 366 * 24 * 3600
-
-
-def _positive_int(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise CircuitBreakerConfigError(f"{field} must be a positive integer, got {value!r}.")
-    return value
-
-
-def _seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero) or value > _MAX_SECONDS:
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise CircuitBreakerConfigError(
-            f"{field} must be {kind} number of seconds (at most ten years), got {value!r}."
-        )
-    return float(value)
 
 
 def _exception_types(field: str, value: _ExceptionTypes) -> Optional[Tuple[Type[BaseException], ...]]:
@@ -56,10 +36,6 @@ def _exception_types(field: str, value: _ExceptionTypes) -> Optional[Tuple[Type[
         if not (isinstance(exc, type) and issubclass(exc, Exception)):
             raise CircuitBreakerConfigError(f"{field} must contain only exception types, got {exc!r}.")
     return items
-
-
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
 
 
 class CircuitBreakerConfig:
@@ -105,7 +81,22 @@ class CircuitBreakerConfig:
         "store_timeout",
         "store_retry_after",
         "store_failure_mode",
+        "_settings",
     )
+
+    failure_threshold: int
+    recovery_timeout: float
+    success_threshold: int
+    handled_exceptions: Optional[Tuple[Type[BaseException], ...]]
+    ignored_exceptions: Optional[Tuple[Type[BaseException], ...]]
+    local_cache_max_age: float
+    backoff_multiplier: float
+    max_recovery_timeout: Optional[float]
+    recovery_jitter: float
+    probe_lease: Optional[float]
+    store_timeout: float
+    store_retry_after: float
+    store_failure_mode: str
 
     def __init__(
         self,
@@ -123,51 +114,30 @@ class CircuitBreakerConfig:
         store_retry_after: float = 5,
         store_failure_mode: str = "open",
     ) -> None:
-        self.failure_threshold = _positive_int("failure_threshold", failure_threshold)
-        self.recovery_timeout = _seconds("recovery_timeout", recovery_timeout)
-        self.success_threshold = _positive_int("success_threshold", success_threshold)
+        # Checked in the native host, the same way as in every language.
+        self._settings = _native.Settings(
+            {
+                "failure_threshold": failure_threshold,
+                "recovery_timeout": recovery_timeout,
+                "success_threshold": success_threshold,
+                "local_cache_max_age": local_cache_max_age,
+                "backoff_multiplier": backoff_multiplier,
+                "max_recovery_timeout": max_recovery_timeout,
+                "recovery_jitter": recovery_jitter,
+                "probe_lease": probe_lease,
+                "store_timeout": store_timeout,
+                "store_retry_after": store_retry_after,
+                "store_failure_mode": store_failure_mode,
+            }
+        )
+        for name, value in self._settings.values().items():
+            setattr(self, name, value)
         self.handled_exceptions = _exception_types("handled_exceptions", handled_exceptions)
         self.ignored_exceptions = _exception_types("ignored_exceptions", ignored_exceptions)
         if self.handled_exceptions and self.ignored_exceptions:
             raise CircuitBreakerConfigError(
                 "handled_exceptions and ignored_exceptions are mutually exclusive; pass only one."
             )
-        self.local_cache_max_age = _seconds("local_cache_max_age", local_cache_max_age, allow_zero=True)
-        if (
-            isinstance(backoff_multiplier, bool)
-            or not isinstance(backoff_multiplier, (int, float))
-            or not math.isfinite(backoff_multiplier)
-            or backoff_multiplier < 1.0
-        ):
-            raise CircuitBreakerConfigError(
-                f"backoff_multiplier must be a number of at least 1.0, got {backoff_multiplier!r}."
-            )
-        self.backoff_multiplier = float(backoff_multiplier)
-        self.max_recovery_timeout = (
-            None if max_recovery_timeout is None else _seconds("max_recovery_timeout", max_recovery_timeout)
-        )
-        if self.max_recovery_timeout is not None and self.max_recovery_timeout < self.recovery_timeout:
-            raise CircuitBreakerConfigError(
-                f"max_recovery_timeout must be at least recovery_timeout ({self.recovery_timeout!r}), "
-                f"got {max_recovery_timeout!r}."
-            )
-        if (
-            isinstance(recovery_jitter, bool)
-            or not isinstance(recovery_jitter, (int, float))
-            or not 0.0 <= recovery_jitter <= 1.0
-        ):
-            raise CircuitBreakerConfigError(f"recovery_jitter must be between 0.0 and 1.0, got {recovery_jitter!r}.")
-        self.recovery_jitter = float(recovery_jitter)
-        self.probe_lease = None if probe_lease is None else _seconds("probe_lease", probe_lease)
-        self.store_timeout = _seconds("store_timeout", store_timeout)
-        if self.store_timeout > 60:
-            raise CircuitBreakerConfigError(f"store_timeout must be at most 60 seconds, got {store_timeout!r}.")
-        self.store_retry_after = _seconds("store_retry_after", store_retry_after, allow_zero=True)
-        if store_failure_mode not in ("open", "closed"):
-            raise CircuitBreakerConfigError(
-                f"store_failure_mode must be 'open' or 'closed', got {store_failure_mode!r}."
-            )
-        self.store_failure_mode = store_failure_mode
 
     def counts_as_failure(self, exc: BaseException) -> bool:
         """Whether ``exc`` counts against the circuit."""
@@ -178,7 +148,7 @@ class CircuitBreakerConfig:
         return True
 
     def _key(self) -> Tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in _FIELDS)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CircuitBreakerConfig) and self._key() == other._key()
@@ -187,20 +157,8 @@ class CircuitBreakerConfig:
         return hash(self._key())
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
         return f"CircuitBreakerConfig({fields})"
 
-    def _native_args(self) -> Tuple[Any, ...]:
-        ms = _ms
-        return (
-            self.failure_threshold,
-            ms(self.recovery_timeout),
-            self.success_threshold,
-            ms(self.local_cache_max_age),
-            self.backoff_multiplier,
-            None if self.max_recovery_timeout is None else ms(self.max_recovery_timeout),
-            self.recovery_jitter,
-            None if self.probe_lease is None else ms(self.probe_lease),
-            ms(self.store_retry_after),
-            self.store_failure_mode == "closed",
-        )
+
+_FIELDS = tuple(name for name in CircuitBreakerConfig.__slots__ if not name.startswith("_"))

@@ -50,7 +50,9 @@ class CircuitBreakerOpenError(CircuitBreakerError):
 
 class CircuitBreakerConfigError(CircuitBreakerError):
     """A configuration, a name or a store's settings were refused; the message names the field
-    and the value."""
+    and the value. ``.field`` is the field's name, when one field is to blame."""
+
+    field: Optional[str] = None
 
 
 class CircuitBreakerPersistenceError(CircuitBreakerError):

@@ -172,15 +172,12 @@ impl StoreArgs {
     }
 }
 
-/// The WIT package, encoded by the build script.
-static WIT_PACKAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleetbreaker-wit.wasm"));
-
 fn write_component(out_dir: &std::path::Path) -> Result<(), String> {
     std::fs::create_dir_all(out_dir)
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     for (name, bytes) in [
         ("fleetbreaker.wasm", fleetbreaker::component_wasm()),
-        ("fleetbreaker-wit.wasm", WIT_PACKAGE),
+        ("fleetbreaker-wit.wasm", fleetbreaker::wit_package()),
     ] {
         let path = out_dir.join(name);
         std::fs::write(&path, bytes)

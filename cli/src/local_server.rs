@@ -31,7 +31,7 @@ fn python() -> PathBuf {
 }
 
 /// `scripts/moto-server`: moto's server with each request handled alone.
-const MOTO_SERVER: &str = include_str!("../../../../scripts/moto-server");
+const MOTO_SERVER: &str = include_str!("../../scripts/moto-server");
 
 impl LocalServer {
     pub fn start() -> Result<LocalServer, String> {

@@ -1,5 +1,6 @@
 //! The operator CLI against a DynamoDB-compatible server (moto) and a SQLite file.
 
+#[path = "../../host-dynamodb/tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Read};

@@ -5,6 +5,7 @@
 //! downstream calls while open beyond the one each environment needs to learn it, and a close
 //! soon after recovery. Also the demo's default run on SQLite and its picture.
 
+#[path = "../../host-dynamodb/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
