@@ -4,7 +4,7 @@
 //! 1. a nested `cargo build` of `fleetbreaker-core` for `wasm32-unknown-unknown`;
 //! 2. `wit-component` turns the core module into a component;
 //! 3. a build-time wasmtime (with Cranelift) precompiles it for a baseline CPU of the target,
-//!    with the same engine settings the runtime uses (`src/engine_config.rs`).
+//!    with the same engine settings the runtime uses (`src/component/engine_config.rs`).
 //!
 //! Outputs in `OUT_DIR`: `fleetbreaker.wasm` (portable) and `fleetbreaker.cwasm` (native),
 //! `engine.txt`, which describes the engine that precompiled it, and `fleetbreaker-wit.wasm`,
@@ -14,7 +14,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "src/engine_config.rs"]
+#[path = "src/component/engine_config.rs"]
 mod engine_config;
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
@@ -37,7 +37,7 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
-    println!("cargo:rerun-if-changed=src/engine_config.rs");
+    println!("cargo:rerun-if-changed=src/component/engine_config.rs");
     println!("cargo:rerun-if-env-changed=FLEETBREAKER_GUEST_WASM");
 
     let module = match env::var_os("FLEETBREAKER_GUEST_WASM") {

@@ -16,7 +16,7 @@ use crate::environment::{Environment, Op, Reply, Slot, TransitionHook, boxed_in_
 use crate::events::Events;
 use crate::fork;
 use crate::kill_switch;
-use crate::store::Store;
+use crate::stores::Store;
 use crate::util::block_on;
 
 /// A circuit breaker whose state is shared, through its store, by every environment of a

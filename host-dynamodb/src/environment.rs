@@ -17,14 +17,14 @@ use fleetbreaker_core::{
 use wasmtime::component::ResourceAny;
 
 use crate::Error;
-use crate::bindings::{self, Fleetbreaker};
 use crate::bridge::spawn_detached;
 use crate::clock::{Clock, SystemClock};
+use crate::component::bindings::{self, Fleetbreaker};
+use crate::component::host::HostCtx;
+use crate::component::runtime::runtime;
 use crate::events::Events;
 use crate::fork::{self, ForkLocal, Scope};
-use crate::host::HostCtx;
-use crate::runtime::runtime;
-use crate::store::Store;
+use crate::stores::Store;
 
 pub(crate) type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
 type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;

@@ -82,31 +82,26 @@
 
 #![warn(missing_docs)]
 
-mod bindings;
 mod breaker;
 pub mod bridge;
 mod clock;
-#[cfg(feature = "dynamodb")]
-pub mod dynamodb;
+mod component;
 #[cfg(feature = "embed")]
 pub mod embed;
-mod engine_config;
 mod environment;
 mod error;
 mod events;
 pub mod fork;
-mod host;
 mod kill_switch;
-mod runtime;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
-mod store;
+mod stores;
 mod util;
 
 pub use breaker::{Breaker, BreakerBuilder, Delivery, Permit, Quick, WithEvents};
 pub use clock::{Clock, ManualClock, SystemClock};
-#[cfg(feature = "dynamodb")]
-pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
+pub use component::host::{HostCtx, add_to_linker};
+#[doc(hidden)]
+pub use component::runtime::{check_precompiled, precompiled_component};
+pub use component::runtime::{component_wasm, wit_package};
 pub use environment::{Environment, EnvironmentBuilder};
 pub use error::Error;
 pub use events::Events;
@@ -114,11 +109,9 @@ pub use fleetbreaker_core::{
     CircuitInfo, CircuitState, Config, ConfigError, CorruptItem, Event, FailurePolicy, Outcome,
     Record, StoreError, StoreFailureMode, StoreFault, SwapResult, Transition, TransitionReason,
 };
-pub use host::{HostCtx, add_to_linker};
 pub use kill_switch::{KILL_SWITCH_VARIABLES, kill_switch};
-#[doc(hidden)]
-pub use runtime::{check_precompiled, precompiled_component};
-pub use runtime::{component_wasm, wit_package};
+#[cfg(feature = "dynamodb")]
+pub use stores::dynamodb::{self, DynamoDbConfig, DynamoDbStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
-pub use store::{MemoryStore, Store, StoreFuture, StoreStats};
+pub use stores::sqlite::{self, SqliteStore};
+pub use stores::{MemoryStore, Store, StoreFuture, StoreStats};

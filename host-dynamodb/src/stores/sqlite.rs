@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::Error;
 use crate::fork::{ForkLocal, Scope};
-use crate::store::{Counters, Store, StoreFuture, StoreStats};
+use crate::stores::{Counters, Store, StoreFuture, StoreStats};
 
 /// The table, one row per circuit; its columns are the record's fields.
 pub const TABLE: &str = "fleetbreaker_circuits";

@@ -20,7 +20,7 @@ use fleetbreaker_core::{CircuitState, ConfigError, CorruptItem, Record, StoreErr
 
 use crate::Error;
 use crate::fork::{ForkLocal, Scope};
-use crate::store::{Counters, Store, StoreFuture, StoreStats};
+use crate::stores::{Counters, Store, StoreFuture, StoreStats};
 
 /// The item's attribute names, in one place: each is the [`Record`] field of the same name.
 /// Numbers are `N`, text is `S`.
@@ -1186,7 +1186,7 @@ mod tests {
     use super::bundle_parses_whole;
 
     /// Two public root CAs (ISRG Root X1 and X2), as a system bundle holds them.
-    const TWO_ROOTS: &[u8] = include_bytes!("../tests/data/two-roots.pem");
+    const TWO_ROOTS: &[u8] = include_bytes!("../../tests/data/two-roots.pem");
 
     #[test]
     fn a_bundle_of_valid_roots_is_used_whole() {

@@ -1,4 +1,10 @@
-//! The store the breaker keeps its shared records in, and the in-memory one.
+//! The stores the breaker keeps its shared records in: the trait, the in-memory store (here),
+//! DynamoDB and SQLite (each behind its feature).
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::collections::HashMap;
 use std::future::Future;

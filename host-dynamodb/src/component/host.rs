@@ -6,9 +6,9 @@ use std::sync::Arc;
 use fleetbreaker_core::Event;
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::bindings::{self, w};
 use crate::clock::Clock;
-use crate::store::Store;
+use crate::component::bindings::{self, w};
+use crate::stores::Store;
 
 /// What the component's imports reach: a store, a clock, and the events emitted so far.
 /// Keep one in your `wasmtime::Store<T>` data and hand it to [`add_to_linker`].

@@ -7,9 +7,9 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::Error;
-use crate::bindings::FleetbreakerPre;
-use crate::engine_config::engine_config;
-use crate::host::{HostCtx, add_to_linker};
+use crate::component::bindings::FleetbreakerPre;
+use crate::component::engine_config::engine_config;
+use crate::component::host::{HostCtx, add_to_linker};
 
 static PRECOMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleetbreaker.cwasm"));
 static PORTABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleetbreaker.wasm"));
