@@ -1226,7 +1226,9 @@ mod connection_tests {
     fn in_child(name: &str, env: &[(&str, &str)]) {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
-                &format!("dynamodb::connection_tests::{name}"),
+                // This module's path without the crate's name: the test's name, whatever the
+                // module is moved to.
+                &format!("{}::{name}", module_path!().split_once("::").unwrap().1),
                 "--exact",
                 "--nocapture",
             ])
