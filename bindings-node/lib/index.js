@@ -39,8 +39,12 @@ const CircuitState = Object.freeze({
   FORCED_CLOSED: 'FORCED_CLOSED',
 });
 
-/** The store deadline, in seconds, when no config gives one. */
-const DEFAULT_STORE_TIMEOUT = 1;
+/** The store deadline, in seconds, when no config gives one: the host's default. */
+let defaultStoreTimeout = null;
+function defaultStoreTimeoutS() {
+  if (defaultStoreTimeout === null) defaultStoreTimeout = parseConfig(undefined).values.storeTimeout;
+  return defaultStoreTimeout;
+}
 
 /**
  * A config checked by the addon (the checks, limits and defaults are the host's, the same as
@@ -227,18 +231,14 @@ class Persistence {
       }
       root._storeTimeout = storeTimeout;
     } else if (root._storeTimeout !== storeTimeout && !(root instanceof InMemoryPersistence)) {
-      throw outOfRange(
-        'config.storeTimeout',
-        `the ${root._storeTimeout} s this persistence store already uses (give breakers with another storeTimeout their own persistence store)`,
-        storeTimeout,
-      );
+      invoke(() => native.storeTimeoutConflict(root._storeTimeout, storeTimeout));
     }
     return root._nativeStore;
   }
 
   _environment(storeTimeout, clock) {
     // Without a store timeout (a breaker without a config), the one in use.
-    if (storeTimeout === null || storeTimeout === undefined) storeTimeout = this._root._storeTimeout ?? DEFAULT_STORE_TIMEOUT;
+    if (storeTimeout === null || storeTimeout === undefined) storeTimeout = this._root._storeTimeout ?? defaultStoreTimeoutS();
     const store = this._store(storeTimeout);
     const key = clock || null;
     let env = this._environments.get(key);
@@ -331,7 +331,7 @@ class DynamoDBPersistence extends Persistence {
   /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
   async createTable() {
     // Table administration has its own deadline in the store; storeTimeout does not apply.
-    const store = invoke(() => this._open(DEFAULT_STORE_TIMEOUT));
+    const store = invoke(() => this._open(defaultStoreTimeoutS()));
     await invoke(() => store.createTable());
   }
 }

@@ -119,6 +119,13 @@ pub fn override_duration_ms(env: &Env, duration: Unknown<'_>) -> napi::Result<Op
         .map_err(|e| to_napi(env, Error::Config(e)))
 }
 
+/// Throws the error for a store deadline other than the one a persistence object already uses.
+#[napi]
+pub fn store_timeout_conflict(env: &Env, in_use: f64, given: f64) -> napi::Result<()> {
+    let refusal = embed::store_timeout_conflict(Casing::Camel, in_use, given);
+    Err(to_napi(env, Error::Config(refusal)))
+}
+
 /// Throws the error for a second, different configuration of circuit `name` in one environment.
 #[napi]
 pub fn config_conflict(env: &Env, name: String) -> napi::Result<()> {

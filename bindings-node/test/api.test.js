@@ -4,6 +4,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
 const {
   circuitBreaker,
   CircuitBreaker,
@@ -177,6 +180,20 @@ test('names, options and persistence arguments are checked', () => {
     (e) => e instanceof CircuitBreakerPersistenceError && e.kind === 'misconfigured' && /circuits.db/.test(e.message),
   );
   new CircuitBreaker({ name: 'é'.repeat(512), persistence });
+});
+
+test('one persistence store keeps one storeTimeout', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetbreaker-timeout-'));
+  const persistence = new SQLitePersistence({ path: path.join(dir, 'circuits.db') });
+  const first = new CircuitBreaker({ name: 'a', persistence, config: { storeTimeout: 2 } });
+  // Without a config, a breaker takes the deadline in use.
+  new CircuitBreaker({ name: 'b', persistence });
+  assert.throws(
+    () => new CircuitBreaker({ name: 'c', persistence, config: { storeTimeout: 0.5 } }),
+    (e) => e instanceof CircuitBreakerConfigError && e.field === 'storeTimeout'
+      && e.message === 'invalid storeTimeout: must be the 2 s this persistence store already uses, got 0.5; give breakers with another storeTimeout their own persistence store',
+  );
+  void first;
 });
 
 test('breakers that share a name and a persistence store share one circuit', async () => {

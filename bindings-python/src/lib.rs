@@ -664,6 +664,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(settings::check_name, m)?)?;
     m.add_function(wrap_pyfunction!(settings::config_conflict, m)?)?;
     m.add_function(wrap_pyfunction!(settings::override_duration_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(settings::store_timeout_conflict, m)?)?;
     m.add_class::<bridge::PendingEvents>()?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(after_restore, m)?)?;

@@ -94,6 +94,13 @@ pub fn override_duration_ms(py: Python<'_>, duration: &Bound<'_, PyAny>) -> PyRe
     )
 }
 
+/// The error for a store deadline other than the one persistence object already uses.
+#[pyfunction]
+pub fn store_timeout_conflict(py: Python<'_>, in_use: f64, given: f64) -> PyErr {
+    let refusal = embed::store_timeout_conflict(Casing::Snake, in_use, given);
+    crate::errors::to_py(py, Error::Config(refusal))
+}
+
 /// The error for a second, different configuration of circuit `name` in one environment.
 #[pyfunction]
 pub fn config_conflict(py: Python<'_>, name: &str) -> PyErr {

@@ -427,6 +427,21 @@ def test_persistence_arguments_are_checked() -> None:
     assert raised.value.kind == "misconfigured"
 
 
+def test_one_persistence_store_keeps_one_store_timeout(tmp_path: Any) -> None:
+    persistence = SQLitePersistence(str(tmp_path / "circuits.db"))
+    first = CircuitBreaker("a", persistence, CircuitBreakerConfig(store_timeout=2))
+    # Without a config, a breaker takes the deadline in use.
+    CircuitBreaker("b", persistence)
+    with pytest.raises(CircuitBreakerConfigError) as raised:
+        CircuitBreaker("c", persistence, CircuitBreakerConfig(store_timeout=0.5))
+    assert raised.value.field == "store_timeout"
+    assert str(raised.value) == (
+        "invalid store_timeout: must be the 2 s this persistence store already uses, got 0.5; "
+        "give breakers with another store_timeout their own persistence store"
+    )
+    del first
+
+
 def test_static_pk_value_reports_the_value_in_effect(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "checkout")
     composite = CircuitBreakerDynamoDBPersistence("circuits", key_attr="pk", sort_key_attr="sk")

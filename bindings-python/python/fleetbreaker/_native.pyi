@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union, final
 from fleetbreaker.exceptions import CircuitBreakerConfigError
 
 __all__ = [
-    "ADMITTED", "PROBE", "REJECTED", "DISABLED", "Circuit", "Clock", "Environment", "PendingEvents", "Permit", "Settings", "Store", "check_name", "config_conflict", "override_duration_ms",
+    "ADMITTED", "PROBE", "REJECTED", "DISABLED", "Circuit", "Clock", "Environment", "PendingEvents", "Permit", "Settings", "Store", "check_name", "config_conflict", "override_duration_ms", "store_timeout_conflict",
     "after_restore", "check_dynamodb", "default_partition_value", "now_ms", "__version__",
 ]
 
@@ -89,6 +89,7 @@ class Settings:
 def check_name(name: object) -> str: ...
 def config_conflict(name: str) -> CircuitBreakerConfigError: ...
 def override_duration_ms(duration: object) -> Optional[int]: ...
+def store_timeout_conflict(in_use: float, given: float) -> CircuitBreakerConfigError: ...
 
 @final
 class Permit:

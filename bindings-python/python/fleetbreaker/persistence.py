@@ -145,7 +145,8 @@ class _Environment:
             asyncio.run(guarded())
 
 
-_DEFAULT_STORE_TIMEOUT = 1.0
+# The host's default (the settings without fields).
+_DEFAULT_STORE_TIMEOUT = float(_native.Settings({}).values()["store_timeout"])  # type: ignore[arg-type]
 
 
 class CircuitBreakerPersistenceLayer:
@@ -175,12 +176,12 @@ class CircuitBreakerPersistenceLayer:
             if self._store is None:
                 self._store = self._open(store_timeout)
                 self._store_timeout = store_timeout
-            elif self._store_timeout != store_timeout and not isinstance(self, InMemoryPersistence):
-                raise CircuitBreakerConfigError(
-                    f"store_timeout {store_timeout!r} differs from the {self._store_timeout!r} s this "
-                    "persistence store already uses; give breakers with another store_timeout their "
-                    "own persistence store."
-                )
+            elif (
+                self._store_timeout is not None
+                and self._store_timeout != store_timeout
+                and not isinstance(self, InMemoryPersistence)
+            ):
+                raise _native.store_timeout_conflict(self._store_timeout, store_timeout)
             return self._store
 
     def _environment(self, store_timeout: Optional[float], clock: Optional["ManualClock"]) -> _Environment:

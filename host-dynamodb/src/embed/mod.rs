@@ -25,5 +25,5 @@ pub fn config_conflict(name: &str) -> ConfigError {
 
 pub use settings::{
     Casing, MAX_SECONDS, MAX_STORE_TIMEOUT_SECONDS, Settings, Value, check_name,
-    override_duration_ms,
+    override_duration_ms, store_timeout_conflict,
 };

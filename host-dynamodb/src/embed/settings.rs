@@ -366,6 +366,21 @@ pub fn check_name(value: Value) -> Result<String, ConfigError> {
     }
 }
 
+/// The refusal of a breaker whose store deadline differs from the one its persistence object
+/// already connected with (one connection, one deadline).
+pub fn store_timeout_conflict(casing: Casing, in_use: f64, given: f64) -> ConfigError {
+    let field = casing.spell("store_timeout");
+    ConfigError {
+        message: format!(
+            "must be the {} s this persistence store already uses, got {}; give breakers with \
+             another {field} their own persistence store",
+            shown(in_use),
+            shown(given)
+        ),
+        field: field.into_owned(),
+    }
+}
+
 /// Checks an operator override's duration as a language passed it (seconds; absent or null:
 /// until changed) and gives it in milliseconds.
 pub fn override_duration_ms(value: Value) -> Result<Option<u64>, ConfigError> {
@@ -474,6 +489,17 @@ mod tests {
         let err = override_duration_ms(Value::Int(-1)).unwrap_err();
         assert_eq!(err.field, "duration");
         assert!(err.message.ends_with("got -1"), "{err}");
+    }
+
+    #[test]
+    fn a_second_store_deadline_on_one_persistence_object_is_refused_by_name() {
+        let err = store_timeout_conflict(Casing::Camel, 1.0, 2.5);
+        assert_eq!(err.field, "storeTimeout");
+        assert_eq!(
+            err.message,
+            "must be the 1 s this persistence store already uses, got 2.5; give breakers with \
+             another storeTimeout their own persistence store"
+        );
     }
 
     #[test]
