@@ -45,8 +45,7 @@ fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
 }
 
 /// A circuit's configuration, checked: what `CircuitBreakerConfig` holds.
-#[pyclass(module = "fleetbreaker._native", frozen, eq)]
-#[derive(PartialEq)]
+#[pyclass(module = "fleetbreaker._native", frozen)]
 pub struct Settings {
     pub inner: embed::Settings,
 }

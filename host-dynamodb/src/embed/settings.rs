@@ -113,34 +113,64 @@ fn count(value: &Value) -> Result<u32, Refusal> {
     }
 }
 
-fn seconds_between(value: &Value, min: f64, max: f64, note: &str) -> Result<f64, Refusal> {
-    match value.number() {
-        Some(s) if (min..=max).contains(&s) => Ok(s),
-        _ => Err(Refusal(format!(
-            "must be a number of seconds from {min} to {max}{note}, got {value}"
-        ))),
+/// A range of seconds a duration field accepts, and how its refusal says so.
+struct Seconds {
+    min: f64,
+    max: f64,
+    note: &'static str,
+}
+
+impl Seconds {
+    fn check(&self, value: &Value) -> Result<f64, Refusal> {
+        match value.number() {
+            Some(s) if (self.min..=self.max).contains(&s) => Ok(s),
+            _ => Err(self.refusal("", value)),
+        }
+    }
+
+    fn refusal(&self, absent: &str, value: &Value) -> Refusal {
+        let Seconds { min, max, note } = self;
+        Refusal(format!(
+            "must be {absent}a number of seconds from {min} to {max}{note}, got {value}"
+        ))
     }
 }
 
+const DURATION: Seconds = Seconds {
+    min: MIN_POSITIVE_SECONDS,
+    max: MAX_SECONDS,
+    note: " (ten years)",
+};
+const DURATION_OR_ZERO: Seconds = Seconds {
+    min: 0.0,
+    ..DURATION
+};
+const STORE_TIMEOUT: Seconds = Seconds {
+    min: MIN_POSITIVE_SECONDS,
+    max: MAX_STORE_TIMEOUT_SECONDS,
+    note: "",
+};
+
 fn duration(value: &Value) -> Result<f64, Refusal> {
-    seconds_between(value, MIN_POSITIVE_SECONDS, MAX_SECONDS, " (ten years)")
+    DURATION.check(value)
 }
 
 fn duration_or_zero(value: &Value) -> Result<f64, Refusal> {
-    seconds_between(value, 0.0, MAX_SECONDS, " (ten years)")
+    DURATION_OR_ZERO.check(value)
 }
 
 fn optional_duration(value: &Value) -> Result<Option<f64>, Refusal> {
     match value {
         Value::Null => Ok(None),
-        _ => duration(value)
+        _ => DURATION
+            .check(value)
             .map(Some)
-            .map_err(|Refusal(m)| Refusal(format!("must be absent or {}", &m["must be ".len()..]))),
+            .map_err(|_| DURATION.refusal("absent or ", value)),
     }
 }
 
 fn store_timeout(value: &Value) -> Result<f64, Refusal> {
-    seconds_between(value, MIN_POSITIVE_SECONDS, MAX_STORE_TIMEOUT_SECONDS, "")
+    STORE_TIMEOUT.check(value)
 }
 
 fn multiplier(value: &Value) -> Result<f64, Refusal> {
