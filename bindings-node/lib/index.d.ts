@@ -199,19 +199,23 @@ export declare class CircuitBreakerConfigError extends CircuitBreakerError {
   readonly field: string;
 }
 
+/** The shared record: every field of the record, camelCase; absent ones are `null`. */
 export interface StoredRecord {
   state: CircuitState;
   version: number;
+  openedAtMs: number | null;
+  openUntilMs: number | null;
   trips: number;
+  probeOwner: string | null;
+  probeLeaseUntilMs: number | null;
   probeSuccesses: number;
-  probeOwner?: string | null;
-  openedAtMs?: number | null;
-  openUntilMs?: number | null;
-  closedAtMs?: number | null;
+  closedAtMs: number | null;
   failureCount: number;
-  overrideReason?: string | null;
-  overrideUntilMs?: number | null;
+  updatedAtMs: number;
   updatedBy: string;
+  overrideReason: string | null;
+  overrideUntilMs: number | null;
+  expiresAtMs: number;
 }
 
 /** Helpers for tests: look inside and break an in-memory store, record every event. */

@@ -88,23 +88,6 @@ pub struct DynamoDbOptions {
     pub store_timeout_ms: Option<f64>,
 }
 
-/// The stored record, for tests and operators.
-#[napi(object)]
-pub struct StoredRecord {
-    pub state: String,
-    pub version: f64,
-    pub trips: u32,
-    pub probe_successes: u32,
-    pub probe_owner: Option<String>,
-    pub opened_at_ms: Option<f64>,
-    pub open_until_ms: Option<f64>,
-    pub closed_at_ms: Option<f64>,
-    pub failure_count: u32,
-    pub override_reason: Option<String>,
-    pub override_until_ms: Option<f64>,
-    pub updated_by: String,
-}
-
 #[napi(object)]
 pub struct StoreStats {
     pub reads: f64,
@@ -285,23 +268,16 @@ impl NativeStore {
 
     /// Memory stores: the valid record of `circuit` (a look that neither counts as a read nor
     /// meets an injected fault).
-    #[napi]
-    pub fn record(&self, circuit: String) -> napi::Result<Option<StoredRecord>> {
-        let r = self.memory_only()?.record(&circuit);
-        Ok(r.map(|r| StoredRecord {
-            state: r.state.as_str().into(),
-            version: r.version as f64,
-            trips: r.trips,
-            probe_successes: r.probe_successes,
-            probe_owner: r.probe_owner,
-            opened_at_ms: r.opened_at_ms.map(|v| v as f64),
-            open_until_ms: r.open_until_ms.map(|v| v as f64),
-            closed_at_ms: r.closed_at_ms.map(|v| v as f64),
-            failure_count: r.failure_count,
-            override_reason: r.override_reason,
-            override_until_ms: r.override_until_ms.map(|v| v as f64),
-            updated_by: r.updated_by,
-        }))
+    #[napi(ts_return_type = "Record<string, string | number | null> | null")]
+    pub fn record<'env>(
+        &self,
+        env: &'env Env,
+        circuit: String,
+    ) -> napi::Result<Option<Object<'env>>> {
+        match self.memory_only()?.record(&circuit) {
+            None => Ok(None),
+            Some(r) => settings::to_object(env, fleetbreaker::embed::record_values(&r)).map(Some),
+        }
     }
 }
 

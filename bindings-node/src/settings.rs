@@ -79,20 +79,7 @@ impl NativeSettings {
     /// Every field (camelCase) and its checked value; durations in seconds.
     #[napi]
     pub fn values<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let mut object = Object::new(env)?;
-        for (name, value) in self.inner.values() {
-            let name = Casing::Camel.spell(name);
-            match value {
-                Value::Bool(b) => object.set_named_property(&name, b)?,
-                Value::Int(i) => object.set_named_property(&name, i as f64)?,
-                Value::Float(f) => object.set_named_property(&name, f)?,
-                Value::Text(s) => object.set_named_property(&name, s)?,
-                Value::Null | Value::BadText | Value::Other(_) => {
-                    object.set_named_property(&name, Null)?
-                }
-            }
-        }
-        Ok(object)
+        to_object(env, self.inner.values())
     }
 
     /// Whether `other` is the same configuration.
@@ -100,6 +87,27 @@ impl NativeSettings {
     pub fn equals(&self, other: &NativeSettings) -> bool {
         self.inner == other.inner
     }
+}
+
+/// An object of `fields`, each named in camelCase.
+pub(crate) fn to_object<'env>(
+    env: &'env Env,
+    fields: Vec<(&'static str, Value)>,
+) -> napi::Result<Object<'env>> {
+    let mut object = Object::new(env)?;
+    for (name, value) in fields {
+        let name = Casing::Camel.spell(name);
+        match value {
+            Value::Bool(b) => object.set_named_property(&name, b)?,
+            Value::Int(i) => object.set_named_property(&name, i as f64)?,
+            Value::Float(f) => object.set_named_property(&name, f)?,
+            Value::Text(s) => object.set_named_property(&name, s)?,
+            Value::Null | Value::BadText | Value::Other(_) => {
+                object.set_named_property(&name, Null)?
+            }
+        }
+    }
+    Ok(object)
 }
 
 /// Checks a circuit name; throws an `ERR_CIRCUIT_CONFIG` error naming `name`.

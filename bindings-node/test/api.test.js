@@ -65,6 +65,24 @@ test('consecutive failures open the circuit; a rejection carries its code and th
   assert.equal(err.circuit.openedAtMs, 1_000_000);
 });
 
+test('the stored record shows every field of the record, camelCase', async () => {
+  const clock = new ManualClock(1_000_000);
+  const persistence = new InMemoryPersistence();
+  const b = breaker({ failureThreshold: 1, recoveryTimeout: 30 }, { clock, persistence });
+  await assert.rejects(b.call(() => { throw new Downstream(); }), Downstream);
+  const record = testing.storedRecord(persistence, 'payments');
+  // The one field list of the record, in its order: a field added there shows up here.
+  assert.deepEqual(Object.keys(record), [
+    'state', 'version', 'openedAtMs', 'openUntilMs', 'trips', 'probeOwner',
+    'probeLeaseUntilMs', 'probeSuccesses', 'closedAtMs', 'failureCount',
+    'updatedAtMs', 'updatedBy', 'overrideReason', 'overrideUntilMs', 'expiresAtMs',
+  ]);
+  assert.deepEqual([record.state, record.version, record.trips], ['OPEN', 1, 1]);
+  assert.deepEqual([record.openedAtMs, record.openUntilMs], [1_000_000, 1_030_000]);
+  assert.equal(record.probeOwner, null);
+  assert.ok(record.expiresAtMs > 1_030_000);
+});
+
 test('onCircuitOpen gets the arguments then the circuit, and its value is the result', async () => {
   const seen = [];
   const pay = circuitBreaker(async (order) => { throw new Downstream(order.id); }, {

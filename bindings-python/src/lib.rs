@@ -15,7 +15,7 @@ use fleetbreaker::{
     ManualClock, MemoryStore, Outcome, Record, SqliteStore,
 };
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::errors::check;
 
@@ -33,24 +33,13 @@ fn store_fault(kind: &str) -> PyResult<fleetbreaker::StoreError> {
         .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown fault {kind:?}")))
 }
 
-fn record_tuple(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyTuple>> {
-    PyTuple::new(
-        py,
-        [
-            r.state.as_str().into_pyobject(py)?.into_any(),
-            r.version.into_pyobject(py)?.into_any(),
-            r.trips.into_pyobject(py)?.into_any(),
-            r.probe_successes.into_pyobject(py)?.into_any(),
-            r.probe_owner.into_pyobject(py)?.into_any(),
-            r.opened_at_ms.into_pyobject(py)?.into_any(),
-            r.open_until_ms.into_pyobject(py)?.into_any(),
-            r.closed_at_ms.into_pyobject(py)?.into_any(),
-            r.failure_count.into_pyobject(py)?.into_any(),
-            r.override_reason.into_pyobject(py)?.into_any(),
-            r.override_until_ms.into_pyobject(py)?.into_any(),
-            r.updated_by.into_pyobject(py)?.into_any(),
-        ],
-    )
+/// The record as a dict of every field.
+fn record_dict(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyDict>> {
+    let dict = PyDict::new(py);
+    for (field, value) in fleetbreaker::embed::record_values(&r) {
+        dict.set_item(field, settings::to_py(py, value)?)?;
+    }
+    Ok(dict)
 }
 
 #[pymethods]
@@ -193,23 +182,23 @@ impl Store {
         Ok(())
     }
 
-    /// The stored record of `circuit` as a tuple, or None. For a memory store, a look that
+    /// The stored record of `circuit` as a dict, or None. For a memory store, a look that
     /// neither counts as a read nor meets an injected fault.
     fn record<'py>(
         &self,
         py: Python<'py>,
         circuit: String,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
         if let Some(memory) = &self.memory {
             return memory
                 .record(&circuit)
-                .map(|r| record_tuple(py, r))
+                .map(|r| record_dict(py, r))
                 .transpose();
         }
         let store = self.inner.clone();
         let loaded = bridge::block_plain(py, async move { store.load(&circuit).await });
         match loaded {
-            Ok(Some(r)) => Ok(Some(record_tuple(py, r)?)),
+            Ok(Some(r)) => Ok(Some(record_dict(py, r)?)),
             Ok(None) | Err(fleetbreaker::StoreError::Corrupt(_)) => Ok(None),
             Err(e) => Err(errors::to_py(py, Error::Store(e))),
         }

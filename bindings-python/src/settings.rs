@@ -33,7 +33,7 @@ fn value_of(obj: &Bound<'_, PyAny>) -> Value {
     }
 }
 
-fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
+pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
     Ok(match value {
         Value::Null => py.None(),
         Value::Bool(b) => PyBool::new(py, b).to_owned().into_any().unbind(),

@@ -175,6 +175,26 @@ def test_consecutive_failures_open_the_circuit_and_rejections_carry_the_circuit(
     assert stored_record(store, "payments")["state"] == "OPEN"  # type: ignore[index]
 
 
+def test_the_stored_record_shows_every_field_of_the_record() -> None:
+    clock = ManualClock(1_000.0)
+    store = InMemoryPersistence()
+    breaker = CircuitBreaker("payments", store, CircuitBreakerConfig(failure_threshold=1, recovery_timeout=30), clock=clock)
+    with pytest.raises(Downstream):
+        breaker.call(_raise, Downstream())
+    record = stored_record(store, "payments")
+    assert record is not None
+    # The one field list of the record, in its order: a field added there shows up here.
+    assert list(record) == [
+        "state", "version", "opened_at_ms", "open_until_ms", "trips", "probe_owner",
+        "probe_lease_until_ms", "probe_successes", "closed_at_ms", "failure_count",
+        "updated_at_ms", "updated_by", "override_reason", "override_until_ms", "expires_at_ms",
+    ]
+    assert (record["state"], record["version"], record["trips"]) == ("OPEN", 1, 1)
+    assert (record["opened_at_ms"], record["open_until_ms"]) == (1_000_000, 1_030_000)
+    assert record["probe_owner"] is None and record["updated_at_ms"] == 1_000_000
+    assert isinstance(record["expires_at_ms"], int) and record["expires_at_ms"] > 1_030_000
+
+
 def test_on_circuit_open_gets_the_arguments_and_its_value_or_exception_is_the_result() -> None:
     clock = ManualClock()
     seen: List[Any] = []

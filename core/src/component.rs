@@ -5,6 +5,7 @@ use std::cell::RefCell;
 
 use crate::circuit::{Circuit, Clock, Events, Store};
 use crate::types as t;
+use crate::{convert_record, record_fields};
 
 wit_bindgen::generate!({
     path: "wit",
@@ -164,44 +165,24 @@ fn state_out(s: t::CircuitState) -> w::CircuitState {
     }
 }
 
-fn record_in(r: w::CircuitRecord) -> t::Record {
-    t::Record {
-        state: state_in(r.state),
-        version: r.version,
-        opened_at_ms: r.opened_at_ms,
-        open_until_ms: r.open_until_ms,
-        trips: r.trips,
-        probe_owner: r.probe_owner,
-        probe_lease_until_ms: r.probe_lease_until_ms,
-        probe_successes: r.probe_successes,
-        closed_at_ms: r.closed_at_ms,
-        failure_count: r.failure_count,
-        updated_at_ms: r.updated_at_ms,
-        updated_by: r.updated_by,
-        override_reason: r.override_reason,
-        override_until_ms: r.override_until_ms,
-        expires_at_ms: r.expires_at_ms,
+impl From<w::CircuitState> for t::CircuitState {
+    fn from(s: w::CircuitState) -> Self {
+        state_in(s)
     }
 }
 
-fn record_out(r: t::Record) -> w::CircuitRecord {
-    w::CircuitRecord {
-        state: state_out(r.state),
-        version: r.version,
-        opened_at_ms: r.opened_at_ms,
-        open_until_ms: r.open_until_ms,
-        trips: r.trips,
-        probe_owner: r.probe_owner,
-        probe_lease_until_ms: r.probe_lease_until_ms,
-        probe_successes: r.probe_successes,
-        closed_at_ms: r.closed_at_ms,
-        failure_count: r.failure_count,
-        updated_at_ms: r.updated_at_ms,
-        updated_by: r.updated_by,
-        override_reason: r.override_reason,
-        override_until_ms: r.override_until_ms,
-        expires_at_ms: r.expires_at_ms,
+impl From<t::CircuitState> for w::CircuitState {
+    fn from(s: t::CircuitState) -> Self {
+        state_out(s)
     }
+}
+
+fn record_in(r: w::CircuitRecord) -> t::Record {
+    record_fields!(convert_record r => t::Record)
+}
+
+fn record_out(r: t::Record) -> w::CircuitRecord {
+    record_fields!(convert_record r => w::CircuitRecord)
 }
 
 fn corrupt_in(c: w::CorruptItem) -> t::CorruptItem {

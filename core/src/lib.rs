@@ -45,6 +45,7 @@
 mod circuit;
 pub mod config;
 pub mod machine;
+mod record;
 mod types;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -54,4 +55,5 @@ pub mod testing;
 mod component;
 
 pub use circuit::{Circuit, Clock, Env, Events, Store};
+pub use record::*;
 pub use types::*;

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub use crate::record::Record;
+
 /// Where a circuit stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CircuitState {
@@ -47,60 +49,6 @@ impl CircuitState {
 impl fmt::Display for CircuitState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The shared record of one circuit. Every write replaces it whole, with a compare-and-swap on
-/// `version`, and bumps `version` by exactly one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub state: CircuitState,
-    pub version: u64,
-    /// When the circuit last opened.
-    pub opened_at_ms: Option<u64>,
-    /// End of the current break: the first probe may start at or after it.
-    pub open_until_ms: Option<u64>,
-    /// Opens since the last full close; drives the backoff.
-    pub trips: u32,
-    /// The token of the call holding the single probe permit.
-    pub probe_owner: Option<String>,
-    /// Until when that permit is held; after it, any environment may take it over.
-    pub probe_lease_until_ms: Option<u64>,
-    /// Successful probes in this half-open episode.
-    pub probe_successes: u32,
-    /// When the circuit last closed; failures seen before it never count.
-    pub closed_at_ms: Option<u64>,
-    /// Failures seen by the environment that tripped the circuit (information only).
-    pub failure_count: u32,
-    pub updated_at_ms: u64,
-    pub updated_by: String,
-    pub override_reason: Option<String>,
-    pub override_until_ms: Option<u64>,
-    /// When a store may delete the record (DynamoDB TTL).
-    pub expires_at_ms: u64,
-}
-
-impl Record {
-    /// What an absent item means: a closed circuit that was never written. Its version is the
-    /// one the next write swaps against (0 for a missing item).
-    pub fn absent(version: u64) -> Record {
-        Record {
-            state: CircuitState::Closed,
-            version,
-            opened_at_ms: None,
-            open_until_ms: None,
-            trips: 0,
-            probe_owner: None,
-            probe_lease_until_ms: None,
-            probe_successes: 0,
-            closed_at_ms: None,
-            failure_count: 0,
-            updated_at_ms: 0,
-            updated_by: String::new(),
-            override_reason: None,
-            override_until_ms: None,
-            expires_at_ms: 0,
-        }
     }
 }
 

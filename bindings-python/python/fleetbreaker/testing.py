@@ -30,16 +30,10 @@ def _memory(persistence: CircuitBreakerPersistenceLayer) -> _native.Store:
     return root._native_store(1.0)
 
 
-_RECORD_FIELDS = (
-    "state", "version", "trips", "probe_successes", "probe_owner", "opened_at_ms", "open_until_ms",
-    "closed_at_ms", "failure_count", "override_reason", "override_until_ms", "updated_by",
-)
-
-
 def stored_record(persistence: CircuitBreakerPersistenceLayer, name: str) -> Optional[Dict[str, object]]:
-    """The valid record of circuit ``name``, as a dict, or None (no item, or a corrupt one)."""
-    record = _memory(persistence).record(name)
-    return None if record is None else dict(zip(_RECORD_FIELDS, record))
+    """The valid record of circuit ``name``, as a dict of every field, or None (no item, or a
+    corrupt one)."""
+    return _memory(persistence).record(name)
 
 
 def store_counts(persistence: CircuitBreakerPersistenceLayer) -> Tuple[int, int, int]:

@@ -15,12 +15,30 @@
 
 mod settings;
 
-use fleetbreaker_core::ConfigError;
+use fleetbreaker_core::{ConfigError, Record, Stored};
 
 /// The refusal of a second, different configuration for a circuit already in use in an
 /// environment (the packages keep their own handles per name, and refuse with this).
 pub fn config_conflict(name: &str) -> ConfigError {
     crate::environment::config_conflict(name)
+}
+
+/// A record as the packages show it (tests' and operators' looks): every field of the core's
+/// one field list, by its snake_case name, as `Int`, `Text` or `Null`.
+pub fn record_values(record: &Record) -> Vec<(&'static str, Value)> {
+    record
+        .to_stored()
+        .into_iter()
+        .map(|(field, value)| {
+            let value = match value {
+                None => Value::Null,
+                // Times and counters are far below 2^63.
+                Some(Stored::Number(n)) => Value::Int(n as i64),
+                Some(Stored::Text(t)) => Value::Text(t),
+            };
+            (field, value)
+        })
+        .collect()
 }
 
 pub use settings::{

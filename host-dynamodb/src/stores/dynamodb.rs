@@ -16,7 +16,9 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use fleetbreaker_core::{CircuitState, ConfigError, CorruptItem, Record, StoreError, SwapResult};
+use fleetbreaker_core::{
+    CircuitState, ConfigError, CorruptItem, Record, StoreError, Stored, StoredKind, SwapResult,
+};
 
 use crate::Error;
 use crate::fork::{ForkLocal, Scope};
@@ -1011,47 +1013,32 @@ impl Store for DynamoDbStore {
     }
 }
 
+/// The item attribute that holds record field `field`: the field's own name, except for the
+/// TTL.
+fn attribute_of(field: &'static str) -> &'static str {
+    if field == "expires_at_ms" {
+        attr::EXPIRATION
+    } else {
+        field
+    }
+}
+
 /// The item for `r`, without its key. Absent optional fields are left out.
 pub fn record_to_item(r: &Record) -> HashMap<String, AttributeValue> {
-    let n = |v: u64| AttributeValue::N(v.to_string());
-    let s = |v: &str| AttributeValue::S(v.to_string());
-    let mut item = HashMap::from([
-        (attr::STATE.to_string(), s(r.state.as_str())),
-        (attr::VERSION.to_string(), n(r.version)),
-        (attr::TRIPS.to_string(), n(r.trips.into())),
-        (
-            attr::PROBE_SUCCESSES.to_string(),
-            n(r.probe_successes.into()),
-        ),
-        (attr::FAILURE_COUNT.to_string(), n(r.failure_count.into())),
-        (attr::UPDATED_AT_MS.to_string(), n(r.updated_at_ms)),
-        (attr::UPDATED_BY.to_string(), s(&r.updated_by)),
-        (
-            attr::EXPIRATION.to_string(),
-            n(r.expires_at_ms.div_ceil(1000)),
-        ),
-    ]);
-    let optional_numbers = [
-        (attr::OPENED_AT_MS, r.opened_at_ms),
-        (attr::OPEN_UNTIL_MS, r.open_until_ms),
-        (attr::PROBE_LEASE_UNTIL_MS, r.probe_lease_until_ms),
-        (attr::CLOSED_AT_MS, r.closed_at_ms),
-        (attr::OVERRIDE_UNTIL_MS, r.override_until_ms),
-    ];
-    for (name, value) in optional_numbers {
-        if let Some(v) = value {
-            item.insert(name.to_string(), n(v));
-        }
-    }
-    for (name, value) in [
-        (attr::PROBE_OWNER, &r.probe_owner),
-        (attr::OVERRIDE_REASON, &r.override_reason),
-    ] {
-        if let Some(v) = value {
-            item.insert(name.to_string(), s(v));
-        }
-    }
-    item
+    r.to_stored()
+        .into_iter()
+        .filter_map(|(field, value)| {
+            let value = match value? {
+                // DynamoDB's TTL takes epoch seconds.
+                Stored::Number(ms) if field == "expires_at_ms" => {
+                    AttributeValue::N(ms.div_ceil(1000).to_string())
+                }
+                Stored::Number(n) => AttributeValue::N(n.to_string()),
+                Stored::Text(t) => AttributeValue::S(t),
+            };
+            Some((attribute_of(field).to_string(), value))
+        })
+        .collect()
 }
 
 /// Reads an item back; anything that is not a valid record is reported with what is wrong
@@ -1062,60 +1049,46 @@ pub fn item_to_record(item: &HashMap<String, AttributeValue>) -> Result<Record, 
         _ => None,
     };
     let corrupt = |detail: String| CorruptItem { detail, version };
-    let number = |name: &str| -> Result<Option<u64>, CorruptItem> {
-        match item.get(name) {
-            None => Ok(None),
-            Some(AttributeValue::N(n)) => n
+    let record = Record::from_stored(|field, kind| {
+        let value = match (item.get(attribute_of(field)), kind) {
+            (None, _) => return Ok(None),
+            (Some(AttributeValue::N(n)), StoredKind::Number) => n
                 .parse::<u64>()
-                .map(Some)
-                .map_err(|_| corrupt(format!("attribute '{name}' is not a whole number: {n:?}"))),
-            Some(other) => Err(corrupt(format!(
-                "attribute '{name}' should be a number (N), found {}",
-                type_name(other)
-            ))),
-        }
-    };
-    let small = |name: &str| -> Result<u32, CorruptItem> {
-        let v = number(name)?.unwrap_or(0);
-        u32::try_from(v).map_err(|_| corrupt(format!("attribute '{name}' is out of range: {v}")))
-    };
-    let text = |name: &str| -> Result<Option<String>, CorruptItem> {
-        match item.get(name) {
-            None => Ok(None),
-            Some(AttributeValue::S(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(corrupt(format!(
-                "attribute '{name}' should be a string (S), found {}",
-                type_name(other)
-            ))),
-        }
-    };
-    let state = match text(attr::STATE)? {
-        None => return Err(corrupt(format!("attribute '{}' is missing", attr::STATE))),
-        Some(s) => {
-            CircuitState::parse(&s).ok_or_else(|| corrupt(format!("unknown state {s:?}")))?
-        }
-    };
-    let Some(version) = number(attr::VERSION)? else {
-        return powertools_item(item, state)
-            .ok_or_else(|| corrupt(format!("attribute '{}' is missing", attr::VERSION)));
-    };
-    Ok(Record {
-        state,
-        version,
-        opened_at_ms: number(attr::OPENED_AT_MS)?,
-        open_until_ms: number(attr::OPEN_UNTIL_MS)?,
-        trips: small(attr::TRIPS)?,
-        probe_owner: text(attr::PROBE_OWNER)?,
-        probe_lease_until_ms: number(attr::PROBE_LEASE_UNTIL_MS)?,
-        probe_successes: small(attr::PROBE_SUCCESSES)?,
-        closed_at_ms: number(attr::CLOSED_AT_MS)?,
-        failure_count: small(attr::FAILURE_COUNT)?,
-        updated_at_ms: number(attr::UPDATED_AT_MS)?.unwrap_or(0),
-        updated_by: text(attr::UPDATED_BY)?.unwrap_or_default(),
-        override_reason: text(attr::OVERRIDE_REASON)?,
-        override_until_ms: number(attr::OVERRIDE_UNTIL_MS)?,
-        expires_at_ms: number(attr::EXPIRATION)?.unwrap_or(0).saturating_mul(1000),
+                .map_err(|_| format!("is not a whole number: {n:?}"))?,
+            (Some(AttributeValue::S(t)), StoredKind::Text) => {
+                return Ok(Some(Stored::Text(t.clone())));
+            }
+            (Some(other), StoredKind::Number) => {
+                return Err(format!(
+                    "should be a number (N), found {}",
+                    type_name(other)
+                ));
+            }
+            (Some(other), StoredKind::Text) => {
+                return Err(format!(
+                    "should be a string (S), found {}",
+                    type_name(other)
+                ));
+            }
+        };
+        Ok(Some(Stored::Number(if field == "expires_at_ms" {
+            value.saturating_mul(1000)
+        } else {
+            value
+        })))
     })
+    .map_err(|e| {
+        corrupt(format!(
+            "attribute '{}' {}",
+            attribute_of(e.field),
+            e.problem
+        ))
+    })?;
+    if !item.contains_key(attr::VERSION) {
+        return powertools_item(item, record.state)
+            .ok_or_else(|| corrupt(format!("attribute '{}' is missing", attr::VERSION)));
+    }
+    Ok(record)
 }
 
 /// An item the Powertools breaker wrote: `state` (CLOSED, OPEN or HALF_OPEN), `failure_count`,

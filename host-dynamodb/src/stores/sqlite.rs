@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fleetbreaker_core::{CircuitState, CorruptItem, Record, StoreError, SwapResult};
+use fleetbreaker_core::{CorruptItem, Record, StoreError, Stored, StoredKind, SwapResult};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -24,24 +24,11 @@ use crate::stores::{Counters, Store, StoreFuture, StoreStats};
 /// The table, one row per circuit; its columns are the record's fields.
 pub const TABLE: &str = "fleetbreaker_circuits";
 
-const COLUMNS: [&str; 16] = [
-    "name",
-    "state",
-    "version",
-    "opened_at_ms",
-    "open_until_ms",
-    "trips",
-    "probe_owner",
-    "probe_lease_until_ms",
-    "probe_successes",
-    "closed_at_ms",
-    "failure_count",
-    "updated_at_ms",
-    "updated_by",
-    "override_reason",
-    "override_until_ms",
-    "expires_at_ms",
-];
+/// The columns after `name`: the record's fields, in [`Record::FIELDS`] order.
+fn columns() -> String {
+    let names: Vec<&str> = Record::FIELDS.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
 
 /// Every circuit with a row, with its record or what is wrong with the row.
 pub type Listing = Vec<(String, Result<Record, CorruptItem>)>;
@@ -204,16 +191,16 @@ fn set_up(conn: &Connection) -> rusqlite::Result<()> {
     // table never needs an upgrade.
     let created = conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
-        CREATE TABLE IF NOT EXISTS {TABLE} (
-            name TEXT PRIMARY KEY NOT NULL,
-            state TEXT, version INTEGER,
-            opened_at_ms INTEGER, open_until_ms INTEGER, trips INTEGER,
-            probe_owner TEXT, probe_lease_until_ms INTEGER, probe_successes INTEGER,
-            closed_at_ms INTEGER, failure_count INTEGER,
-            updated_at_ms INTEGER, updated_by TEXT,
-            override_reason TEXT, override_until_ms INTEGER, expires_at_ms INTEGER
-        );
-        COMMIT;"
+        CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY NOT NULL, {});
+        COMMIT;",
+        Record::FIELDS
+            .iter()
+            .map(|(name, kind)| match kind {
+                StoredKind::Number => format!("{name} INTEGER"),
+                StoredKind::Text => format!("{name} TEXT"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     if created.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -279,12 +266,9 @@ type Row = Vec<rusqlite::types::Value>;
 
 fn select(conn: &Connection, circuit: &str) -> rusqlite::Result<Option<Row>> {
     conn.query_row(
-        &format!(
-            "SELECT {} FROM {TABLE} WHERE name = ?1",
-            COLUMNS[1..].join(", ")
-        ),
+        &format!("SELECT {} FROM {TABLE} WHERE name = ?1", columns()),
         params![circuit],
-        |row| (0..COLUMNS.len() - 1).map(|i| row.get(i)).collect(),
+        |row| (0..Record::FIELDS.len()).map(|i| row.get(i)).collect(),
     )
     .optional()
 }
@@ -299,12 +283,13 @@ fn load(conn: &Connection, circuit: &str) -> rusqlite::Result<Result<Option<Reco
 
 fn list(conn: &Connection) -> rusqlite::Result<Listing> {
     let mut statement = conn.prepare(&format!(
-        "SELECT {} FROM {TABLE} ORDER BY name",
-        COLUMNS.join(", ")
+        "SELECT name, {} FROM {TABLE} ORDER BY name",
+        columns()
     ))?;
     let rows = statement.query_map([], |row| {
         let name: String = row.get(0)?;
-        let values: rusqlite::Result<Row> = (1..COLUMNS.len()).map(|i| row.get(i)).collect();
+        let values: rusqlite::Result<Row> =
+            (1..=Record::FIELDS.len()).map(|i| row.get(i)).collect();
         Ok((name, values?))
     })?;
     rows.map(|r| r.map(|(name, row)| (name, row_to_record(&row))))
@@ -332,31 +317,24 @@ fn swap(
     if current_version != expected {
         return Ok(SwapResult::Conflict(current_record));
     }
-    let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    use rusqlite::types::Value;
+    let values = next.to_stored().into_iter().map(|(_, value)| match value {
+        None => Value::Null,
+        // Every number the record holds is far below 2^63.
+        Some(Stored::Number(n)) => Value::Integer(n as i64),
+        Some(Stored::Text(t)) => Value::Text(t),
+    });
+    let values: Vec<Value> = std::iter::once(Value::Text(circuit.into()))
+        .chain(values)
+        .collect();
+    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
     tx.execute(
         &format!(
-            "INSERT OR REPLACE INTO {TABLE} ({}) VALUES ({})",
-            COLUMNS.join(", "),
+            "INSERT OR REPLACE INTO {TABLE} (name, {}) VALUES ({})",
+            columns(),
             placeholders.join(", ")
         ),
-        params![
-            circuit,
-            next.state.as_str(),
-            next.version as i64,
-            next.opened_at_ms.map(|v| v as i64),
-            next.open_until_ms.map(|v| v as i64),
-            next.trips,
-            next.probe_owner,
-            next.probe_lease_until_ms.map(|v| v as i64),
-            next.probe_successes,
-            next.closed_at_ms.map(|v| v as i64),
-            next.failure_count,
-            next.updated_at_ms as i64,
-            next.updated_by,
-            next.override_reason,
-            next.override_until_ms.map(|v| v as i64),
-            next.expires_at_ms as i64,
-        ],
+        rusqlite::params_from_iter(values),
     )?;
     tx.commit()?;
     Ok(SwapResult::Written)
@@ -366,65 +344,31 @@ fn swap(
 /// is given).
 fn row_to_record(row: &Row) -> Result<Record, CorruptItem> {
     use rusqlite::types::Value;
-    let column = |i: usize| COLUMNS[i + 1];
     let version = match &row[1] {
         Value::Integer(v) if *v >= 0 => Some(*v as u64),
         _ => None,
     };
     let corrupt = |detail: String| CorruptItem { detail, version };
-    let number = |i: usize| -> Result<Option<u64>, CorruptItem> {
-        match &row[i] {
-            Value::Null => Ok(None),
-            Value::Integer(v) if *v >= 0 => Ok(Some(*v as u64)),
-            other => Err(corrupt(format!(
-                "column '{}' should be a non-negative integer, found {:?}",
-                column(i),
-                ValueRef::from(other).data_type()
-            ))),
-        }
-    };
-    let small = |i: usize| -> Result<u32, CorruptItem> {
-        let v = number(i)?.unwrap_or(0);
-        u32::try_from(v)
-            .map_err(|_| corrupt(format!("column '{}' is out of range: {v}", column(i))))
-    };
-    let text = |i: usize| -> Result<Option<String>, CorruptItem> {
-        match &row[i] {
-            Value::Null => Ok(None),
-            Value::Text(s) => Ok(Some(s.clone())),
-            other => Err(corrupt(format!(
-                "column '{}' should be text, found {:?}",
-                column(i),
-                ValueRef::from(other).data_type()
-            ))),
-        }
-    };
-    let state = match text(0)? {
-        None => return Err(corrupt("column 'state' is empty".into())),
-        Some(s) => {
-            CircuitState::parse(&s).ok_or_else(|| corrupt(format!("unknown state {s:?}")))?
-        }
-    };
-    let Some(version) = number(1)? else {
-        return Err(corrupt("column 'version' is empty".into()));
-    };
-    Ok(Record {
-        state,
-        version,
-        opened_at_ms: number(2)?,
-        open_until_ms: number(3)?,
-        trips: small(4)?,
-        probe_owner: text(5)?,
-        probe_lease_until_ms: number(6)?,
-        probe_successes: small(7)?,
-        closed_at_ms: number(8)?,
-        failure_count: small(9)?,
-        updated_at_ms: number(10)?.unwrap_or(0),
-        updated_by: text(11)?.unwrap_or_default(),
-        override_reason: text(12)?,
-        override_until_ms: number(13)?,
-        expires_at_ms: number(14)?.unwrap_or(0),
+    let mut cells = row.iter();
+    let record = Record::from_stored(|_, kind| {
+        let found = match (cells.next(), kind) {
+            (None | Some(Value::Null), _) => return Ok(None),
+            (Some(Value::Integer(v)), StoredKind::Number) if *v >= 0 => {
+                return Ok(Some(Stored::Number(*v as u64)));
+            }
+            (Some(Value::Text(t)), StoredKind::Text) => return Ok(Some(Stored::Text(t.clone()))),
+            (Some(other), _) => ValueRef::from(other).data_type(),
+        };
+        Err(match kind {
+            StoredKind::Number => format!("should be a non-negative integer, found {found:?}"),
+            StoredKind::Text => format!("should be text, found {found:?}"),
+        })
     })
+    .map_err(|e| corrupt(format!("column '{}' {}", e.field, e.problem)))?;
+    if version.is_none() {
+        return Err(corrupt("column 'version' is empty".into()));
+    }
+    Ok(record)
 }
 
 fn gone() -> StoreError {
