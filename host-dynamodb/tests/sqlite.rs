@@ -141,6 +141,31 @@ fn corrupt_rows_are_reported_and_replaced_by_the_next_write() {
 }
 
 #[test]
+fn a_file_made_with_fewer_fields_gains_the_new_columns_and_keeps_its_rows() {
+    let dir = temp_db("older-file");
+    let path = dir.path().join("circuits.db");
+    // The table as a version that knew only the first few fields made it, with one row.
+    write_raw(
+        &path,
+        "CREATE TABLE fleetbreaker_circuits (name TEXT PRIMARY KEY NOT NULL, state TEXT,
+            version INTEGER, opened_at_ms INTEGER);
+         INSERT INTO fleetbreaker_circuits VALUES ('payments', 'OPEN', 4, 1700000000000);",
+    );
+    let store = SqliteStore::open(&path).unwrap();
+    let read = block_on(store.load("payments")).unwrap().unwrap();
+    let mut want = Record::absent(4);
+    want.state = CircuitState::Open;
+    want.opened_at_ms = Some(T0);
+    assert_eq!(read, want, "the new fields read as absent");
+    let next = record(5, CircuitState::HalfOpen);
+    assert_eq!(
+        block_on(store.swap("payments", Some(4), &next)).unwrap(),
+        SwapResult::Written
+    );
+    assert_eq!(block_on(store.load("payments")).unwrap(), Some(next));
+}
+
+#[test]
 fn an_unusable_path_is_a_clear_error() {
     let err = SqliteStore::open("/nonexistent-dir/sub/circuits.db").unwrap_err();
     assert!(

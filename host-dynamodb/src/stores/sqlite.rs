@@ -189,23 +189,37 @@ fn set_up(conn: &Connection) -> rusqlite::Result<()> {
     }
     // IMMEDIATE takes the write lock first (waiting in the busy handler), so creating the
     // table never needs an upgrade.
-    let created = conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE;
-        CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY NOT NULL, {});
-        COMMIT;",
-        Record::FIELDS
-            .iter()
-            .map(|(name, kind)| match kind {
-                StoredKind::Number => format!("{name} INTEGER"),
-                StoredKind::Text => format!("{name} TEXT"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let created = create_table(conn).and_then(|()| conn.execute_batch("COMMIT"));
     if created.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     created
+}
+
+/// The table, with a column per record field: a file made by a version with fewer fields
+/// gains the new ones (absent in its rows, which is what a field's absent value is for).
+fn create_table(conn: &Connection) -> rusqlite::Result<()> {
+    let column = |name: &str, kind: &StoredKind| match kind {
+        StoredKind::Number => format!("{name} INTEGER"),
+        StoredKind::Text => format!("{name} TEXT"),
+    };
+    let columns: Vec<String> = Record::FIELDS.iter().map(|(n, k)| column(n, k)).collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY NOT NULL, {})",
+        columns.join(", ")
+    ))?;
+    let mut info = conn.prepare(&format!("PRAGMA table_info({TABLE})"))?;
+    let present: Vec<String> = info
+        .query_map([], |row| row.get::<_, String>(1))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, kind) in Record::FIELDS {
+        if !present.iter().any(|p| p == name) {
+            let added = column(name, kind);
+            conn.execute_batch(&format!("ALTER TABLE {TABLE} ADD COLUMN {added}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, counters: &Counters) {
