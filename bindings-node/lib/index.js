@@ -178,6 +178,7 @@ class Environment {
 
   _dispatch(e) {
     for (const sink of this.sinks) sink(e);
+    this.logger[e.logLevel](`fleetbreaker: ${e.logText}`);
     if (e.kind === 'transition') {
       const handle = this.handles.get(e.circuit)?.deref();
       if (!handle) return;
@@ -194,13 +195,6 @@ class Environment {
           this.logger.warn(`fleetbreaker: onTransition hook for circuit '${e.circuit}' threw; ignoring.`, err);
         }
       }
-    } else if (e.kind === 'store_degraded') {
-      const log = e.error === 'misconfigured' ? this.logger.error : this.logger.warn;
-      log(`fleetbreaker: circuit '${e.circuit}': ${e.message}; protecting locally until the store answers again.`);
-    } else if (e.kind === 'corrupt_record') {
-      this.logger.warn(`fleetbreaker: circuit '${e.circuit}': ${e.message}; treating it as absent until the next transition replaces it.`);
-    } else if (e.kind === 'store_recovered') {
-      this.logger.info(`fleetbreaker: circuit '${e.circuit}': the store answers again.`);
     }
   }
 }

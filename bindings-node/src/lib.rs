@@ -18,11 +18,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
+use fleetbreaker::embed::{Level, Value};
 use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error, Event,
+    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
     ManualClock, MemoryStore, Outcome, Permit, SqliteStore,
 };
-use napi::bindgen_prelude::{Either, Object};
+use napi::bindgen_prelude::{Either, Object, ToNapiValue};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -393,75 +394,38 @@ impl NativeClock {
     }
 }
 
-/// An event, as JavaScript receives it.
-#[napi(object)]
-#[derive(Clone)]
-pub struct NativeEvent {
-    /// `transition`, `store_degraded`, `store_recovered` or `corrupt_record`.
-    pub kind: String,
-    pub circuit: String,
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
-    pub version: Option<f64>,
-    pub at_ms: Option<f64>,
-    pub opened_at_ms: Option<f64>,
-    pub reason: Option<String>,
-    pub override_reason: Option<String>,
-    pub local_only: Option<bool>,
-    /// For store trouble: the kind of store error, and what it said.
-    pub error: Option<String>,
-    pub message: Option<String>,
-}
+/// An event, as JavaScript receives it: `kind`, `circuit`, its one log line (`logLevel`:
+/// `error`, `warn` or `info`; `logText`) and its details, camelCase (see
+/// `fleetbreaker::embed::EventView`).
+pub struct EventObject(fleetbreaker::embed::EventView);
 
-fn native_event(event: &Event) -> NativeEvent {
-    let mut e = NativeEvent {
-        kind: String::new(),
-        circuit: String::new(),
-        from_state: None,
-        to_state: None,
-        version: None,
-        at_ms: None,
-        opened_at_ms: None,
-        reason: None,
-        override_reason: None,
-        local_only: None,
-        error: None,
-        message: None,
-    };
-    match event {
-        Event::Transition(t) => {
-            e.kind = "transition".into();
-            e.circuit = t.circuit.clone();
-            e.from_state = Some(t.from_state.as_str().into());
-            e.to_state = Some(t.to_state.as_str().into());
-            e.version = Some(t.version as f64);
-            e.at_ms = Some(t.at_ms as f64);
-            e.opened_at_ms = t.opened_at_ms.map(|v| v as f64);
-            e.reason = Some(t.reason.as_str().into());
-            e.override_reason = t.override_reason.clone();
-            e.local_only = Some(t.local_only);
-        }
-        Event::StoreDegraded(f) => {
-            e.kind = "store_degraded".into();
-            e.circuit = f.circuit.clone();
-            e.error = Some(f.error.kind().into());
-            e.message = Some(f.error.to_string());
-        }
-        Event::CorruptRecord(f) => {
-            e.kind = "corrupt_record".into();
-            e.circuit = f.circuit.clone();
-            e.message = Some(f.error.to_string());
-        }
-        Event::StoreRecovered(c) => {
-            e.kind = "store_recovered".into();
-            e.circuit = c.clone();
-        }
+impl ToNapiValue for EventObject {
+    unsafe fn to_napi_value(
+        raw: napi::sys::napi_env,
+        event: Self,
+    ) -> napi::Result<napi::sys::napi_value> {
+        let env = Env::from_raw(raw);
+        let view = event.0;
+        let level = match view.level {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            _ => "info",
+        };
+        let mut fields = vec![
+            ("kind", Value::Text(view.kind.into())),
+            ("circuit", Value::Text(view.circuit)),
+            ("log_level", Value::Text(level.into())),
+            ("log_text", Value::Text(view.text)),
+        ];
+        fields.extend(view.fields);
+        let object = settings::to_object(&env, fields)?;
+        // SAFETY: the object was made in this very `env`, on its thread.
+        unsafe { Object::to_napi_value(raw, object) }
     }
-    e
 }
 
 /// Weak: a pending event must not keep the process alive.
-type EventCallback = ThreadsafeFunction<NativeEvent, (), NativeEvent, Status, false, true>;
+type EventCallback = ThreadsafeFunction<EventObject, (), EventObject, Status, false, true>;
 
 /// One component instance: the breakers of one persistence store in one process.
 #[napi]
@@ -484,7 +448,10 @@ impl NativeEnvironment {
         let on_event = Arc::new(on_event);
         let mut builder =
             fleetbreaker::Environment::builder(store.inner.clone()).on_event(move |event| {
-                on_event.call(native_event(event), ThreadsafeFunctionCallMode::NonBlocking);
+                on_event.call(
+                    EventObject(fleetbreaker::embed::event_view(event)),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
             });
         if let Some(manual) = &clock.manual {
             builder = builder.clock(manual.clone());

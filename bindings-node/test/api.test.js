@@ -111,6 +111,23 @@ test('isFailure decides what counts', async () => {
   assert.equal((await b.info()).state, 'OPEN');
 });
 
+test('events are logged through the logger with the one text of every language', async () => {
+  // The texts come from the host (fleetbreaker::events::log_line); Python logs the same ones.
+  const lines = [];
+  const logger = Object.fromEntries(['info', 'warn', 'error'].map((level) => [level, (text) => lines.push([level, text])]));
+  const persistence = new InMemoryPersistence({ logger });
+  const b = breaker({ failureThreshold: 1 }, { persistence });
+  await assert.rejects(b.call(() => { throw new Downstream(); }), Downstream);
+  testing.setStoreFault(persistence, 'misconfigured');
+  const orders = new CircuitBreaker({ name: 'orders', persistence, clock: new ManualClock() });
+  assert.equal(await orders.call(() => 'ok'), 'ok');
+  await flushEvents();
+  assert.deepEqual(lines, [
+    ['info', "fleetbreaker: circuit 'payments': CLOSED -> OPEN (tripped), version 1"],
+    ['error', "fleetbreaker: circuit 'orders': store misconfigured: injected; protecting locally until the store answers again"],
+  ]);
+});
+
 test('onTransition receives each write; a throwing hook is logged and ignored', async () => {
   const clock = new ManualClock(2_000_000);
   const seen = [];

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use fleetbreaker::dynamodb::default_static_pk_value;
 use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error, Event,
+    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
     ManualClock, MemoryStore, Outcome, Record, SqliteStore,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+
+use fleetbreaker::embed::Level;
 
 use crate::errors::check;
 
@@ -271,43 +273,60 @@ struct Environment {
     env: fleetbreaker::Environment,
 }
 
-fn event_tuple<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyTuple>> {
-    let items: Vec<Bound<'py, PyAny>> = match event {
-        Event::Transition(t) => vec![
-            "transition".into_pyobject(py)?.into_any(),
-            t.circuit.as_str().into_pyobject(py)?.into_any(),
-            t.from_state.as_str().into_pyobject(py)?.into_any(),
-            t.to_state.as_str().into_pyobject(py)?.into_any(),
-            t.version.into_pyobject(py)?.into_any(),
-            t.at_ms.into_pyobject(py)?.into_any(),
-            t.opened_at_ms.into_pyobject(py)?.into_any(),
-            t.reason.as_str().into_pyobject(py)?.into_any(),
-            t.override_reason.as_deref().into_pyobject(py)?.into_any(),
-            t.local_only.into_pyobject(py)?.to_owned().into_any(),
-        ],
-        Event::StoreDegraded(f) => vec![
-            "store_degraded".into_pyobject(py)?.into_any(),
-            f.circuit.as_str().into_pyobject(py)?.into_any(),
-            f.error.kind().into_pyobject(py)?.into_any(),
-            f.error.to_string().into_pyobject(py)?.into_any(),
-            f.retry_at_ms.into_pyobject(py)?.into_any(),
-        ],
-        Event::CorruptRecord(f) => vec![
-            "corrupt_record".into_pyobject(py)?.into_any(),
-            f.circuit.as_str().into_pyobject(py)?.into_any(),
-            f.error.to_string().into_pyobject(py)?.into_any(),
-        ],
-        Event::StoreRecovered(c) => vec![
-            "store_recovered".into_pyobject(py)?.into_any(),
-            c.as_str().into_pyobject(py)?.into_any(),
-        ],
-    };
-    PyTuple::new(py, items)
+/// An event, as the environment hands it to the Python layer: what happened, to which circuit,
+/// its log line, and its details by name.
+#[pyclass(module = "fleetbreaker._native", frozen, get_all)]
+struct Event {
+    /// `transition`, `store_degraded`, `corrupt_record` or `store_recovered`.
+    kind: &'static str,
+    circuit: String,
+    /// A `logging` level.
+    log_level: u8,
+    log_text: String,
+    /// The details (see `fleetbreaker::embed::EventView`), in order.
+    fields: Py<PyDict>,
+}
+
+impl Event {
+    fn new(py: Python<'_>, event: &fleetbreaker::Event) -> PyResult<Event> {
+        let view = fleetbreaker::embed::event_view(event);
+        let fields = PyDict::new(py);
+        for (name, value) in view.fields {
+            fields.set_item(name, settings::to_py(py, value)?)?;
+        }
+        Ok(Event {
+            kind: view.kind,
+            circuit: view.circuit,
+            log_level: match view.level {
+                Level::Error => 40,
+                Level::Warn => 30,
+                Level::Info => 20,
+                Level::Debug => 10,
+                Level::Trace => 5,
+            },
+            log_text: view.text,
+            fields: fields.unbind(),
+        })
+    }
+}
+
+#[pymethods]
+impl Event {
+    /// `(kind, circuit, *details)`: the tuple `fleetbreaker.testing.record_events` documents.
+    fn as_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let head = [
+            self.kind.into_pyobject(py)?.into_any(),
+            self.circuit.as_str().into_pyobject(py)?.into_any(),
+        ];
+        let fields = self.fields.bind(py).values();
+        let items: Vec<_> = head.into_iter().chain(fields.iter()).collect();
+        PyTuple::new(py, items)
+    }
 }
 
 #[pymethods]
 impl Environment {
-    /// `on_event(tuple)` receives every event, after the call that caused it.
+    /// `on_event(Event)` receives every event, after the call that caused it.
     #[new]
     #[pyo3(signature = (store, clock, on_event, environment_id=None))]
     fn new(
@@ -320,7 +339,7 @@ impl Environment {
         let mut builder =
             fleetbreaker::Environment::builder(store.inner.clone()).on_event(move |event| {
                 Python::attach(|py| {
-                    let delivered = event_tuple(py, event).and_then(|t| on_event.call1(py, (t,)));
+                    let delivered = Event::new(py, event).and_then(|e| on_event.call1(py, (e,)));
                     if let Err(e) = delivered {
                         e.write_unraisable(py, None);
                     }
@@ -647,6 +666,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Store>()?;
     m.add_class::<Clock>()?;
     m.add_class::<Environment>()?;
+    m.add_class::<Event>()?;
     m.add_class::<Circuit>()?;
     m.add_class::<Permit>()?;
     m.add_class::<settings::Settings>()?;

@@ -256,6 +256,22 @@ def test_on_transition_receives_each_write_and_a_raising_hook_is_logged(caplog: 
     assert "on_transition hook for circuit 'noisy' raised; ignoring." in caplog.text
 
 
+def test_events_are_logged_with_the_one_text_of_every_language(caplog: pytest.LogCaptureFixture) -> None:
+    # The texts come from the host (fleetbreaker::events::log_line); Node logs the same ones.
+    store = InMemoryPersistence()
+    breaker = CircuitBreaker("payments", store, CircuitBreakerConfig(failure_threshold=1), clock=ManualClock(1_000.0))
+    with caplog.at_level(logging.INFO, logger="fleetbreaker"):
+        with pytest.raises(Downstream):
+            breaker.call(_raise, Downstream())
+        set_store_fault(store, "misconfigured")
+        orders = CircuitBreaker("orders", store, CircuitBreakerConfig(), clock=ManualClock(1_000.0))
+        assert orders.call(lambda: "ok") == "ok"
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "circuit 'payments': CLOSED -> OPEN (tripped), version 1"),
+        (logging.ERROR, "circuit 'orders': store misconfigured: injected; protecting locally until the store answers again"),
+    ]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

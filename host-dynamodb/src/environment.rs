@@ -653,42 +653,8 @@ fn guarded(what: &str, f: impl FnOnce()) {
 }
 
 fn log_event(event: &Event) {
-    match event {
-        Event::Transition(t) => log::info!(
-            target: "fleetbreaker",
-            "circuit '{}': {} -> {} ({}), version {}{}",
-            t.circuit,
-            t.from_state,
-            t.to_state,
-            t.reason,
-            t.version,
-            if t.local_only { ", local only" } else { "" }
-        ),
-        Event::CorruptRecord(f) => log::warn!(
-            target: "fleetbreaker",
-            "circuit '{}': {}; treating it as absent until the next transition replaces it",
-            f.circuit,
-            f.error
-        ),
-        Event::StoreDegraded(f) => {
-            let level = match f.error {
-                StoreError::Misconfigured(_) => log::Level::Error,
-                _ => log::Level::Warn,
-            };
-            log::log!(
-                target: "fleetbreaker",
-                level,
-                "circuit '{}': {}; protecting locally and asking the store again at {} ms",
-                f.circuit,
-                f.error,
-                f.retry_at_ms
-            )
-        }
-        Event::StoreRecovered(c) => log::info!(
-            target: "fleetbreaker",
-            "circuit '{c}': the store answers again"
-        ),
-    }
+    let (level, text) = crate::events::log_line(event);
+    log::log!(target: "fleetbreaker", level, "{text}");
 }
 
 /// The refusal of a second configuration for a circuit already in use: every package's

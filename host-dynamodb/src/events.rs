@@ -10,7 +10,7 @@
 
 use std::sync::mpsc;
 
-use fleetbreaker_core::Event;
+use fleetbreaker_core::{Event, StoreError};
 
 use crate::environment::Environment;
 use crate::fork::{ForkLocal, Scope};
@@ -84,6 +84,47 @@ impl Drop for Events {
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(&self.list).finish()
+    }
+}
+
+/// The one log line of an event, in every language (the packages log it through their own
+/// loggers, named `fleetbreaker`): its level and text.
+pub fn log_line(event: &Event) -> (log::Level, String) {
+    match event {
+        Event::Transition(t) => (
+            log::Level::Info,
+            format!(
+                "circuit '{}': {} -> {} ({}), version {}{}",
+                t.circuit,
+                t.from_state,
+                t.to_state,
+                t.reason,
+                t.version,
+                if t.local_only { ", local only" } else { "" }
+            ),
+        ),
+        Event::CorruptRecord(f) => (
+            log::Level::Warn,
+            format!(
+                "circuit '{}': {}; treating it as absent until the next transition replaces it",
+                f.circuit, f.error
+            ),
+        ),
+        Event::StoreDegraded(f) => (
+            // A missing table or permission needs a person; an outage passes.
+            match f.error {
+                StoreError::Misconfigured(_) => log::Level::Error,
+                _ => log::Level::Warn,
+            },
+            format!(
+                "circuit '{}': {}; protecting locally until the store answers again",
+                f.circuit, f.error
+            ),
+        ),
+        Event::StoreRecovered(c) => (
+            log::Level::Info,
+            format!("circuit '{c}': the store answers again"),
+        ),
     }
 }
 

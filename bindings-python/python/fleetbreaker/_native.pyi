@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union, final
 from fleetbreaker.exceptions import CircuitBreakerConfigError
 
 __all__ = [
-    "ADMITTED", "PROBE", "REJECTED", "DISABLED", "Circuit", "Clock", "Environment", "PendingEvents", "Permit", "Settings", "Store", "check_name", "config_conflict", "override_duration_ms", "store_timeout_conflict",
+    "ADMITTED", "PROBE", "REJECTED", "DISABLED", "Circuit", "Clock", "Environment", "Event", "PendingEvents", "Permit", "Settings", "Store", "check_name", "config_conflict", "override_duration_ms", "store_timeout_conflict",
     "after_restore", "check_dynamodb", "default_partition_value", "now_ms", "__version__",
 ]
 
@@ -70,13 +70,28 @@ class Environment:
         cls,
         store: Store,
         clock: Clock,
-        on_event: Callable[[Tuple[Any, ...]], Any],
+        on_event: Callable[[Event], Any],
         environment_id: Optional[str] = None,
     ) -> Environment: ...
     @property
     def id(self) -> str: ...
     def circuits_in_use(self) -> int: ...
     def component_circuits(self) -> int: ...
+
+@final
+class Event:
+    """What happened to a circuit: its kind, its one log line, and its details by name."""
+    @property
+    def kind(self) -> str: ...
+    @property
+    def circuit(self) -> str: ...
+    @property
+    def log_level(self) -> int: ...
+    @property
+    def log_text(self) -> str: ...
+    @property
+    def fields(self) -> Dict[str, Any]: ...
+    def as_tuple(self) -> Tuple[Any, ...]: ...
 
 @final
 class Settings:

@@ -28,7 +28,7 @@ from weakref import WeakValueDictionary
 
 from . import _native
 from .exceptions import CircuitBreakerConfigError
-from .states import CircuitTransition, _circuit_state_class
+from .states import CircuitTransition
 
 # Lean imports on purpose (cold starts): typing only for checkers, logging when first needed.
 TYPE_CHECKING = False
@@ -63,7 +63,7 @@ class _Environment:
         # Held weakly: a circuit no breaker uses is released, so a process that sees many
         # circuit names keeps bounded memory.
         self.handles: WeakValueDictionary[str, "_Handle"] = WeakValueDictionary()
-        # Test sinks (fleetbreaker.testing.record_events): every event, as the native tuple.
+        # Test sinks (fleetbreaker.testing.record_events): every event, as its tuple.
         self.sinks: List[List[Tuple[Any, ...]]] = []
         native_clock = clock._native if clock is not None else _native.Clock.system()
         self.native = _native.Environment(store, native_clock, self._dispatch, environment_id)
@@ -72,42 +72,18 @@ class _Environment:
         # delivered on a thread without a running loop.
         self.loop: Optional["asyncio.AbstractEventLoop"] = None
 
-    def _dispatch(self, event: Tuple[Any, ...]) -> None:
-        for sink in self.sinks:
-            sink.append(event)
-        kind = event[0]
-        if kind == "transition":
-            _, circuit, from_state, to_state, version, at_ms, opened_at_ms, reason, override_reason, local_only = event
-            handle = self.handles.get(circuit)
-            state = _circuit_state_class()
-            transition = CircuitTransition(
-                circuit_name=circuit,
-                from_state=state(from_state),
-                to_state=state(to_state),
-                opened_at=None if opened_at_ms is None else opened_at_ms / 1000.0,
-                version=version,
-                at=at_ms / 1000.0,
-                reason=reason,
-                override_reason=override_reason,
-                local_only=local_only,
-            )
-            _logger().info(
-                "Circuit '%s': %s -> %s (%s), version %d%s",
-                circuit, from_state, to_state, reason, version, " (local only)" if local_only else "",
-            )
-            for breaker in list(handle.listening) if handle is not None else []:
-                self._call_hook(breaker, transition)
-        elif kind == "store_degraded":
-            _, circuit, error_kind, message, _retry_at = event
-            log = _logger()
-            level = 40 if error_kind == "misconfigured" else 30  # ERROR, WARNING
-            log.log(level, "Circuit '%s': %s; protecting locally until the store answers again.", circuit, message)
-        elif kind == "corrupt_record":
-            _logger().warning(
-                "Circuit '%s': %s; treating it as absent until the next transition replaces it.", event[1], event[2]
-            )
-        elif kind == "store_recovered":
-            _logger().info("Circuit '%s': the store answers again.", event[1])
+    def _dispatch(self, event: _native.Event) -> None:
+        if self.sinks:
+            as_tuple = event.as_tuple()
+            for sink in self.sinks:
+                sink.append(as_tuple)
+        _logger().log(event.log_level, "%s", event.log_text)
+        if event.kind == "transition":
+            handle = self.handles.get(event.circuit)
+            if handle is not None and handle.listening:
+                transition = CircuitTransition._from_native(event.circuit, event.fields)
+                for breaker in list(handle.listening):
+                    self._call_hook(breaker, transition)
 
     def _call_hook(self, breaker: "CircuitBreaker", transition: CircuitTransition) -> None:
         hook = breaker._on_transition

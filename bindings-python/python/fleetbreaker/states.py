@@ -152,6 +152,7 @@ class CircuitInfo(_Frozen):
     ) -> None:
         self._init(locals())
 
+
     @classmethod
     def _from_native(cls, t: Tuple[Any, ...]) -> CircuitInfo:
         (name, state, version, failures, opened, until, retry, reason, override_until, local) = t
@@ -213,3 +214,18 @@ class CircuitTransition(_Frozen):
         local_only: bool = False,
     ) -> None:
         self._init(locals())
+
+    @classmethod
+    def _from_native(cls, circuit: str, f: Dict[str, Any]) -> CircuitTransition:
+        state = _circuit_state_class()
+        return cls(
+            circuit_name=circuit,
+            from_state=state(f["from_state"]),
+            to_state=state(f["to_state"]),
+            opened_at=_seconds(f["opened_at_ms"]),
+            version=f["version"],
+            at=f["at_ms"] / 1000.0,
+            reason=f["reason"],
+            override_reason=f["override_reason"],
+            local_only=f["local_only"],
+        )

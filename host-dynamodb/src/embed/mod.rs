@@ -15,7 +15,7 @@
 
 mod settings;
 
-use fleetbreaker_core::{ConfigError, Record, Stored};
+use fleetbreaker_core::{ConfigError, Event, Record, Stored};
 
 /// The refusal of a second, different configuration for a circuit already in use in an
 /// environment (the packages keep their own handles per name, and refuse with this).
@@ -40,6 +40,72 @@ pub fn record_values(record: &Record) -> Vec<(&'static str, Value)> {
         })
         .collect()
 }
+
+/// An event as the packages hand it to their code: what happened, to which circuit, the one
+/// log line, and the details by snake_case name (in the order of the Python testing tuples).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventView {
+    /// `transition`, `store_degraded`, `corrupt_record` or `store_recovered`.
+    pub kind: &'static str,
+    /// The circuit's name.
+    pub circuit: String,
+    /// The level to log it at.
+    pub level: log::Level,
+    /// The text to log.
+    pub text: String,
+    /// The details: a transition's `from_state`, `to_state`, `version`, `at_ms`,
+    /// `opened_at_ms`, `reason`, `override_reason`, `local_only`; store trouble's `error` (its
+    /// kind), `message` and, when degraded, `retry_at_ms`.
+    pub fields: Vec<(&'static str, Value)>,
+}
+
+/// The view of `event`.
+pub fn event_view(event: &Event) -> EventView {
+    let (level, text) = crate::events::log_line(event);
+    let int = |n: u64| Value::Int(n as i64);
+    let text_or_null = |t: &Option<String>| t.clone().map_or(Value::Null, Value::Text);
+    let (kind, circuit, fields) = match event {
+        Event::Transition(t) => (
+            "transition",
+            &t.circuit,
+            vec![
+                ("from_state", Value::Text(t.from_state.as_str().into())),
+                ("to_state", Value::Text(t.to_state.as_str().into())),
+                ("version", int(t.version)),
+                ("at_ms", int(t.at_ms)),
+                ("opened_at_ms", t.opened_at_ms.map_or(Value::Null, int)),
+                ("reason", Value::Text(t.reason.as_str().into())),
+                ("override_reason", text_or_null(&t.override_reason)),
+                ("local_only", Value::Bool(t.local_only)),
+            ],
+        ),
+        Event::StoreDegraded(f) => (
+            "store_degraded",
+            &f.circuit,
+            vec![
+                ("error", Value::Text(f.error.kind().into())),
+                ("message", Value::Text(f.error.to_string())),
+                ("retry_at_ms", int(f.retry_at_ms)),
+            ],
+        ),
+        Event::CorruptRecord(f) => (
+            "corrupt_record",
+            &f.circuit,
+            vec![("message", Value::Text(f.error.to_string()))],
+        ),
+        Event::StoreRecovered(c) => ("store_recovered", c, vec![]),
+    };
+    EventView {
+        kind,
+        circuit: circuit.clone(),
+        level,
+        text,
+        fields,
+    }
+}
+
+/// An event's log level.
+pub use log::Level;
 
 pub use settings::{
     Casing, MAX_SECONDS, MAX_STORE_TIMEOUT_SECONDS, Settings, Value, check_name,
