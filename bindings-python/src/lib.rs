@@ -407,66 +407,129 @@ struct Circuit {
     breaker: Breaker,
 }
 
-const ADMITTED: u8 = 0;
-const PROBE: u8 = 1;
-const REJECTED: u8 = 2;
-/// The kill switch is on: run the call without the breaker.
-const DISABLED: u8 = 3;
+/// How a call ended, as the Python layer reports it.
+#[pyclass(
+    module = "fleetbreaker._native",
+    name = "Outcome",
+    frozen,
+    eq,
+    eq_int,
+    from_py_object
+)]
+#[derive(Clone, Copy, PartialEq)]
+enum CallOutcome {
+    #[pyo3(name = "SUCCESS")]
+    Success,
+    /// A failure that counts.
+    #[pyo3(name = "FAILURE")]
+    Failure,
+    /// An error that does not count either way (or a call that was cancelled).
+    #[pyo3(name = "IGNORED")]
+    Ignored,
+}
 
-fn outcome(code: u8) -> PyResult<Outcome> {
-    match code {
-        0 => Ok(Outcome::Success),
-        1 => Ok(Outcome::Failure),
-        2 => Ok(Outcome::Ignored),
-        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "unknown outcome {other}"
-        ))),
+impl From<CallOutcome> for Outcome {
+    fn from(o: CallOutcome) -> Outcome {
+        match o {
+            CallOutcome::Success => Outcome::Success,
+            CallOutcome::Failure => Outcome::Failure,
+            CallOutcome::Ignored => Outcome::Ignored,
+        }
     }
 }
 
-fn info_tuple(py: Python<'_>, i: CircuitInfo) -> PyResult<Py<PyAny>> {
-    Ok(PyTuple::new(
-        py,
-        [
-            i.name.into_pyobject(py)?.into_any(),
-            i.state.as_str().into_pyobject(py)?.into_any(),
-            i.version.into_pyobject(py)?.into_any(),
-            i.failure_count.into_pyobject(py)?.into_any(),
-            i.opened_at_ms.into_pyobject(py)?.into_any(),
-            i.open_until_ms.into_pyobject(py)?.into_any(),
-            i.retry_after_ms.into_pyobject(py)?.into_any(),
-            i.override_reason.into_pyobject(py)?.into_any(),
-            i.override_until_ms.into_pyobject(py)?.into_any(),
-            i.local_only.into_pyobject(py)?.to_owned().into_any(),
-        ],
-    )?
-    .into_any()
-    .unbind())
+/// What `acquire` decided.
+#[pyclass(module = "fleetbreaker._native", frozen, eq, eq_int)]
+#[derive(Clone, Copy, PartialEq)]
+enum AdmissionKind {
+    #[pyo3(name = "ADMITTED")]
+    Admitted,
+    /// The fleet's single probe of a half-open circuit.
+    #[pyo3(name = "PROBE")]
+    Probe,
+    #[pyo3(name = "REJECTED")]
+    Rejected,
+    /// The kill switch is on: run the call without the breaker.
+    #[pyo3(name = "DISABLED")]
+    Disabled,
 }
 
-/// (kind, permit, lease_until_ms, info): kind 0 admitted, 1 probe, 2 rejected (with info).
+/// The answer to `acquire`: the permit to complete (admitted or probe; `None` exactly when the
+/// call was rejected or the kill switch is on), or what the rejected caller sees of the circuit.
+#[pyclass(module = "fleetbreaker._native", frozen, get_all)]
+struct Admission {
+    kind: AdmissionKind,
+    permit: Option<Py<Permit>>,
+    /// When the admission lease this call started ends (0: none), epoch ms.
+    lease_until_ms: u64,
+    info: Option<Py<Info>>,
+}
+
+/// What a caller sees of a circuit (times in epoch ms).
+#[pyclass(module = "fleetbreaker._native", frozen, get_all)]
+struct Info {
+    name: String,
+    state: &'static str,
+    version: u64,
+    failure_count: u32,
+    opened_at_ms: Option<u64>,
+    open_until_ms: Option<u64>,
+    retry_after_ms: Option<u64>,
+    override_reason: Option<String>,
+    override_until_ms: Option<u64>,
+    local_only: bool,
+}
+
+fn info_of(py: Python<'_>, i: CircuitInfo) -> PyResult<Py<Info>> {
+    Py::new(
+        py,
+        Info {
+            name: i.name,
+            state: i.state.as_str(),
+            version: i.version,
+            failure_count: i.failure_count,
+            opened_at_ms: i.opened_at_ms,
+            open_until_ms: i.open_until_ms,
+            retry_after_ms: i.retry_after_ms,
+            override_reason: i.override_reason,
+            override_until_ms: i.override_until_ms,
+            local_only: i.local_only,
+        },
+    )
+}
+
 fn acquired(py: Python<'_>, result: Result<fleetbreaker::Permit, Error>) -> PyResult<Py<PyAny>> {
-    let tuple = match result {
-        Ok(permit) if permit.is_disabled() => {
-            (DISABLED, py.None(), 0u64, py.None()).into_pyobject(py)?
-        }
-        Ok(permit) => {
-            let kind = if permit.is_probe() { PROBE } else { ADMITTED };
-            let lease = permit.lease_until_ms().unwrap_or(0);
-            let permit = Py::new(
+    let admission = match result {
+        Ok(permit) if permit.is_disabled() => Admission {
+            kind: AdmissionKind::Disabled,
+            permit: None,
+            lease_until_ms: 0,
+            info: None,
+        },
+        Ok(permit) => Admission {
+            kind: if permit.is_probe() {
+                AdmissionKind::Probe
+            } else {
+                AdmissionKind::Admitted
+            },
+            lease_until_ms: permit.lease_until_ms().unwrap_or(0),
+            permit: Some(Py::new(
                 py,
                 Permit {
                     inner: Mutex::new(Some(permit)),
                 },
-            )?;
-            (kind, permit.into_any(), lease, py.None()).into_pyobject(py)?
-        }
-        Err(Error::Open(info)) => {
-            (REJECTED, py.None(), 0u64, info_tuple(py, *info)?).into_pyobject(py)?
-        }
+            )?),
+            info: None,
+        },
+        Err(Error::Open(info)) => Admission {
+            kind: AdmissionKind::Rejected,
+            permit: None,
+            lease_until_ms: 0,
+            info: Some(info_of(py, *info)?),
+        },
         Err(e) => return Err(errors::to_py(py, e)),
     };
-    Ok(tuple.into_any().unbind())
+    Ok(Py::new(py, admission)?.into_any())
 }
 
 fn done(py: Python<'_>, _: ()) -> PyResult<Py<PyAny>> {
@@ -498,9 +561,9 @@ impl Circuit {
         self.breaker.try_admit_leased()
     }
 
-    /// A call admitted by `try_admit_leased` ended with `outcome_code` (failure or ignored).
-    fn leased_call_failed(&self, py: Python<'_>, outcome_code: u8) -> PyResult<()> {
-        let outcome = outcome(outcome_code)?;
+    /// A call admitted by `try_admit_leased` ended with `outcome` (failure or ignored).
+    fn leased_call_failed(&self, py: Python<'_>, outcome: CallOutcome) -> PyResult<()> {
+        let outcome = Outcome::from(outcome);
         let breaker = self.breaker.clone();
         bridge::block(py, async move {
             breaker.with_events().leased_call_failed(outcome).await
@@ -512,9 +575,9 @@ impl Circuit {
         &self,
         py: Python<'_>,
         event_loop: Bound<'_, PyAny>,
-        outcome_code: u8,
+        outcome: CallOutcome,
     ) -> PyResult<Py<PyAny>> {
-        let outcome = outcome(outcome_code)?;
+        let outcome = Outcome::from(outcome);
         let breaker = self.breaker.clone();
         bridge::start(
             py,
@@ -541,8 +604,8 @@ impl Circuit {
         )
     }
 
-    fn complete(&self, py: Python<'_>, permit: &Permit, outcome_code: u8) -> PyResult<()> {
-        let (permit, outcome) = (permit.take()?, outcome(outcome_code)?);
+    fn complete(&self, py: Python<'_>, permit: &Permit, outcome: CallOutcome) -> PyResult<()> {
+        let (permit, outcome) = (permit.take()?, Outcome::from(outcome));
         let breaker = self.breaker.clone();
         bridge::block(py, async move {
             breaker.with_events().complete(permit, outcome).await
@@ -555,9 +618,9 @@ impl Circuit {
         py: Python<'_>,
         event_loop: Bound<'_, PyAny>,
         permit: &Permit,
-        outcome_code: u8,
+        outcome: CallOutcome,
     ) -> PyResult<Py<PyAny>> {
-        let (permit, outcome) = (permit.take()?, outcome(outcome_code)?);
+        let (permit, outcome) = (permit.take()?, Outcome::from(outcome));
         let breaker = self.breaker.clone();
         bridge::start(
             py,
@@ -573,7 +636,7 @@ impl Circuit {
             py,
             bridge::block(py, async move { breaker.with_events().info().await }),
         )?;
-        info_tuple(py, info)
+        Ok(info_of(py, info)?.into_any())
     }
 
     #[pyo3(signature = (duration_ms, reason))]
@@ -591,7 +654,7 @@ impl Circuit {
                 breaker.with_events().force_open(d, &reason).await
             }),
         )?;
-        info_tuple(py, info)
+        Ok(info_of(py, info)?.into_any())
     }
 
     #[pyo3(signature = (duration_ms, reason))]
@@ -609,7 +672,7 @@ impl Circuit {
                 breaker.with_events().force_closed(d, &reason).await
             }),
         )?;
-        info_tuple(py, info)
+        Ok(info_of(py, info)?.into_any())
     }
 
     fn reset(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -618,7 +681,7 @@ impl Circuit {
             py,
             bridge::block(py, async move { breaker.with_events().reset().await }),
         )?;
-        info_tuple(py, info)
+        Ok(info_of(py, info)?.into_any())
     }
 }
 
@@ -679,10 +742,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(after_restore, m)?)?;
     m.add_function(wrap_pyfunction!(check_dynamodb, m)?)?;
     m.add_function(wrap_pyfunction!(default_partition_value, m)?)?;
-    m.add("ADMITTED", ADMITTED)?;
-    m.add("PROBE", PROBE)?;
-    m.add("REJECTED", REJECTED)?;
-    m.add("DISABLED", DISABLED)?;
+    m.add_class::<CallOutcome>()?;
+    m.add_class::<AdmissionKind>()?;
+    m.add_class::<Admission>()?;
+    m.add_class::<Info>()?;
     // The package's version is the Cargo workspace's (pyproject marks it dynamic).
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Armed now, so a fork right after import is seen.

@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+from fleetbreaker import _native
+
 from fleetbreaker import (
     CircuitBreaker,
     CircuitBreakerConfigError,
@@ -47,12 +49,16 @@ def test_each_store_error_kind_reaches_an_operator_as_a_persistence_error(kind: 
 def test_a_completed_permit_cannot_be_completed_again() -> None:
     breaker = CircuitBreaker("c", InMemoryPersistence(), clock=ManualClock())
     native = breaker._handle.native
-    kind, permit, _, _ = native.acquire()
-    native.complete(permit, 1)
+    admission = native.acquire()
+    assert admission.kind == _native.AdmissionKind.ADMITTED and admission.info is None
+    permit = admission.permit
+    assert permit is not None
+    native.complete(permit, _native.Outcome.FAILURE)
     with pytest.raises(RuntimeError, match="already completed"):
-        native.complete(permit, 0)
-    with pytest.raises(ValueError, match="unknown outcome"):
-        native.leased_call_failed(7)
+        native.complete(permit, _native.Outcome.SUCCESS)
+    # Outcomes are typed: a bare number is refused.
+    with pytest.raises(TypeError):
+        native.leased_call_failed(1)  # type: ignore[arg-type]
 
 
 def test_importing_and_using_the_package_loads_no_boto3_and_no_enum() -> None:

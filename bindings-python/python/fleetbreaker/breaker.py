@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["circuit_breaker", "CircuitBreaker", "Permit"]
 
-_SUCCESS, _FAILURE, _IGNORED = 0, 1, 2
-_PROBE, _REJECTED, _DISABLED = _native.PROBE, _native.REJECTED, _native.DISABLED
+_SUCCESS, _FAILURE, _IGNORED = _native.Outcome.SUCCESS, _native.Outcome.FAILURE, _native.Outcome.IGNORED
+_PROBE, _REJECTED, _DISABLED = _native.AdmissionKind.PROBE, _native.AdmissionKind.REJECTED, _native.AdmissionKind.DISABLED
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 _disabled_warned = False
 
@@ -100,7 +100,7 @@ class Permit:
         self.probe = probe
         """This call is the fleet's single probe of a half-open circuit."""
 
-    def _finish(self, outcome: int) -> None:
+    def _finish(self, outcome: _native.Outcome) -> None:
         if self._done:
             raise RuntimeError("this permit was already completed")
         self._done = True
@@ -177,11 +177,11 @@ class CircuitBreaker:
     def config(self) -> CircuitBreakerConfig:
         return self._config
 
-    def _rejected(self, info: Any) -> CircuitBreakerOpenError:
+    def _rejected(self, info: Optional[_native.Info]) -> CircuitBreakerOpenError:
         circuit = CircuitInfo._from_native(info)
         return CircuitBreakerOpenError(f"Circuit '{self._name}' is open.", circuit=circuit)
 
-    def _outcome(self, exc: Exception) -> int:
+    def _outcome(self, exc: Exception) -> _native.Outcome:
         return _FAILURE if self._counts(exc) else _IGNORED
 
     def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -203,14 +203,15 @@ class CircuitBreaker:
     def _call_slow(self, fn: Callable[..., _T], args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]) -> _T:
         """A call the lease does not cover: ask the breaker."""
         native = self._handle.native
-        kind, permit, _lease, info = native.acquire()
-        if kind == _DISABLED:
-            _warn_disabled()
-            return fn(*args, **kwargs)
-        if kind == _REJECTED:
+        admission = native.acquire()
+        permit, kind = admission.permit, admission.kind
+        if permit is None:
+            if kind == _DISABLED:
+                _warn_disabled()
+                return fn(*args, **kwargs)
             if on_open is not None:
-                return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(info))  # type: ignore[no-any-return]
-            raise self._rejected(info)
+                return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(admission.info))  # type: ignore[no-any-return]
+            raise self._rejected(admission.info)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -229,12 +230,13 @@ class CircuitBreaker:
         h = self._handle
         if h.admit():
             return Permit(h, None, False)
-        kind, permit, _lease, info = h.native.acquire()
+        admission = h.native.acquire()
+        kind = admission.kind
         if kind == _REJECTED:
-            raise self._rejected(info)
+            raise self._rejected(admission.info)
         if kind == _DISABLED:
             _warn_disabled()
-        return Permit(h, permit, kind == _PROBE, kind == _DISABLED)
+        return Permit(h, admission.permit, kind == _PROBE, kind == _DISABLED)
 
     async def call_async(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
         """Awaits ``fn(*args, **kwargs)`` under the breaker. Store I/O never blocks the event
@@ -261,20 +263,19 @@ class CircuitBreaker:
         self._handle.env.loop = loop
         # If this task is cancelled while the breaker asks the store, a permit granted anyway
         # is freed with the result nobody takes: a probe permit is then released at once.
-        acquired: Any = native.acquire_async(loop)
-        if isinstance(acquired, asyncio.Future):
-            acquired = await acquired
-        kind, permit, _lease, info = acquired
-        if kind == _DISABLED:
-            _warn_disabled()
-            return await fn(*args, **kwargs)
-        if kind == _REJECTED:
+        acquired = native.acquire_async(loop)
+        admission = await acquired if isinstance(acquired, asyncio.Future) else acquired
+        permit, kind = admission.permit, admission.kind
+        if permit is None:
+            if kind == _DISABLED:
+                _warn_disabled()
+                return await fn(*args, **kwargs)
             if on_open is not None:
-                outcome = on_open(*args, **kwargs, circuit=CircuitInfo._from_native(info))
+                outcome = on_open(*args, **kwargs, circuit=CircuitInfo._from_native(admission.info))
                 if hasattr(outcome, "__await__"):
                     outcome = await outcome
                 return outcome  # type: ignore[no-any-return]
-            raise self._rejected(info)
+            raise self._rejected(admission.info)
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:

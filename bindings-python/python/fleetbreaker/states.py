@@ -154,19 +154,19 @@ class CircuitInfo(_Frozen):
 
 
     @classmethod
-    def _from_native(cls, t: Tuple[Any, ...]) -> CircuitInfo:
-        (name, state, version, failures, opened, until, retry, reason, override_until, local) = t
+    def _from_native(cls, i: Any) -> CircuitInfo:
+        """From the native ``Info`` (times in epoch ms)."""
         return cls(
-            name=name,
-            state=_circuit_state_class()(state),
-            failure_count=failures,
-            opened_at=_seconds(opened),
-            version=version,
-            retry_after=_seconds(retry),
-            open_until=_seconds(until),
-            override_reason=reason,
-            override_until=_seconds(override_until),
-            local_only=local,
+            name=i.name,
+            state=_circuit_state_class()(i.state),
+            failure_count=i.failure_count,
+            opened_at=_seconds(i.opened_at_ms),
+            version=i.version,
+            retry_after=_seconds(i.retry_after_ms),
+            open_until=_seconds(i.open_until_ms),
+            override_reason=i.override_reason,
+            override_until=_seconds(i.override_until_ms),
+            local_only=i.local_only,
         )
 
 
