@@ -23,12 +23,13 @@ const {
 
 const { performance } = require('node:perf_hooks');
 
-const SUCCESS = 0;
-const FAILURE = 1;
-const IGNORED = 2;
-const PROBE = 1;
-const REJECTED = 2;
-const DISABLED = 3;
+// The addon's string enums: how a call ended, and what acquire decided.
+const SUCCESS = 'success';
+const FAILURE = 'failure';
+const IGNORED = 'ignored';
+const PROBE = 'probe';
+const REJECTED = 'rejected';
+const DISABLED = 'disabled';
 
 /** Where a circuit stands. */
 const CircuitState = Object.freeze({

@@ -507,13 +507,44 @@ fn info(i: CircuitInfo) -> NativeInfo {
     }
 }
 
-/// The answer to `acquire`: `kind` 0 admitted, 1 probe, 2 rejected (with `info`), 3 the kill
-/// switch is on (run the call without the breaker). `permit` is the handle to complete (0
-/// when there is none); `leaseMs` how long from now the admission lease runs (0: none), to be
-/// kept on JavaScript's own monotonic clock.
+/// What `acquire` decided.
+#[napi(string_enum = "lowercase")]
+pub enum AdmissionKind {
+    Admitted,
+    /// The fleet's single probe of a half-open circuit.
+    Probe,
+    /// Rejected (with `info`).
+    Rejected,
+    /// The kill switch is on: run the call without the breaker.
+    Disabled,
+}
+
+/// How a call ended.
+#[napi(string_enum = "lowercase")]
+pub enum CallOutcome {
+    Success,
+    /// A failure that counts.
+    Failure,
+    /// An error that does not count either way.
+    Ignored,
+}
+
+impl From<CallOutcome> for Outcome {
+    fn from(o: CallOutcome) -> Outcome {
+        match o {
+            CallOutcome::Success => Outcome::Success,
+            CallOutcome::Failure => Outcome::Failure,
+            CallOutcome::Ignored => Outcome::Ignored,
+        }
+    }
+}
+
+/// The answer to `acquire`. `permit` is the handle to complete (0 when there is none);
+/// `leaseMs` how long from now the admission lease runs (0: none), to be kept on JavaScript's
+/// own monotonic clock.
 #[napi(object)]
 pub struct Acquired {
-    pub kind: u32,
+    pub kind: AdmissionKind,
     pub permit: u32,
     pub lease_ms: f64,
     pub info: Option<NativeInfo>,
@@ -526,18 +557,6 @@ pub struct NativeCircuit {
     /// Permits handed to JavaScript, by handle, until completed.
     permits: Arc<Mutex<HashMap<u32, Permit>>>,
     next_permit: AtomicU32,
-}
-
-fn outcome(code: u32) -> napi::Result<Outcome> {
-    match code {
-        0 => Ok(Outcome::Success),
-        1 => Ok(Outcome::Failure),
-        2 => Ok(Outcome::Ignored),
-        other => Err(napi::Error::new(
-            Status::InvalidArg,
-            format!("unknown outcome {other}"),
-        )),
-    }
 }
 
 #[napi]
@@ -601,9 +620,9 @@ impl NativeCircuit {
         &self,
         env: &'env Env,
         permit: u32,
-        outcome_code: u32,
+        outcome: CallOutcome,
     ) -> napi::Result<Either<(), Object<'env>>> {
-        let outcome = outcome(outcome_code)?;
+        let outcome = Outcome::from(outcome);
         let Some(permit) = self.permits.lock().unwrap().remove(&permit) else {
             return Err(napi::Error::new(
                 Status::InvalidArg,
@@ -625,9 +644,9 @@ impl NativeCircuit {
         &self,
         env: &'env Env,
         leased_successes: u32,
-        outcome_code: u32,
+        outcome: CallOutcome,
     ) -> napi::Result<Either<(), Object<'env>>> {
-        let outcome = outcome(outcome_code)?;
+        let outcome = Outcome::from(outcome);
         self.breaker.add_leased_successes(leased_successes);
         let breaker = self.breaker.clone();
         run(
@@ -701,13 +720,17 @@ fn convert_acquired(
 ) -> napi::Result<Acquired> {
     match result {
         Ok(permit) if permit.is_disabled() => Ok(Acquired {
-            kind: 3,
+            kind: AdmissionKind::Disabled,
             permit: 0,
             lease_ms: 0.0,
             info: None,
         }),
         Ok(permit) => {
-            let kind = if permit.is_probe() { 1 } else { 0 };
+            let kind = if permit.is_probe() {
+                AdmissionKind::Probe
+            } else {
+                AdmissionKind::Admitted
+            };
             // What is left of the lease now, as the component last decided it (a later call
             // that ended it counts): JavaScript keeps it on its own clock.
             let lease = if permit.lease_until_ms().is_some() {
@@ -727,7 +750,7 @@ fn convert_acquired(
             })
         }
         Err(Error::Open(i)) => Ok(Acquired {
-            kind: 2,
+            kind: AdmissionKind::Rejected,
             permit: 0,
             lease_ms: 0.0,
             info: Some(info(*i)),
