@@ -18,10 +18,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
-use fleetbreaker::embed::{Level, Value};
+use fleetbreaker::embed::{Level, Misuse, StoreHandle, Value};
 use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
-    ManualClock, MemoryStore, Outcome, Permit, SqliteStore,
+    Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome, Permit,
 };
 use napi::bindgen_prelude::{Either, Object, ToNapiValue};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -71,10 +70,7 @@ fn ms(v: f64, field: &str) -> napi::Result<u64> {
 /// A store of shared records.
 #[napi]
 pub struct NativeStore {
-    inner: Arc<dyn fleetbreaker::Store>,
-    memory: Option<MemoryStore>,
-    dynamodb: Option<Arc<DynamoDbStore>>,
-    sqlite: Option<Arc<SqliteStore>>,
+    handle: StoreHandle,
 }
 
 #[napi(object)]
@@ -96,35 +92,25 @@ pub struct StoreStats {
     pub failed_calls: f64,
 }
 
-fn store_fault(kind: &str) -> napi::Result<fleetbreaker::StoreError> {
-    fleetbreaker::StoreError::of_kind(kind, "injected")
-        .ok_or_else(|| napi::Error::new(Status::InvalidArg, format!("unknown fault {kind:?}")))
+/// A helper used on the wrong store, or with an unknown argument.
+fn misuse(m: Misuse) -> napi::Error {
+    napi::Error::new(Status::InvalidArg, m.to_string())
 }
 
 #[napi]
 impl NativeStore {
     #[napi(factory)]
     pub fn memory() -> NativeStore {
-        let memory = MemoryStore::new();
         NativeStore {
-            inner: Arc::new(memory.clone()),
-            memory: Some(memory),
-            dynamodb: None,
-            sqlite: None,
+            handle: StoreHandle::memory(),
         }
     }
 
     #[napi(factory)]
     pub fn sqlite(env: &Env, path: String, store_timeout_ms: f64) -> napi::Result<NativeStore> {
         let timeout = Duration::from_millis(ms(store_timeout_ms, "storeTimeout")?);
-        let store = SqliteStore::open_with_timeout(path, timeout).map_err(|e| to_napi(env, e))?;
-        let store = Arc::new(store);
-        Ok(NativeStore {
-            inner: store.clone(),
-            memory: None,
-            dynamodb: None,
-            sqlite: Some(store),
-        })
+        let handle = StoreHandle::sqlite(path, timeout).map_err(|e| to_napi(env, e))?;
+        Ok(NativeStore { handle })
     }
 
     /// Opens the store; its SDK configuration loads in the background (see
@@ -143,46 +129,20 @@ impl NativeStore {
         if let Some(t) = options.store_timeout_ms {
             config.store_timeout = Duration::from_millis(ms(t, "storeTimeout")?);
         }
-        let store = io_runtime()
-            .block_on(DynamoDbStore::connect(config))
-            .map_err(|e| to_napi(env, e))?;
-        let store = Arc::new(store);
-        Ok(NativeStore {
-            inner: store.clone(),
-            memory: None,
-            dynamodb: Some(store),
-            sqlite: None,
-        })
+        let handle = StoreHandle::dynamodb(config).map_err(|e| to_napi(env, e))?;
+        Ok(NativeStore { handle })
     }
 
     /// Creates the DynamoDB table with TTL on `expiration` (development and tests).
     #[napi]
     pub fn create_table<'env>(&self, env: &'env Env) -> napi::Result<Either<(), Object<'env>>> {
-        let Some(store) = self.dynamodb.clone() else {
-            return Err(napi::Error::new(
-                Status::InvalidArg,
-                "createTable is for DynamoDB stores",
-            ));
-        };
-        run(env, async move { store.create_table().await }, |env, r| {
-            r.map_err(|e| to_napi(env, e))
-        })
+        let created = self.handle.create_table().map_err(misuse)?;
+        run(env, created, |env, r| r.map_err(|e| to_napi(env, e)))
     }
 
     #[napi]
     pub fn stats(&self) -> StoreStats {
-        if let Some(m) = &self.memory {
-            return StoreStats {
-                reads: m.reads() as f64,
-                writes: m.writes() as f64,
-                failed_calls: m.faulted_calls() as f64,
-            };
-        }
-        let s = match (&self.dynamodb, &self.sqlite) {
-            (Some(d), _) => d.stats(),
-            (_, Some(s)) => s.stats(),
-            _ => Default::default(),
-        };
+        let s = self.handle.stats();
         StoreStats {
             reads: s.reads as f64,
             writes: s.writes as f64,
@@ -193,9 +153,7 @@ impl NativeStore {
     /// Memory stores: every later call fails with `kind` (null: works again).
     #[napi]
     pub fn set_fault(&self, kind: Option<String>) -> napi::Result<()> {
-        let memory = self.memory_only()?;
-        memory.set_fault(kind.as_deref().map(store_fault).transpose()?);
-        Ok(())
+        self.handle.set_fault(kind.as_deref()).map_err(misuse)
     }
 
     /// Memory stores: replaces `circuit`'s item with one that is not a valid record.
@@ -207,9 +165,9 @@ impl NativeStore {
         detail: String,
     ) -> napi::Result<()> {
         let version = version.map(|v| ms(v, "version")).transpose()?;
-        self.memory_only()?
-            .put_corrupt(&circuit, CorruptItem { detail, version });
-        Ok(())
+        self.handle
+            .put_corrupt(&circuit, version, detail)
+            .map_err(misuse)
     }
 
     /// Deletes `circuit`'s item, as a TTL or an operator does (tests).
@@ -219,51 +177,33 @@ impl NativeStore {
         env: &'env Env,
         circuit: String,
     ) -> napi::Result<Either<(), Object<'env>>> {
-        if let Some(memory) = &self.memory {
-            memory.remove(&circuit);
-            return Ok(Either::A(()));
-        }
-        if let Some(sqlite) = self.sqlite.clone() {
-            return run(
-                env,
-                async move { sqlite.remove(&circuit).await },
-                |env, r| r.map_err(|e| to_napi(env, Error::Store(e))),
-            );
-        }
-        let store = self
-            .dynamodb
-            .clone()
-            .expect("a store of one of three kinds");
-        run(
-            env,
-            async move { store.remove(&circuit).await },
-            |env, r| r.map_err(|e| to_napi(env, e)),
-        )
+        let removed = self.handle.remove(circuit);
+        run(env, removed, |env, r| r.map_err(|e| to_napi(env, e)))
     }
 
     /// Memory stores: loads and writes wait until `releaseCalls` (tests of races with a slow store).
     #[napi]
     pub fn hold_calls(&self) -> napi::Result<()> {
-        self.memory_only()?.hold_calls();
+        self.in_memory()?.hold_calls();
         Ok(())
     }
 
     #[napi]
     pub fn release_calls(&self) -> napi::Result<()> {
-        self.memory_only()?.release_calls();
+        self.in_memory()?.release_calls();
         Ok(())
     }
 
     /// Memory stores: hold (or release) only loads, or only writes.
     #[napi]
     pub fn hold(&self, loads: bool, writes: bool) -> napi::Result<()> {
-        self.memory_only()?.hold(loads, writes);
+        self.in_memory()?.hold(loads, writes);
         Ok(())
     }
 
     #[napi]
     pub fn release(&self, loads: bool, writes: bool) -> napi::Result<()> {
-        self.memory_only()?.release(loads, writes);
+        self.in_memory()?.release(loads, writes);
         Ok(())
     }
 
@@ -275,7 +215,7 @@ impl NativeStore {
         env: &'env Env,
         circuit: String,
     ) -> napi::Result<Option<Object<'env>>> {
-        match self.memory_only()?.record(&circuit) {
+        match self.in_memory()?.record(&circuit) {
             None => Ok(None),
             Some(r) => settings::to_object(env, fleetbreaker::embed::record_values(&r)).map(Some),
         }
@@ -283,10 +223,8 @@ impl NativeStore {
 }
 
 impl NativeStore {
-    fn memory_only(&self) -> napi::Result<&MemoryStore> {
-        self.memory
-            .as_ref()
-            .ok_or_else(|| napi::Error::new(Status::InvalidArg, "only for in-memory stores"))
+    fn in_memory(&self) -> napi::Result<&fleetbreaker::MemoryStore> {
+        self.handle.in_memory().map_err(misuse)
     }
 }
 
@@ -447,7 +385,7 @@ impl NativeEnvironment {
     ) -> napi::Result<NativeEnvironment> {
         let on_event = Arc::new(on_event);
         let mut builder =
-            fleetbreaker::Environment::builder(store.inner.clone()).on_event(move |event| {
+            fleetbreaker::Environment::builder(store.handle.store()).on_event(move |event| {
                 on_event.call(
                     EventObject(fleetbreaker::embed::event_view(event)),
                     ThreadsafeFunctionCallMode::NonBlocking,
@@ -519,7 +457,7 @@ pub enum AdmissionKind {
     Disabled,
 }
 
-/// How a call ended.
+/// How a call ended (cases in the order of `Outcome::ALL`).
 #[napi(string_enum = "lowercase")]
 pub enum CallOutcome {
     Success,
@@ -531,11 +469,7 @@ pub enum CallOutcome {
 
 impl From<CallOutcome> for Outcome {
     fn from(o: CallOutcome) -> Outcome {
-        match o {
-            CallOutcome::Success => Outcome::Success,
-            CallOutcome::Failure => Outcome::Failure,
-            CallOutcome::Ignored => Outcome::Ignored,
-        }
+        Outcome::ALL[o as usize]
     }
 }
 

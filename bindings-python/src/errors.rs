@@ -2,6 +2,7 @@
 //! `fleetbreaker.exceptions`, so they keep the Powertools behaviour).
 
 use fleetbreaker::Error;
+use fleetbreaker::embed::Misuse;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
@@ -44,6 +45,14 @@ pub fn to_py(py: Python<'_>, error: Error) -> PyErr {
             "CircuitBreakerError",
             (format!("circuit '{}' is {}", info.name, info.state),),
         ),
+    }
+}
+
+/// A helper used on the wrong store, or with an unknown argument: Python's own argument errors.
+pub fn misuse(m: Misuse) -> PyErr {
+    match m {
+        Misuse::UnknownFault(_) => pyo3::exceptions::PyValueError::new_err(m.to_string()),
+        _ => pyo3::exceptions::PyTypeError::new_err(m.to_string()),
     }
 }
 

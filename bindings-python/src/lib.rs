@@ -6,33 +6,24 @@ mod errors;
 mod settings;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use fleetbreaker::dynamodb::default_static_pk_value;
 use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, CorruptItem, DynamoDbConfig, DynamoDbStore, Error,
-    ManualClock, MemoryStore, Outcome, Record, SqliteStore,
+    Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome, Record,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use fleetbreaker::embed::Level;
+use fleetbreaker::embed::{Level, StoreHandle};
 
-use crate::errors::check;
+use crate::errors::{check, misuse};
 
 /// A store of shared records.
 #[pyclass(module = "fleetbreaker._native", frozen)]
 struct Store {
-    inner: Arc<dyn fleetbreaker::Store>,
-    memory: Option<MemoryStore>,
-    dynamodb: Option<Arc<DynamoDbStore>>,
-    sqlite: Option<Arc<SqliteStore>>,
-}
-
-fn store_fault(kind: &str) -> PyResult<fleetbreaker::StoreError> {
-    fleetbreaker::StoreError::of_kind(kind, "injected")
-        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown fault {kind:?}")))
+    handle: StoreHandle,
 }
 
 /// The record as a dict of every field.
@@ -49,28 +40,16 @@ impl Store {
     /// A store in this process's memory.
     #[staticmethod]
     fn memory() -> Store {
-        let memory = MemoryStore::new();
         Store {
-            inner: Arc::new(memory.clone()),
-            memory: Some(memory),
-            dynamodb: None,
-            sqlite: None,
+            handle: StoreHandle::memory(),
         }
     }
 
     #[staticmethod]
     fn sqlite(py: Python<'_>, path: PathBuf, store_timeout_s: f64) -> PyResult<Store> {
-        let store = check(
-            py,
-            SqliteStore::open_with_timeout(path, Duration::from_secs_f64(store_timeout_s)),
-        )?;
-        let store = Arc::new(store);
-        Ok(Store {
-            inner: store.clone(),
-            memory: None,
-            dynamodb: None,
-            sqlite: Some(store),
-        })
+        let timeout = Duration::from_secs_f64(store_timeout_s);
+        let handle = check(py, StoreHandle::sqlite(path, timeout))?;
+        Ok(Store { handle })
     }
 
     #[staticmethod]
@@ -95,123 +74,60 @@ impl Store {
         config.endpoint_url = endpoint_url;
         config.consistent_read = consistent_read;
         config.store_timeout = Duration::from_secs_f64(store_timeout_s);
-        // The SDK configuration loads in the background (see `DynamoDbStore::connect`); the
-        // first open also starts the I/O runtime's threads, without the GIL.
-        let store = check(
-            py,
-            py.detach(move || {
-                fleetbreaker::bridge::io_runtime().block_on(DynamoDbStore::connect(config))
-            }),
-        )?;
-        let store = Arc::new(store);
-        Ok(Store {
-            inner: store.clone(),
-            memory: None,
-            dynamodb: Some(store),
-            sqlite: None,
-        })
+        // Returns at once; the first open starts the I/O runtime's threads, without the GIL.
+        let handle = check(py, py.detach(move || StoreHandle::dynamodb(config)))?;
+        Ok(Store { handle })
     }
 
     /// Creates the DynamoDB table with TTL on `expiration` (development and tests).
     fn create_table(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(store) = self.dynamodb.clone() else {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "create_table is for DynamoDB stores",
-            ));
-        };
-        check(
-            py,
-            bridge::block_plain(py, async move { store.create_table().await }),
-        )
+        let created = self.handle.create_table().map_err(misuse)?;
+        check(py, bridge::block_plain(py, created))
     }
 
     /// Memory stores: later loads and writes wait until `release_calls` (tests of a slow
     /// store).
     fn hold_calls(&self) -> PyResult<()> {
-        self.memory_only()?.hold_calls();
+        self.handle.in_memory().map_err(misuse)?.hold_calls();
         Ok(())
     }
 
     fn release_calls(&self) -> PyResult<()> {
-        self.memory_only()?.release_calls();
+        self.handle.in_memory().map_err(misuse)?.release_calls();
         Ok(())
     }
 
     /// Deletes `circuit`'s item, as a TTL or an operator does (tests).
     fn remove(&self, py: Python<'_>, circuit: String) -> PyResult<()> {
-        if let Some(memory) = &self.memory {
-            memory.remove(&circuit);
-            return Ok(());
-        }
-        if let Some(sqlite) = self.sqlite.clone() {
-            let removed = bridge::block_plain(py, async move { sqlite.remove(&circuit).await });
-            return check(py, removed.map_err(Error::Store));
-        }
-        let store = self
-            .dynamodb
-            .clone()
-            .expect("a store of one of three kinds");
-        check(
-            py,
-            bridge::block_plain(py, async move { store.remove(&circuit).await }),
-        )
+        check(py, bridge::block_plain(py, self.handle.remove(circuit)))
     }
 
-    /// (reads, writes) made so far.
+    /// (reads, writes, failed calls) so far.
     fn stats(&self) -> (u64, u64, u64) {
-        if let Some(m) = &self.memory {
-            return (m.reads(), m.writes(), m.faulted_calls());
-        }
-        let stats = match (&self.dynamodb, &self.sqlite) {
-            (Some(d), _) => d.stats(),
-            (_, Some(s)) => s.stats(),
-            _ => Default::default(),
-        };
-        (stats.reads, stats.writes, stats.errors)
+        let s = self.handle.stats();
+        (s.reads, s.writes, s.errors)
     }
 
     /// Memory stores: makes every later call fail (`None`: work again).
     fn set_fault(&self, fault: Option<&str>) -> PyResult<()> {
-        let memory = self.memory_only()?;
-        memory.set_fault(fault.map(store_fault).transpose()?);
-        Ok(())
+        self.handle.set_fault(fault).map_err(misuse)
     }
 
     /// Memory stores: replaces `circuit`'s item with one that is not a valid record.
     fn put_corrupt(&self, circuit: &str, version: Option<u64>, detail: String) -> PyResult<()> {
-        self.memory_only()?
-            .put_corrupt(circuit, CorruptItem { detail, version });
-        Ok(())
+        self.handle
+            .put_corrupt(circuit, version, detail)
+            .map_err(misuse)
     }
 
-    /// The stored record of `circuit` as a dict, or None. For a memory store, a look that
-    /// neither counts as a read nor meets an injected fault.
+    /// The valid record of `circuit` as a dict, or None (see `StoreHandle::record`).
     fn record<'py>(
         &self,
         py: Python<'py>,
         circuit: String,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        if let Some(memory) = &self.memory {
-            return memory
-                .record(&circuit)
-                .map(|r| record_dict(py, r))
-                .transpose();
-        }
-        let store = self.inner.clone();
-        let loaded = bridge::block_plain(py, async move { store.load(&circuit).await });
-        match loaded {
-            Ok(Some(r)) => Ok(Some(record_dict(py, r)?)),
-            Ok(None) | Err(fleetbreaker::StoreError::Corrupt(_)) => Ok(None),
-            Err(e) => Err(errors::to_py(py, Error::Store(e))),
-        }
-    }
-}
-
-impl Store {
-    fn memory_only(&self) -> PyResult<&MemoryStore> {
-        self.memory
-            .as_ref()
-            .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("only for in-memory stores"))
+        let record = check(py, bridge::block_plain(py, self.handle.record(circuit)))?;
+        record.map(|r| record_dict(py, r)).transpose()
     }
 }
 
@@ -337,7 +253,7 @@ impl Environment {
         environment_id: Option<String>,
     ) -> PyResult<Environment> {
         let mut builder =
-            fleetbreaker::Environment::builder(store.inner.clone()).on_event(move |event| {
+            fleetbreaker::Environment::builder(store.handle.store()).on_event(move |event| {
                 Python::attach(|py| {
                     let delivered = Event::new(py, event).and_then(|e| on_event.call1(py, (e,)));
                     if let Err(e) = delivered {
@@ -407,7 +323,7 @@ struct Circuit {
     breaker: Breaker,
 }
 
-/// How a call ended, as the Python layer reports it.
+/// How a call ended, as the Python layer reports it (cases in the order of `Outcome::ALL`).
 #[pyclass(
     module = "fleetbreaker._native",
     name = "Outcome",
@@ -430,11 +346,7 @@ enum CallOutcome {
 
 impl From<CallOutcome> for Outcome {
     fn from(o: CallOutcome) -> Outcome {
-        match o {
-            CallOutcome::Success => Outcome::Success,
-            CallOutcome::Failure => Outcome::Failure,
-            CallOutcome::Ignored => Outcome::Ignored,
-        }
+        Outcome::ALL[o as usize]
     }
 }
 

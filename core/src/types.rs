@@ -255,6 +255,12 @@ pub enum Outcome {
     Ignored,
 }
 
+impl Outcome {
+    /// Every outcome, in declaration order: a binding's own enum of the same cases maps to
+    /// these by position.
+    pub const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Ignored];
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TransitionReason {
     Tripped,

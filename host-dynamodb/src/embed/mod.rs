@@ -14,6 +14,7 @@
 //! ```
 
 mod settings;
+mod store;
 
 use fleetbreaker_core::{ConfigError, Event, Record, Stored};
 
@@ -106,6 +107,8 @@ pub fn event_view(event: &Event) -> EventView {
 
 /// An event's log level.
 pub use log::Level;
+
+pub use store::{Misuse, StoreHandle};
 
 pub use settings::{
     Casing, MAX_SECONDS, MAX_STORE_TIMEOUT_SECONDS, Settings, Value, check_name,
