@@ -47,6 +47,7 @@ pub mod config;
 pub mod machine;
 mod record;
 mod types;
+mod wit_conversions;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -5,12 +5,13 @@
 
 use crate::CircuitState;
 
-/// Calls the macro `$callback` with the record's fields, as
-/// `$callback! { (args...) $(#[doc] name: Type,)* }`. Field order is the WIT record's order.
+/// Calls the macro `$callback` (a path) with the record's fields, as
+/// `$callback! { (args...) $(#[doc] name: Type,)* }`: `record_fields!(m, args...)`. Field
+/// order is the WIT record's order.
 #[macro_export]
 macro_rules! record_fields {
-    ($callback:ident $($args:tt)*) => {
-        $callback! { ($($args)*)
+    ($($callback:ident)::+ $(, $($args:tt)*)?) => {
+        $($callback)::+! { ($($($args)*)?)
             /// Where the circuit stands.
             state: $crate::CircuitState,
             /// Bumped by exactly one on every write; the compare-and-swap is on it.
@@ -239,7 +240,7 @@ impl Record {
 }
 
 /// Converts a record between two structs with the same fields (the WIT bindings' and this
-/// crate's), each field with `Into`. Use as `record_fields!(convert_record value => Type)`.
+/// crate's), each field with `Into`. Use as `record_fields!(convert_record, value => Type)`.
 #[macro_export]
 macro_rules! convert_record {
     (($value:expr => $to:path) $( $(#[$meta:meta])* $name:ident : $ty:ty, )*) => {{

@@ -571,7 +571,7 @@ async fn run_locked(
         let ctx = HostCtx::new(inner.store.clone(), inner.clock.clone());
         let mut store = wasmtime::Store::new(rt.pre.engine(), ctx);
         let bindings = rt.pre.instantiate_async(&mut store).await?;
-        let config = bindings::config_out(&slot.config);
+        let config: bindings::w::Config = slot.config.clone().into();
         let created = bindings
             .fleetbreaker_breaker_breaker()
             .circuit()
@@ -598,49 +598,37 @@ async fn run_locked(
         Op::Acquire(leased, id) => Reply::Acquired(
             api.call_acquire(&mut *store, circuit, *leased, *id)
                 .await?
-                .map(bindings::permit_in)
-                .map_err(|i| Box::new(bindings::info_in(i))),
+                .map(Into::into)
+                .map_err(|i| Box::new(i.into())),
         ),
         Op::Complete(permit, outcome) => {
-            api.call_complete(
-                &mut *store,
-                circuit,
-                bindings::permit_out(*permit),
-                bindings::outcome_out(*outcome),
-            )
-            .await?;
+            api.call_complete(&mut *store, circuit, (*permit).into(), (*outcome).into())
+                .await?;
             Reply::Done
         }
         Op::CompleteLeased(leased, outcome) => {
-            api.call_complete_leased(
-                &mut *store,
-                circuit,
-                *leased,
-                bindings::outcome_out(*outcome),
-            )
-            .await?;
+            api.call_complete_leased(&mut *store, circuit, *leased, (*outcome).into())
+                .await?;
             Reply::Done
         }
-        Op::Info => Reply::Info(Box::new(bindings::info_in(
-            api.call_info(&mut *store, circuit).await?,
-        ))),
+        Op::Info => Reply::Info(Box::new(api.call_info(&mut *store, circuit).await?.into())),
         Op::ForceOpen(duration, reason) => Reply::Operated(
             api.call_force_open(&mut *store, circuit, *duration, reason)
                 .await?
-                .map(|i| Box::new(bindings::info_in(i)))
-                .map_err(bindings::store_error_in),
+                .map(|i| Box::new(i.into()))
+                .map_err(Into::into),
         ),
         Op::ForceClosed(duration, reason) => Reply::Operated(
             api.call_force_closed(&mut *store, circuit, *duration, reason)
                 .await?
-                .map(|i| Box::new(bindings::info_in(i)))
-                .map_err(bindings::store_error_in),
+                .map(|i| Box::new(i.into()))
+                .map_err(Into::into),
         ),
         Op::Reset => Reply::Operated(
             api.call_reset(&mut *store, circuit)
                 .await?
-                .map(|i| Box::new(bindings::info_in(i)))
-                .map_err(bindings::store_error_in),
+                .map(|i| Box::new(i.into()))
+                .map_err(Into::into),
         ),
     })
 }

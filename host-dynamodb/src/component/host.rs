@@ -67,8 +67,8 @@ impl bindings::fleetbreaker::breaker::store::Host for HostCtx {
         self.store
             .load(&circuit)
             .await
-            .map(|r| r.map(bindings::record_out))
-            .map_err(bindings::store_error_out)
+            .map(|r| r.map(Into::into))
+            .map_err(Into::into)
     }
 
     async fn swap(
@@ -77,12 +77,12 @@ impl bindings::fleetbreaker::breaker::store::Host for HostCtx {
         expected_version: Option<u64>,
         next: w::CircuitRecord,
     ) -> Result<w::SwapResult, w::StoreError> {
-        let next = bindings::record_in(next);
+        let next: fleetbreaker_core::Record = next.into();
         self.store
             .swap(&circuit, expected_version, &next)
             .await
-            .map(bindings::swap_out)
-            .map_err(bindings::store_error_out)
+            .map(Into::into)
+            .map_err(Into::into)
     }
 }
 
@@ -97,6 +97,6 @@ impl bindings::fleetbreaker::breaker::clock::Host for HostCtx {
 
 impl bindings::fleetbreaker::breaker::events::Host for HostCtx {
     fn emit(&mut self, event: w::Event) {
-        self.events.push(bindings::event_in(event));
+        self.events.push(event.into());
     }
 }
