@@ -561,16 +561,13 @@ class CircuitBreaker {
   }
 
   /** Writes a fresh closed record, whatever the state. */
-  async reset() {
-    this._handle.endLease();
-    return circuitInfo(await invoke(() => this._handle.native.reset()));
+  reset() {
+    return this._override('reset');
   }
 
-  async _override(method, duration, reason = '') {
-    const ms = invoke(() => native.overrideDurationMs(duration));
-    if (typeof reason !== 'string') throw invalidType('reason', 'a string', reason);
+  async _override(action, duration, reason) {
     this._handle.endLease();
-    return circuitInfo(await invoke(() => this._handle.native[method](ms ?? undefined, reason)));
+    return circuitInfo(await invoke(() => this._handle.native.act(action, duration, reason)));
   }
 }
 

@@ -18,17 +18,17 @@ use std::task::Poll;
 use std::time::Duration;
 
 use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
-use fleetbreaker::embed::{Level, Misuse, StoreHandle, Value};
+use fleetbreaker::embed::{Action, Level, Misuse, Override, StoreHandle, Value};
 use fleetbreaker::{
     Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome, Permit,
 };
-use napi::bindgen_prelude::{Either, Object, ToNapiValue};
+use napi::bindgen_prelude::{Either, Object, ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::errors::to_napi;
-use crate::settings::NativeSettings;
+use crate::settings::{NativeSettings, value_of};
 
 type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D> + Send>;
 
@@ -457,6 +457,14 @@ pub enum AdmissionKind {
     Disabled,
 }
 
+/// What an operator does to a circuit (cases in the order of `Action::ALL`).
+#[napi(string_enum = "camelCase")]
+pub enum OperatorAction {
+    ForceOpen,
+    ForceClosed,
+    Reset,
+}
+
 /// How a call ended (cases in the order of `Outcome::ALL`).
 #[napi(string_enum = "lowercase")]
 pub enum CallOutcome {
@@ -598,48 +606,26 @@ impl NativeCircuit {
         })
     }
 
+    /// An operator's action: `duration` in seconds (`undefined` or null: until changed),
+    /// `reason` a string or none; both are checked by the host.
     #[napi]
-    pub fn force_open<'env>(
+    pub fn act<'env>(
         &self,
         env: &'env Env,
-        duration_ms: Option<f64>,
-        reason: String,
+        action: OperatorAction,
+        duration: Unknown<'_>,
+        reason: Unknown<'_>,
     ) -> napi::Result<Either<NativeInfo, Object<'env>>> {
-        let duration = duration_ms
-            .map(|d| ms(d, "duration").map(Duration::from_millis))
-            .transpose()?;
+        let value = |v: &Unknown<'_>| Ok::<_, napi::Error>(value_of(v)?.unwrap_or(Value::Null));
+        let action = Action::ALL[action as usize];
+        let checked = Override::parse(action, value(&duration)?, value(&reason)?)
+            .map_err(|e| to_napi(env, Error::Config(e)))?;
         let breaker = self.breaker.clone();
         run(
             env,
-            async move { breaker.force_open(duration, &reason).await },
+            async move { checked.apply(breaker).await.deliver() },
             |env, r| r.map(info).map_err(|e| to_napi(env, e)),
         )
-    }
-
-    #[napi]
-    pub fn force_closed<'env>(
-        &self,
-        env: &'env Env,
-        duration_ms: Option<f64>,
-        reason: String,
-    ) -> napi::Result<Either<NativeInfo, Object<'env>>> {
-        let duration = duration_ms
-            .map(|d| ms(d, "duration").map(Duration::from_millis))
-            .transpose()?;
-        let breaker = self.breaker.clone();
-        run(
-            env,
-            async move { breaker.force_closed(duration, &reason).await },
-            |env, r| r.map(info).map_err(|e| to_napi(env, e)),
-        )
-    }
-
-    #[napi]
-    pub fn reset<'env>(&self, env: &'env Env) -> napi::Result<Either<NativeInfo, Object<'env>>> {
-        let breaker = self.breaker.clone();
-        run(env, async move { breaker.reset().await }, |env, r| {
-            r.map(info).map_err(|e| to_napi(env, e))
-        })
     }
 }
 

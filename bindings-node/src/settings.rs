@@ -13,7 +13,7 @@ use crate::errors::to_napi;
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// What a JavaScript value is, for the host's checks; `None` for `undefined` (absent).
-fn value_of(v: &Unknown<'_>) -> napi::Result<Option<Value>> {
+pub(crate) fn value_of(v: &Unknown<'_>) -> napi::Result<Option<Value>> {
     Ok(Some(match v.get_type()? {
         ValueType::Undefined => return Ok(None),
         ValueType::Null => Value::Null,
@@ -115,16 +115,6 @@ pub(crate) fn to_object<'env>(
 pub fn check_name(env: &Env, name: Unknown<'_>) -> napi::Result<String> {
     let value = value_of(&name)?.unwrap_or(Value::Null);
     embed::check_name(value).map_err(|e| to_napi(env, Error::Config(e)))
-}
-
-/// An operator override's duration (seconds; `undefined` or null: until changed) in
-/// milliseconds; throws an `ERR_CIRCUIT_CONFIG` error naming `duration`.
-#[napi]
-pub fn override_duration_ms(env: &Env, duration: Unknown<'_>) -> napi::Result<Option<f64>> {
-    let value = value_of(&duration)?.unwrap_or(Value::Null);
-    embed::override_duration_ms(value)
-        .map(|ms| ms.map(|ms| ms as f64))
-        .map_err(|e| to_napi(env, Error::Config(e)))
 }
 
 /// Throws the error for a store deadline other than the one a persistence object already uses.

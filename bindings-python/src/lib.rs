@@ -16,7 +16,7 @@ use fleetbreaker::{
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use fleetbreaker::embed::{Level, StoreHandle};
+use fleetbreaker::embed::{Action, Level, Override, StoreHandle};
 
 use crate::errors::{check, misuse};
 
@@ -350,6 +350,25 @@ impl From<CallOutcome> for Outcome {
     }
 }
 
+/// What an operator does to a circuit (cases in the order of `Action::ALL`).
+#[pyclass(
+    module = "fleetbreaker._native",
+    name = "Action",
+    frozen,
+    eq,
+    eq_int,
+    from_py_object
+)]
+#[derive(Clone, Copy, PartialEq)]
+enum OperatorAction {
+    #[pyo3(name = "FORCE_OPEN")]
+    ForceOpen,
+    #[pyo3(name = "FORCE_CLOSED")]
+    ForceClosed,
+    #[pyo3(name = "RESET")]
+    Reset,
+}
+
 /// What `acquire` decided.
 #[pyclass(module = "fleetbreaker._native", frozen, eq, eq_int)]
 #[derive(Clone, Copy, PartialEq)]
@@ -551,48 +570,25 @@ impl Circuit {
         Ok(info_of(py, info)?.into_any())
     }
 
-    #[pyo3(signature = (duration_ms, reason))]
-    fn force_open(
+    /// An operator's action: `duration` in seconds (None: until changed), `reason` a string
+    /// or None; both are checked by the host.
+    #[pyo3(signature = (action, duration, reason))]
+    fn act(
         &self,
         py: Python<'_>,
-        duration_ms: Option<u64>,
-        reason: String,
+        action: OperatorAction,
+        duration: &Bound<'_, PyAny>,
+        reason: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
+        let action = Action::ALL[action as usize];
+        let checked = Override::parse(
+            action,
+            settings::value_of(duration),
+            settings::value_of(reason),
+        );
+        let checked = check(py, checked.map_err(Error::Config))?;
         let breaker = self.breaker.clone();
-        let d = duration_ms.map(Duration::from_millis);
-        let info = check(
-            py,
-            bridge::block(py, async move {
-                breaker.with_events().force_open(d, &reason).await
-            }),
-        )?;
-        Ok(info_of(py, info)?.into_any())
-    }
-
-    #[pyo3(signature = (duration_ms, reason))]
-    fn force_closed(
-        &self,
-        py: Python<'_>,
-        duration_ms: Option<u64>,
-        reason: String,
-    ) -> PyResult<Py<PyAny>> {
-        let breaker = self.breaker.clone();
-        let d = duration_ms.map(Duration::from_millis);
-        let info = check(
-            py,
-            bridge::block(py, async move {
-                breaker.with_events().force_closed(d, &reason).await
-            }),
-        )?;
-        Ok(info_of(py, info)?.into_any())
-    }
-
-    fn reset(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let breaker = self.breaker.clone();
-        let info = check(
-            py,
-            bridge::block(py, async move { breaker.with_events().reset().await }),
-        )?;
+        let info = check(py, bridge::block(py, checked.apply(breaker)))?;
         Ok(info_of(py, info)?.into_any())
     }
 }
@@ -647,7 +643,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<settings::Settings>()?;
     m.add_function(wrap_pyfunction!(settings::check_name, m)?)?;
     m.add_function(wrap_pyfunction!(settings::config_conflict, m)?)?;
-    m.add_function(wrap_pyfunction!(settings::override_duration_ms, m)?)?;
     m.add_function(wrap_pyfunction!(settings::store_timeout_conflict, m)?)?;
     m.add_class::<bridge::PendingEvents>()?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
@@ -655,6 +650,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_dynamodb, m)?)?;
     m.add_function(wrap_pyfunction!(default_partition_value, m)?)?;
     m.add_class::<CallOutcome>()?;
+    m.add_class::<OperatorAction>()?;
     m.add_class::<AdmissionKind>()?;
     m.add_class::<Admission>()?;
     m.add_class::<Info>()?;

@@ -9,7 +9,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 use crate::errors::check;
 
 /// What a Python value is, for the host's checks (which say what was wrong with it).
-fn value_of(obj: &Bound<'_, PyAny>) -> Value {
+pub(crate) fn value_of(obj: &Bound<'_, PyAny>) -> Value {
     if obj.is_none() {
         Value::Null
     } else if let Ok(b) = obj.cast::<PyBool>() {
@@ -81,16 +81,6 @@ impl Settings {
 #[pyfunction]
 pub fn check_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<String> {
     check(py, embed::check_name(value_of(name)).map_err(Error::Config))
-}
-
-/// An operator override's duration (seconds, or None: until changed) in milliseconds; raises
-/// `CircuitBreakerConfigError` naming `duration`.
-#[pyfunction]
-pub fn override_duration_ms(py: Python<'_>, duration: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
-    check(
-        py,
-        embed::override_duration_ms(value_of(duration)).map_err(Error::Config),
-    )
 }
 
 /// The error for a store deadline other than the one persistence object already uses.

@@ -38,6 +38,9 @@ def refusal(case: Dict[str, Any]) -> Optional[BaseException]:
             config(case["config"])
         elif "name" in case:
             CircuitBreaker(value(case["name"]), persistence)
+        elif "override" in case:
+            args = {k: value(v) for k, v in case["override"].items()}
+            CircuitBreaker("payments", persistence).force_open(**args)
         else:
             first, second = case["conflict"]
             in_use = CircuitBreaker("payments", persistence, config(first))

@@ -2,7 +2,7 @@
 //! refused with the field and the message the Python and Node packages give for it.
 #![cfg(feature = "embed")]
 
-use fleetbreaker::embed::{Casing, Settings, Value, check_name};
+use fleetbreaker::embed::{Action, Casing, Override, Settings, Value, check_name};
 use fleetbreaker::{Breaker, ConfigError, Environment, Error, MemoryStore};
 use serde_json::Value as Json;
 
@@ -56,6 +56,11 @@ fn refusal(case: &Json) -> ConfigError {
     }
     if let Some(name) = case.get("name") {
         return check_name(value(name)).expect_err("refused");
+    }
+    if let Some(args) = case.get("override") {
+        let arg = |name: &str| args.get(name).map_or(Value::Null, value);
+        return Override::parse(Action::ForceOpen, arg("duration"), arg("reason"))
+            .expect_err("refused");
     }
     let [first, second] = case["conflict"].as_array().unwrap().as_slice() else {
         panic!("a conflict is two configurations")

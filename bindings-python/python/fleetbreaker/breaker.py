@@ -295,22 +295,19 @@ class CircuitBreaker:
 
     def force_open(self, duration: Optional[float] = None, reason: Optional[str] = None) -> CircuitInfo:
         """Rejects every call, fleet-wide, for ``duration`` seconds or until changed."""
-        return self._override(self._handle.native.force_open, duration, reason)
+        return self._act(_native.Action.FORCE_OPEN, duration, reason)
 
     def force_closed(self, duration: Optional[float] = None, reason: Optional[str] = None) -> CircuitInfo:
         """Admits every call and counts nothing, fleet-wide, for ``duration`` seconds or until
         changed."""
-        return self._override(self._handle.native.force_closed, duration, reason)
+        return self._act(_native.Action.FORCE_CLOSED, duration, reason)
 
     def reset(self) -> CircuitInfo:
         """Writes a fresh closed record, whatever the state."""
-        return CircuitInfo._from_native(self._handle.native.reset())
+        return self._act(_native.Action.RESET, None, None)
 
-    def _override(self, native: Callable[[Optional[int], str], Any], duration: Optional[float], reason: Optional[str]) -> CircuitInfo:
-        ms = _native.override_duration_ms(duration)
-        if reason is not None and not isinstance(reason, str):
-            raise CircuitBreakerConfigError(f"reason must be a string, got {reason!r}.")
-        return CircuitInfo._from_native(native(ms, reason or ""))
+    def _act(self, action: _native.Action, duration: object, reason: object) -> CircuitInfo:
+        return CircuitInfo._from_native(self._handle.native.act(action, duration, reason))
 
 
 def circuit_breaker(
