@@ -46,6 +46,7 @@ pub trait Clock {
 
 /// Where a circuit reports transitions and store trouble.
 pub trait Events {
+    /// Reports one event to the host.
     fn emit(&mut self, event: Event);
 }
 
@@ -130,10 +131,12 @@ impl Circuit {
         })
     }
 
+    /// The circuit's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -42,6 +42,8 @@
 //! | `store_retry_after_ms` | 5 000 | after a store error, how long to decide locally |
 //! | `store_failure_mode` | `Open` | admit calls and protect locally while the store is down |
 
+#![warn(missing_docs)]
+
 mod circuit;
 pub mod config;
 pub mod machine;

@@ -16,9 +16,13 @@ pub const OPEN_ENDED_OVERRIDE_TTL_MS: u64 = 366 * 24 * 3600 * 1000;
 /// What the machine needs to know besides the record.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx<'a> {
+    /// The circuit's configuration.
     pub config: &'a Config,
+    /// The circuit's name.
     pub circuit: &'a str,
+    /// This environment's identity (written in the record's audit fields and probe tokens).
     pub environment: &'a str,
+    /// The wall clock now, epoch ms.
     pub now_ms: u64,
 }
 
@@ -26,6 +30,7 @@ pub struct Ctx<'a> {
 /// replacing it must expect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shared {
+    /// The record as the machine reasons about it (an absent item reads as a closed one).
     pub record: Record,
     /// `None`: there is no item, or it has no readable version.
     pub expected: Option<u64>,
@@ -67,11 +72,14 @@ impl Shared {
 /// number of the call within it. Compared without allocating.
 #[derive(Clone, Copy, Debug)]
 pub struct Token<'a> {
+    /// The environment holding the permit.
     pub environment: &'a str,
+    /// The permit's id, unique in that environment.
     pub permit_id: u64,
 }
 
 impl Token<'_> {
+    /// Whether `owner` (a record's `probe_owner`) is this token.
     pub fn matches(&self, owner: &str) -> bool {
         owner
             .strip_prefix(self.environment)
@@ -90,8 +98,11 @@ impl std::fmt::Display for Token<'_> {
 /// A compare-and-swap to attempt, with the event it reports if it wins.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
+    /// The version the swap expects (`None`: no item, or one without a readable version).
     pub expected: Option<u64>,
+    /// The record to write.
     pub next: Record,
+    /// The transition the write makes, reported once it lands.
     pub transition: Transition,
 }
 
@@ -105,18 +116,22 @@ pub struct Window {
 }
 
 impl Window {
+    /// Whether no failure is counted.
     pub fn is_empty(&self) -> bool {
         self.failures_at_ms.is_empty()
     }
 
+    /// The failures counted.
     pub fn count(&self) -> u32 {
         self.failures_at_ms.len() as u32
     }
 
+    /// A success: the run of failures ends.
     pub fn record_success(&mut self) {
         self.failures_at_ms.clear();
     }
 
+    /// A failure at `at_ms`, counted as `policy` counts.
     pub fn record_failure(&mut self, at_ms: u64, policy: FailurePolicy) {
         match policy {
             FailurePolicy::ConsecutiveFailures(threshold) => {
@@ -135,10 +150,12 @@ impl Window {
         }
     }
 
+    /// Forgets every failure.
     pub fn clear(&mut self) {
         self.failures_at_ms.clear();
     }
 
+    /// Whether the failures counted trip the circuit under `policy`.
     pub fn tripped(&self, policy: FailurePolicy) -> bool {
         match policy {
             FailurePolicy::ConsecutiveFailures(threshold) => self.count() >= threshold,
@@ -149,11 +166,14 @@ impl Window {
 /// What to do with a request for a permit.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AcquireDecision {
+    /// Let the call through.
     Admit {
+        /// A normal call, or the fleet's single probe.
         kind: PermitKind,
         /// How long, from now, the host may admit calls without asking (the admission lease).
         lease_ms: Option<u64>,
     },
+    /// Reject the call: the circuit is open.
     Reject,
     /// Write first, then decide again on the record that results.
     Write(Box<Write>),
@@ -167,6 +187,7 @@ pub enum TripDecision {
     /// The circuit is no longer closed here (another environment opened it, or an operator
     /// forced it): the streak is over.
     Absorb,
+    /// Write this first, then decide again.
     Write(Box<Write>),
 }
 
@@ -175,6 +196,7 @@ pub enum TripDecision {
 pub enum ProbeDecision {
     /// The permit was taken over (or the episode ended): the outcome is dropped.
     Fenced,
+    /// Write this.
     Write(Box<Write>),
 }
 

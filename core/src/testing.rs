@@ -10,7 +10,9 @@ use crate::types::{CorruptItem, Event, Record, StoreError, SwapResult};
 /// What the store holds for one circuit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
+    /// A valid record.
     Valid(Record),
+    /// An item that is not a valid record.
     Corrupt(CorruptItem),
 }
 
@@ -52,10 +54,12 @@ impl MemoryStore {
         self.lock().items.remove(circuit);
     }
 
+    /// The item of `circuit`, valid or not.
     pub fn item(&self, circuit: &str) -> Option<Item> {
         self.lock().items.get(circuit).cloned()
     }
 
+    /// The valid record of `circuit`, if there is one.
     pub fn record(&self, circuit: &str) -> Option<Record> {
         match self.item(circuit) {
             Some(Item::Valid(r)) => Some(r),
@@ -88,6 +92,7 @@ impl MemoryStore {
         self.lock().log.clone()
     }
 
+    /// Loads `circuit`'s record, as [`crate::Store::load`] does.
     pub fn load(&self, circuit: &str) -> Result<Option<Record>, StoreError> {
         let mut inner = self.lock();
         if let Some(fault) = inner.fault.clone() {
@@ -102,6 +107,7 @@ impl MemoryStore {
         }
     }
 
+    /// Swaps `circuit`'s record, as [`crate::Store::swap`] does.
     pub fn swap(
         &self,
         circuit: &str,
@@ -143,16 +149,19 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock at `now_ms`, epoch ms (its monotonic reading starts there too).
     pub fn new(now_ms: u64) -> ManualClock {
         ManualClock {
             times: Arc::new(Mutex::new((now_ms, 1_000_000))),
         }
     }
 
+    /// The wall clock, epoch ms.
     pub fn now_ms(&self) -> u64 {
         self.times.lock().unwrap().0
     }
 
+    /// The monotonic clock, ms.
     pub fn monotonic_ms(&self) -> u64 {
         self.times.lock().unwrap().1
     }
@@ -164,6 +173,7 @@ impl ManualClock {
         t.0 = now_ms;
     }
 
+    /// Moves both clocks forward by `ms`.
     pub fn advance(&self, ms: u64) {
         let mut t = self.times.lock().unwrap();
         t.0 += ms;
@@ -180,8 +190,11 @@ impl ManualClock {
 /// One simulated environment's host: a shared store, a shared clock, its own event log.
 #[derive(Clone, Debug)]
 pub struct TestEnv {
+    /// The store the circuit reads and writes.
     pub store: MemoryStore,
+    /// The clock it reads.
     pub clock: ManualClock,
+    /// The events it reported, oldest first.
     pub events: Vec<Event>,
 }
 
@@ -191,6 +204,7 @@ impl TestEnv {
         TestEnv::with_clock(store, ManualClock::new(now_ms))
     }
 
+    /// An environment on `store` whose clock is `clock`.
     pub fn with_clock(store: MemoryStore, clock: ManualClock) -> TestEnv {
         TestEnv {
             store,

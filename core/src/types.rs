@@ -21,6 +21,7 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
+    /// Every state, in declaration order.
     pub const ALL: [CircuitState; 5] = [
         CircuitState::Closed,
         CircuitState::Open,
@@ -120,6 +121,7 @@ impl std::error::Error for StoreError {}
 /// The answer to a compare-and-swap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SwapResult {
+    /// The record was replaced.
     Written,
     /// The stored version was not the expected one. Carries the current record when the store
     /// can give it at no extra cost.
@@ -146,6 +148,7 @@ pub enum StoreFailureMode {
 /// A circuit's configuration. Durations are milliseconds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// When a closed circuit trips.
     pub failure_policy: FailurePolicy,
     /// The first break after a trip.
     pub recovery_timeout_ms: u64,
@@ -164,6 +167,7 @@ pub struct Config {
     pub probe_lease_ms: Option<u64>,
     /// After a store error, how long to decide locally before asking the store again.
     pub store_retry_after_ms: u64,
+    /// What calls meet while the store cannot be reached.
     pub store_failure_mode: StoreFailureMode,
 }
 
@@ -189,7 +193,9 @@ impl Default for Config {
 /// A field of the configuration, or the name, that was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The field to blame, snake_case.
     pub field: String,
+    /// What is wrong with it, with the value given.
     pub message: String,
 }
 
@@ -204,23 +210,31 @@ impl std::error::Error for ConfigError {}
 /// What a call or an operator sees of a circuit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CircuitInfo {
+    /// The circuit's name.
     pub name: String,
+    /// Where it stands.
     pub state: CircuitState,
+    /// The version of the record this view comes from (0: never written).
     pub version: u64,
     /// Closed: this environment's current failure count. Otherwise: the failures seen by the
     /// environment that tripped it.
     pub failure_count: u32,
+    /// When the circuit last opened, epoch ms.
     pub opened_at_ms: Option<u64>,
+    /// When the current break ends, epoch ms.
     pub open_until_ms: Option<u64>,
     /// How long a rejected call may expect to wait before calls go through again.
     pub retry_after_ms: Option<u64>,
+    /// Why an operator forced the state, when one did.
     pub override_reason: Option<String>,
+    /// When the operator's override ends, if it does.
     pub override_until_ms: Option<u64>,
     /// The store cannot be reached; this environment decides alone.
     pub local_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a permit lets a call be.
 pub enum PermitKind {
     /// A call on a closed circuit.
     Normal,
@@ -234,6 +248,7 @@ pub struct Permit {
     /// Chosen by the host, at random: a probe's token is `<environment>#<id>`, so it stays
     /// unique fleet-wide even when a fork or a snapshot restore copies an environment whole.
     pub id: u64,
+    /// A normal call, or the fleet's single probe.
     pub kind: PermitKind,
     /// Wall clock, compared with the record's `closed_at_ms`.
     pub acquired_at_ms: u64,
@@ -248,6 +263,7 @@ pub struct Permit {
 /// How a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// The call worked.
     Success,
     /// A failure that counts.
     Failure,
@@ -262,22 +278,36 @@ impl Outcome {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Why a circuit changed state: each transition of the state machine has one.
 pub enum TransitionReason {
+    /// Enough failures: closed to open.
     Tripped,
+    /// The break ended and this environment took the probe permit: open to half-open.
     ProbeStarted,
+    /// A probe holder went silent past its lease and this environment took the permit over.
     ProbeTakenOver,
+    /// A probe succeeded; more are needed before the circuit closes.
     ProbeSucceeded,
+    /// A probe ended without an answer (ignored or cancelled) and gave the permit back.
     ProbeReleased,
+    /// A probe failed: half-open to open, with a longer break.
     ProbeFailed,
+    /// Enough probes succeeded: half-open to closed.
     Recovered,
+    /// An operator forced the circuit open.
     ForcedOpen,
+    /// An operator forced the circuit closed.
     ForcedClosed,
+    /// An operator's override ran out.
     OverrideExpired,
+    /// An operator wrote a fresh closed record.
     Reset,
+    /// The store answers again and this environment's local decision was written back.
     Reconciled,
 }
 
 impl TransitionReason {
+    /// Every reason, in declaration order.
     pub const ALL: [TransitionReason; 12] = [
         TransitionReason::Tripped,
         TransitionReason::ProbeStarted,
@@ -322,20 +352,32 @@ impl fmt::Display for TransitionReason {
 /// `local_only`, the store could not be reached and only this environment changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
+    /// The circuit's name.
     pub circuit: String,
+    /// The state before.
     pub from_state: CircuitState,
+    /// The state after.
     pub to_state: CircuitState,
+    /// The version the write made.
     pub version: u64,
+    /// When it was written, epoch ms.
     pub at_ms: u64,
+    /// When the circuit last opened, epoch ms.
     pub opened_at_ms: Option<u64>,
+    /// Why it changed.
     pub reason: TransitionReason,
+    /// Why an operator forced the state, when one did.
     pub override_reason: Option<String>,
+    /// Only this environment changed: the store could not be reached.
     pub local_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A store's failure, reported for a circuit.
 pub struct StoreFault {
+    /// The circuit whose call met it.
     pub circuit: String,
+    /// What the store said.
     pub error: StoreError,
     /// Until when this environment decides alone before asking the store again.
     pub retry_at_ms: u64,
@@ -344,6 +386,7 @@ pub struct StoreFault {
 /// What a circuit reports to the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A circuit changed state (reported by the environment whose write made it).
     Transition(Transition),
     /// A stored item was not a valid record; it is treated as absent and replaced by the next
     /// write.
