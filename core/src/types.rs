@@ -128,6 +128,52 @@ pub enum SwapResult {
     Conflict(Option<Record>),
 }
 
+/// One environment's counts for one window of a circuit, added atomically to one shard of the
+/// fleet's counters (so that no single item takes every environment's writes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowDelta {
+    /// Calls made.
+    pub calls: u64,
+    /// Of those, the ones that failed.
+    pub failures: u64,
+    /// Of those, the ones that succeeded but took too long.
+    pub slow_calls: u64,
+    /// The reporting environment, added to the window's set of environments that saw trouble
+    /// (`None` when it saw none).
+    pub environment: Option<String>,
+}
+
+/// One window of a circuit, its shards added up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    /// Calls made, fleet-wide.
+    pub calls: u64,
+    /// Of those, the ones that failed.
+    pub failures: u64,
+    /// Of those, the ones that succeeded but took too long.
+    pub slow_calls: u64,
+    /// The distinct environments that reported failures or slow calls, sorted.
+    pub environments: Vec<String>,
+}
+
+impl WindowCounts {
+    /// Adds one shard's counts (or one delta) to these.
+    pub fn add(
+        &mut self,
+        calls: u64,
+        failures: u64,
+        slow_calls: u64,
+        environments: impl IntoIterator<Item = String>,
+    ) {
+        self.calls = self.calls.saturating_add(calls);
+        self.failures = self.failures.saturating_add(failures);
+        self.slow_calls = self.slow_calls.saturating_add(slow_calls);
+        self.environments.extend(environments);
+        self.environments.sort_unstable();
+        self.environments.dedup();
+    }
+}
+
 /// When a closed circuit trips. Later policies add cases.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FailurePolicy {

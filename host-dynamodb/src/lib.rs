@@ -108,6 +108,7 @@ pub use events::Events;
 pub use fleetbreaker_core::{
     CircuitInfo, CircuitState, Config, ConfigError, CorruptItem, Event, FailurePolicy, Outcome,
     Record, StoreError, StoreFailureMode, StoreFault, SwapResult, Transition, TransitionReason,
+    WindowCounts, WindowDelta,
 };
 pub use kill_switch::{KILL_SWITCH_VARIABLES, kill_switch};
 #[cfg(feature = "dynamodb")]

@@ -104,6 +104,57 @@ fn record(version: u64, state: CircuitState) -> Record {
     r
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn window_counters_count_every_add_with_update_item_add() {
+    let store: Arc<dyn Store> = Arc::new(fresh_store("windows").await);
+    support::windows::window_counters_contract(vec![store]).await;
+}
+
+#[tokio::test]
+async fn window_shards_carry_the_ttl_and_stay_out_of_the_circuit_list() {
+    let store = fresh_store("window-items").await;
+    let delta = fleetbreaker::WindowDelta {
+        calls: 1,
+        failures: 1,
+        slow_calls: 0,
+        environment: Some("env-1".into()),
+    };
+    store
+        .add_to_window("payments", T0, 2, &delta, T0 + 20_500)
+        .await
+        .unwrap();
+    let r = record(1, CircuitState::Closed);
+    assert_eq!(
+        store.swap("payments", None, &r).await.unwrap(),
+        SwapResult::Written
+    );
+    let listed: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        listed,
+        vec!["payments".to_string()],
+        "window shards are not circuits"
+    );
+    let shard = format!("payments\u{1f}window\u{1f}{T0}\u{1f}2");
+    let item = raw_item(&store, key(&shard))
+        .await
+        .expect("the shard's item");
+    assert_eq!(
+        item.get("expiration"),
+        Some(&n((T0 + 20_500).div_ceil(1000)))
+    );
+    assert_eq!(item.get("calls"), Some(&n(1)));
+    assert_eq!(
+        item.get("environments"),
+        Some(&AttributeValue::Ss(vec!["env-1".into()]))
+    );
+}
+
 #[tokio::test]
 async fn conflict_returns_the_current_record_from_all_old() {
     let store = fresh_store("conflict").await;

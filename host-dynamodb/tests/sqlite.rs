@@ -166,6 +166,39 @@ fn a_file_made_with_fewer_fields_gains_the_new_columns_and_keeps_its_rows() {
 }
 
 #[test]
+fn window_counters_count_every_add_from_every_connection() {
+    let dir = temp_db("windows");
+    let path = dir.path().join("circuits.db");
+    // One connection (and thread) per adder, as separate processes have.
+    let stores: Vec<std::sync::Arc<dyn Store>> = (0..4)
+        .map(|_| std::sync::Arc::new(SqliteStore::open(&path).unwrap()) as _)
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    rt.block_on(support::windows::window_counters_contract(stores));
+}
+
+#[test]
+fn window_shards_past_their_expiry_go_when_a_later_window_is_added_to() {
+    let dir = temp_db("windows-expiry");
+    let store = SqliteStore::open(dir.path().join("circuits.db")).unwrap();
+    let delta = fleetbreaker::WindowDelta {
+        calls: 3,
+        failures: 1,
+        slow_calls: 0,
+        environment: Some("env-1".into()),
+    };
+    block_on(store.add_to_window("payments", T0, 0, &delta, T0 + 20_000)).unwrap();
+    block_on(store.add_to_window("payments", T0 + 30_000, 0, &delta, T0 + 50_000)).unwrap();
+    let read = block_on(store.read_windows("payments", &[T0, T0 + 30_000], 1)).unwrap();
+    assert_eq!(
+        read[0],
+        fleetbreaker::WindowCounts::default(),
+        "expired and gone"
+    );
+    assert_eq!((read[1].calls, read[1].environments.len()), (3, 1));
+}
+
+#[test]
 fn an_unusable_path_is_a_clear_error() {
     let err = SqliteStore::open("/nonexistent-dir/sub/circuits.db").unwrap_err();
     assert!(

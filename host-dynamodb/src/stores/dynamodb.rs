@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use fleetbreaker_core::{
     CircuitState, ConfigError, CorruptItem, Record, StoreError, Stored, StoredKind, SwapResult,
+    WindowCounts, WindowDelta,
 };
 
 use crate::Error;
@@ -44,6 +45,15 @@ pub mod attr {
     pub const OVERRIDE_UNTIL_MS: &str = "override_until_ms";
     /// The TTL attribute, in epoch **seconds** as DynamoDB's TTL requires.
     pub const EXPIRATION: &str = "expiration";
+
+    /// A window shard's counters (numbers, added to with `ADD`) and the set of environments
+    /// that reported trouble (a string set).
+    pub mod window {
+        pub const CALLS: &str = "calls";
+        pub const FAILURES: &str = "failures";
+        pub const SLOW_CALLS: &str = "slow_calls";
+        pub const ENVIRONMENTS: &str = "environments";
+    }
 
     /// The attributes of an item written by the Powertools breaker, read when `version` is
     /// absent. Times are epoch seconds.
@@ -724,6 +734,9 @@ impl DynamoDbStore {
             let Some(name) = item.get(self.key.name_attr()).and_then(|v| v.as_s().ok()) else {
                 continue;
             };
+            if name.contains(WINDOW_SEPARATOR) {
+                continue;
+            }
             circuits.push((name.clone(), item_to_record(&item)));
         }
         circuits.sort_by(|a, b| a.0.cmp(&b.0));
@@ -852,6 +865,106 @@ impl DynamoDbStore {
             None => Ok(None),
             Some(item) => item_to_record(item).map(Some).map_err(StoreError::Corrupt),
         }
+    }
+
+    async fn add_to_window_item(
+        &self,
+        key: &str,
+        delta: &WindowDelta,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        use attr::window as w;
+        let n = |v: u64| AttributeValue::N(v.to_string());
+        let mut update = String::from(
+            "SET #ttl = if_not_exists(#ttl, :ttl) ADD #calls :calls, #failures :failures, #slow :slow",
+        );
+        let mut request = self
+            .process_client()
+            .await?
+            .update_item()
+            .table_name(&self.config().table_name)
+            .set_key(Some(self.key.of(key)))
+            .expression_attribute_names("#ttl", attr::EXPIRATION)
+            .expression_attribute_names("#calls", w::CALLS)
+            .expression_attribute_names("#failures", w::FAILURES)
+            .expression_attribute_names("#slow", w::SLOW_CALLS)
+            .expression_attribute_values(":ttl", n(expires_at_ms.div_ceil(1000)))
+            .expression_attribute_values(":calls", n(delta.calls))
+            .expression_attribute_values(":failures", n(delta.failures))
+            .expression_attribute_values(":slow", n(delta.slow_calls));
+        if let Some(environment) = &delta.environment {
+            update.push_str(", #envs :envs");
+            request = request
+                .expression_attribute_names("#envs", w::ENVIRONMENTS)
+                .expression_attribute_values(
+                    ":envs",
+                    AttributeValue::Ss(vec![environment.clone()]),
+                );
+        }
+        request
+            .update_expression(update)
+            .send()
+            .await
+            .map_err(|e| self.map_error("UpdateItem", e))?;
+        self.counters.write();
+        Ok(())
+    }
+
+    async fn read_window_items(
+        &self,
+        circuit: &str,
+        starts: &[u64],
+        shards: u32,
+    ) -> Result<Vec<WindowCounts>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let client = self.process_client().await?;
+        let name_attr = self.key.name_attr().to_string();
+        let mut keys: Vec<HashMap<String, AttributeValue>> = starts
+            .iter()
+            .flat_map(|&start| (0..shards).map(move |shard| (start, shard)))
+            .map(|(start, shard)| self.key.of(&window_key(circuit, start, shard)))
+            .collect();
+        let mut totals: HashMap<u64, WindowCounts> = HashMap::new();
+        // BatchGetItem takes 100 keys at a time, and may leave some for another request.
+        while !keys.is_empty() {
+            let batch: Vec<_> = keys.drain(..keys.len().min(100)).collect();
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(batch))
+                .consistent_read(self.config().consistent_read)
+                .build()
+                .map_err(|e| StoreError::Misconfigured(format!("BatchGetItem: {e}")))?;
+            let out = client
+                .batch_get_item()
+                .request_items(&self.config().table_name, request)
+                .send()
+                .await
+                .map_err(|e| self.map_error("BatchGetItem", e))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.config().table_name))
+                .into_iter()
+                .flatten()
+            {
+                let start = item
+                    .get(&name_attr)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|key| window_start_of(key));
+                if let Some(start) = start {
+                    add_window_item(totals.entry(start).or_default(), item);
+                }
+            }
+            if let Some(left) = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.config().table_name))
+            {
+                keys.extend(left.keys().iter().cloned());
+            }
+        }
+        self.counters.read();
+        Ok(starts
+            .iter()
+            .map(|start| totals.remove(start).unwrap_or_default())
+            .collect())
     }
 
     async fn swap_item(
@@ -1011,6 +1124,78 @@ impl Store for DynamoDbStore {
     ) -> StoreFuture<'a, SwapResult> {
         Box::pin(self.bounded("PutItem", self.swap_item(circuit, expected_version, next)))
     }
+
+    fn add_to_window<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &'a WindowDelta,
+        expires_at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let key = window_key(circuit, window_start_ms, shard);
+            self.bounded(
+                "UpdateItem",
+                self.add_to_window_item(&key, delta, expires_at_ms),
+            )
+            .await
+        })
+    }
+
+    fn read_windows<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_starts_ms: &'a [u64],
+        shards: u32,
+    ) -> StoreFuture<'a, Vec<WindowCounts>> {
+        Box::pin(self.bounded(
+            "BatchGetItem",
+            self.read_window_items(circuit, window_starts_ms, shards),
+        ))
+    }
+}
+
+/// Separates a window shard's key from its circuit's name: a control character, which no
+/// circuit name contains, so no circuit's key is ever a window's.
+const WINDOW_SEPARATOR: char = '\u{1f}';
+
+/// The key value of shard `shard` of `circuit`'s window that starts at `start_ms`, in the
+/// attribute that holds circuit names.
+fn window_key(circuit: &str, start_ms: u64, shard: u32) -> String {
+    format!(
+        "{circuit}{WINDOW_SEPARATOR}window{WINDOW_SEPARATOR}{start_ms}{WINDOW_SEPARATOR}{shard}"
+    )
+}
+
+/// The window start in a window shard's key.
+fn window_start_of(key: &str) -> Option<u64> {
+    let mut parts = key.rsplit(WINDOW_SEPARATOR);
+    let _shard = parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+/// Adds one shard item's counters to `total`; a counter of another type counts as zero (the
+/// window is advice: a stray item must not stop a decision).
+fn add_window_item(total: &mut WindowCounts, item: &HashMap<String, AttributeValue>) {
+    use attr::window as w;
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let environments = item
+        .get(w::ENVIRONMENTS)
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    total.add(
+        number(w::CALLS),
+        number(w::FAILURES),
+        number(w::SLOW_CALLS),
+        environments,
+    );
 }
 
 /// The item attribute that holds record field `field`: the field's own name, except for the

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fleetbreaker_core::{CorruptItem, Record, StoreError, SwapResult};
+use fleetbreaker_core::{CorruptItem, Record, StoreError, SwapResult, WindowCounts, WindowDelta};
 
 /// What a store call returns: a boxed future, so stores can be used as `Arc<dyn Store>`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -41,6 +41,38 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<u64>,
         next: &'a Record,
     ) -> StoreFuture<'a, SwapResult>;
+
+    /// Adds `delta` to shard `shard` of `circuit`'s window that starts at `window_start_ms`, in
+    /// one atomic step (concurrent adds all count), and lets the store delete the shard after
+    /// `expires_at_ms`. The fleet-wide failure rate is counted this way.
+    fn add_to_window<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &'a WindowDelta,
+        expires_at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        let _ = (circuit, window_start_ms, shard, delta, expires_at_ms);
+        Box::pin(std::future::ready(Err(no_windows())))
+    }
+
+    /// The windows of `circuit` that start at each of `window_starts_ms`, each with its
+    /// `shards` shards added up (zeros for a window nobody reported to), in one read.
+    fn read_windows<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_starts_ms: &'a [u64],
+        shards: u32,
+    ) -> StoreFuture<'a, Vec<WindowCounts>> {
+        let _ = (circuit, window_starts_ms, shards);
+        Box::pin(std::future::ready(Err(no_windows())))
+    }
+}
+
+/// What a store that keeps only records answers when asked for window counters.
+fn no_windows() -> StoreError {
+    StoreError::Misconfigured("this store keeps no window counters".into())
 }
 
 impl<S: Store + ?Sized> Store for Arc<S> {
@@ -55,6 +87,26 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         next: &'a Record,
     ) -> StoreFuture<'a, SwapResult> {
         (**self).swap(circuit, expected_version, next)
+    }
+
+    fn add_to_window<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &'a WindowDelta,
+        expires_at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        (**self).add_to_window(circuit, window_start_ms, shard, delta, expires_at_ms)
+    }
+
+    fn read_windows<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_starts_ms: &'a [u64],
+        shards: u32,
+    ) -> StoreFuture<'a, Vec<WindowCounts>> {
+        (**self).read_windows(circuit, window_starts_ms, shards)
     }
 }
 
@@ -113,6 +165,9 @@ enum Item {
     Corrupt(CorruptItem),
 }
 
+/// Window shards by (circuit, window start, shard), with when they may go.
+type Windows = HashMap<(String, u64, u32), (WindowCounts, u64)>;
+
 /// Whether loads (`.0`) and swaps (`.1`) are held, and which of the two a call waits on.
 type Held = tokio::sync::watch::Receiver<(bool, bool)>;
 type Pick = fn(&(bool, bool)) -> bool;
@@ -120,6 +175,7 @@ type Pick = fn(&(bool, bool)) -> bool;
 #[derive(Debug)]
 struct MemoryInner {
     items: Mutex<HashMap<String, Item>>,
+    windows: Mutex<Windows>,
     fault: Mutex<Option<StoreError>>,
     /// While set, loads (`.0`) and swaps (`.1`) wait (for tests of races and slow stores).
     hold: tokio::sync::watch::Sender<(bool, bool)>,
@@ -135,6 +191,7 @@ impl Default for MemoryInner {
     fn default() -> MemoryInner {
         MemoryInner {
             items: Mutex::default(),
+            windows: Mutex::default(),
             fault: Mutex::default(),
             hold: tokio::sync::watch::Sender::new((false, false)),
             holding: std::sync::atomic::AtomicBool::new(false),
@@ -300,6 +357,55 @@ impl MemoryStore {
         self.inner.writes.fetch_add(1, Ordering::Relaxed);
         Ok(SwapResult::Written)
     }
+
+    fn windows(&self) -> MutexGuard<'_, Windows> {
+        self.inner.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add_to_window_now(
+        &self,
+        circuit: &str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &WindowDelta,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.check_fault()?;
+        let mut windows = self.windows();
+        // As DynamoDB's TTL does, sooner or later: here, whenever a window is added to.
+        windows.retain(|_, (_, expires)| *expires >= window_start_ms);
+        let (counts, expires) = windows
+            .entry((circuit.to_string(), window_start_ms, shard))
+            .or_default();
+        let environment = delta.environment.clone();
+        counts.add(delta.calls, delta.failures, delta.slow_calls, environment);
+        *expires = (*expires).max(expires_at_ms);
+        self.inner.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_windows_now(
+        &self,
+        circuit: &str,
+        window_starts_ms: &[u64],
+        shards: u32,
+    ) -> Result<Vec<WindowCounts>, StoreError> {
+        self.check_fault()?;
+        let windows = self.windows();
+        self.inner.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(window_starts_ms
+            .iter()
+            .map(|&start| {
+                let mut total = WindowCounts::default();
+                for shard in 0..shards {
+                    if let Some((c, _)) = windows.get(&(circuit.to_string(), start, shard)) {
+                        total.add(c.calls, c.failures, c.slow_calls, c.environments.clone());
+                    }
+                }
+                total
+            })
+            .collect())
+    }
 }
 
 impl Store for MemoryStore {
@@ -330,5 +436,80 @@ impl Store for MemoryStore {
                 self.swap_now(circuit, expected_version, next)
             }),
         }
+    }
+
+    fn add_to_window<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &'a WindowDelta,
+        expires_at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(self.add_to_window_now(
+            circuit,
+            window_start_ms,
+            shard,
+            delta,
+            expires_at_ms,
+        )))
+    }
+
+    fn read_windows<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_starts_ms: &'a [u64],
+        shards: u32,
+    ) -> StoreFuture<'a, Vec<WindowCounts>> {
+        Box::pin(std::future::ready(self.read_windows_now(
+            circuit,
+            window_starts_ms,
+            shards,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_store_counts_windows_and_honours_an_injected_fault() {
+        let store = MemoryStore::new();
+        let delta = WindowDelta {
+            calls: 4,
+            failures: 2,
+            slow_calls: 1,
+            environment: Some("env-1".into()),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for shard in 0..3 {
+                store
+                    .add_to_window("payments", 1_000, shard, &delta, 61_000)
+                    .await
+                    .unwrap();
+            }
+            let read = store
+                .read_windows("payments", &[1_000, 11_000], 3)
+                .await
+                .unwrap();
+            assert_eq!(
+                (read[0].calls, read[0].failures, read[0].slow_calls),
+                (12, 6, 3)
+            );
+            assert_eq!(read[0].environments, vec!["env-1".to_string()]);
+            assert_eq!(read[1], WindowCounts::default());
+            store.set_fault(Some(StoreError::Throttled("slow down".into())));
+            assert!(store.read_windows("payments", &[1_000], 3).await.is_err());
+            assert!(
+                store
+                    .add_to_window("payments", 1_000, 0, &delta, 61_000)
+                    .await
+                    .is_err()
+            );
+        });
     }
 }

@@ -12,7 +12,9 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fleetbreaker_core::{CorruptItem, Record, StoreError, Stored, StoredKind, SwapResult};
+use fleetbreaker_core::{
+    CorruptItem, Record, StoreError, Stored, StoredKind, SwapResult, WindowCounts, WindowDelta,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -43,7 +45,26 @@ enum Request {
         Box<Record>,
         oneshot::Sender<Result<SwapResult, StoreError>>,
     ),
+    AddToWindow(Box<WindowAdd>, oneshot::Sender<Result<(), StoreError>>),
+    ReadWindows(
+        String,
+        Vec<u64>,
+        u32,
+        oneshot::Sender<Result<Vec<WindowCounts>, StoreError>>,
+    ),
 }
+
+struct WindowAdd {
+    circuit: String,
+    window_start_ms: u64,
+    shard: u32,
+    delta: WindowDelta,
+    expires_at_ms: u64,
+}
+
+/// The window shards, and the environments that reported trouble in each window.
+const WINDOWS: &str = "fleetbreaker_windows";
+const WINDOW_ENVIRONMENTS: &str = "fleetbreaker_window_environments";
 
 /// The SQLite store. Clones are not needed: share it in an `Arc` or an environment.
 pub struct SqliteStore {
@@ -209,6 +230,15 @@ fn create_table(conn: &Connection) -> rusqlite::Result<()> {
         "CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY NOT NULL, {})",
         columns.join(", ")
     ))?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {WINDOWS} (circuit TEXT NOT NULL, window_start_ms INTEGER NOT NULL,
+            shard INTEGER NOT NULL, calls INTEGER NOT NULL, failures INTEGER NOT NULL,
+            slow_calls INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (circuit, window_start_ms, shard));
+        CREATE TABLE IF NOT EXISTS {WINDOW_ENVIRONMENTS} (circuit TEXT NOT NULL,
+            window_start_ms INTEGER NOT NULL, environment TEXT NOT NULL,
+            expires_at_ms INTEGER NOT NULL, PRIMARY KEY (circuit, window_start_ms, environment));"
+    ))?;
     let mut info = conn.prepare(&format!("PRAGMA table_info({TABLE})"))?;
     let present: Vec<String> = info
         .query_map([], |row| row.get::<_, String>(1))?
@@ -248,6 +278,23 @@ fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, coun
                     .map(drop)
                     .map_err(|e| map_error(label, e));
                 let _ = reply.send(removed);
+            }
+            Request::AddToWindow(add, reply) => {
+                let result = add_to_window(&mut conn, &add).map_err(|e| map_error(label, e));
+                match &result {
+                    Ok(()) => counters.write(),
+                    Err(_) => counters.error(),
+                }
+                let _ = reply.send(result);
+            }
+            Request::ReadWindows(circuit, starts, shards, reply) => {
+                let result =
+                    read_windows(&conn, &circuit, &starts, shards).map_err(|e| map_error(label, e));
+                match &result {
+                    Ok(_) => counters.read(),
+                    Err(_) => counters.error(),
+                }
+                let _ = reply.send(result);
             }
             Request::Swap(circuit, expected, next, reply) => {
                 let result =
@@ -354,6 +401,83 @@ fn swap(
     Ok(SwapResult::Written)
 }
 
+/// Adds to a window shard in one transaction (the lock taken first, so no add is lost across
+/// processes); shards past their expiry go at the same time.
+fn add_to_window(conn: &mut Connection, add: &WindowAdd) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let start = add.window_start_ms as i64;
+    for table in [WINDOWS, WINDOW_ENVIRONMENTS] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE expires_at_ms < ?1"),
+            params![start],
+        )?;
+    }
+    let d = &add.delta;
+    tx.execute(
+        &format!(
+            "INSERT INTO {WINDOWS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            ON CONFLICT (circuit, window_start_ms, shard) DO UPDATE SET
+                calls = calls + excluded.calls, failures = failures + excluded.failures,
+                slow_calls = slow_calls + excluded.slow_calls,
+                expires_at_ms = MAX(expires_at_ms, excluded.expires_at_ms)"
+        ),
+        params![
+            add.circuit,
+            start,
+            add.shard,
+            d.calls as i64,
+            d.failures as i64,
+            d.slow_calls as i64,
+            add.expires_at_ms as i64
+        ],
+    )?;
+    if let Some(environment) = &d.environment {
+        tx.execute(
+            &format!(
+                "INSERT INTO {WINDOW_ENVIRONMENTS} VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT (circuit, window_start_ms, environment) DO UPDATE SET
+                    expires_at_ms = MAX(expires_at_ms, excluded.expires_at_ms)"
+            ),
+            params![add.circuit, start, environment, add.expires_at_ms as i64],
+        )?;
+    }
+    tx.commit()
+}
+
+fn read_windows(
+    conn: &Connection,
+    circuit: &str,
+    starts: &[u64],
+    shards: u32,
+) -> rusqlite::Result<Vec<WindowCounts>> {
+    let mut sums = conn.prepare_cached(&format!(
+        "SELECT TOTAL(calls), TOTAL(failures), TOTAL(slow_calls) FROM {WINDOWS}
+        WHERE circuit = ?1 AND window_start_ms = ?2 AND shard < ?3"
+    ))?;
+    let mut environments = conn.prepare_cached(&format!(
+        "SELECT environment FROM {WINDOW_ENVIRONMENTS} WHERE circuit = ?1 AND window_start_ms = ?2"
+    ))?;
+    starts
+        .iter()
+        .map(|&start| {
+            let (calls, failures, slow) =
+                sums.query_row(params![circuit, start as i64, shards], |r| {
+                    Ok((
+                        r.get::<_, f64>(0)?,
+                        r.get::<_, f64>(1)?,
+                        r.get::<_, f64>(2)?,
+                    ))
+                })?;
+            let mut counts = WindowCounts::default();
+            let names = environments
+                .query_map(params![circuit, start as i64], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            counts.add(calls as u64, failures as u64, slow as u64, names);
+            Ok(counts)
+        })
+        .collect()
+}
+
 /// Reads a row back; values of the wrong type make the row corrupt (SQLite stores whatever it
 /// is given).
 fn row_to_record(row: &Row) -> Result<Record, CorruptItem> {
@@ -422,6 +546,49 @@ impl Store for SqliteStore {
         ));
         Box::pin(async move {
             sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+
+    fn add_to_window<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &'a WindowDelta,
+        expires_at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        let add = Box::new(WindowAdd {
+            circuit: circuit.to_string(),
+            window_start_ms,
+            shard,
+            delta: delta.clone(),
+            expires_at_ms,
+        });
+        self.ask(|reply| Request::AddToWindow(add, reply))
+    }
+
+    fn read_windows<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_starts_ms: &'a [u64],
+        shards: u32,
+    ) -> StoreFuture<'a, Vec<WindowCounts>> {
+        let (circuit, starts) = (circuit.to_string(), window_starts_ms.to_vec());
+        self.ask(|reply| Request::ReadWindows(circuit, starts, shards, reply))
+    }
+}
+
+impl SqliteStore {
+    /// Sends a request to the connection's thread; the future is its answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> StoreFuture<'static, T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.requests().map(|r| r.send(request(reply)));
+        Box::pin(async move {
+            sent?.map_err(|_| gone())?;
             answer.await.map_err(|_| gone())?
         })
     }

@@ -5,6 +5,7 @@
 
 pub mod moto;
 pub mod proxy;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 
