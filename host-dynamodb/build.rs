@@ -23,19 +23,21 @@ const GUEST_PROFILE: &str = "guest";
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let core_dir = locate_core(&manifest_dir);
+    let (core_dir, core_rel) = locate_core(&manifest_dir);
     // `core/wit` links to the top-level `wit/`, so that a source package of the core (the
     // Python sdist) carries the WIT package with it.
     let wit_dir = core_dir.join("wit");
-    // Watched through its real path: cargo does not look inside a directory behind a link.
-    let wit_watched = wit_dir.canonicalize().unwrap_or_else(|_| wit_dir.clone());
-
+    // Watched by paths relative to this package: clones of the repository that share one
+    // target directory share this script's run, and an absolute path would watch only the
+    // clone that ran it last. The WIT package is watched through its real place, as cargo
+    // does not look inside a directory behind a link.
+    let wit_rel = if core_rel == "core" { "core/wit" } else { "../wit" };
     for path in [
-        core_dir.join("src"),
-        core_dir.join("Cargo.toml"),
-        wit_watched,
+        format!("{core_rel}/src"),
+        format!("{core_rel}/Cargo.toml"),
+        wit_rel.to_string(),
     ] {
-        println!("cargo:rerun-if-changed={}", path.display());
+        println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-changed=src/component/engine_config.rs");
     println!("cargo:rerun-if-env-changed=FLEETBREAKER_GUEST_WASM");
@@ -81,11 +83,13 @@ fn main() {
     .unwrap();
 }
 
-/// The core crate: beside this crate in the repository, or vendored into it by packaging.
-fn locate_core(manifest_dir: &Path) -> PathBuf {
-    for candidate in [manifest_dir.join("../core"), manifest_dir.join("core")] {
+/// The core crate: beside this crate in the repository, or vendored into it by packaging;
+/// with its path relative to this package.
+fn locate_core(manifest_dir: &Path) -> (PathBuf, &'static str) {
+    for relative in ["../core", "core"] {
+        let candidate = manifest_dir.join(relative);
         if candidate.join("Cargo.toml").exists() {
-            return candidate.canonicalize().unwrap();
+            return (candidate.canonicalize().unwrap(), relative);
         }
     }
     panic!(
