@@ -31,7 +31,11 @@ fn main() {
     // target directory share this script's run, and an absolute path would watch only the
     // clone that ran it last. The WIT package is watched through its real place, as cargo
     // does not look inside a directory behind a link.
-    let wit_rel = if core_rel == "core" { "core/wit" } else { "../wit" };
+    let wit_rel = if core_rel == "core" {
+        "core/wit"
+    } else {
+        "../wit"
+    };
     for path in [
         format!("{core_rel}/src"),
         format!("{core_rel}/Cargo.toml"),

@@ -34,6 +34,10 @@ export interface CircuitBreakerConfig {
   storeRetryAfter?: number;
   /** While the store cannot be reached: admit and protect locally ('open', the default) or reject ('closed'). */
   storeFailureMode?: 'open' | 'closed';
+  /** Distinct environments that must have seen the failures before the circuit trips for the fleet (1: any one). Default 1. */
+  minimumEnvironments?: number;
+  /** How recent another environment's failures must be to count toward minimumEnvironments. Default 60. */
+  window?: number;
 }
 
 /** What a call or an operator sees of a circuit. Times are epoch milliseconds. */

@@ -35,6 +35,8 @@ function configOf(c = {}) {
     probeLease: c.probe_lease_ms === undefined ? null : s(c.probe_lease_ms),
     storeRetryAfter: s(c.store_retry_after_ms ?? 5000),
     storeFailureMode: c.store_failure_mode ?? 'open',
+    minimumEnvironments: c.minimum_environments ?? 1,
+    window: s(c.window_ms ?? 60000),
   };
 }
 

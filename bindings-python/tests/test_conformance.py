@@ -42,6 +42,8 @@ def config_of(c: Dict[str, Any]) -> CircuitBreakerConfig:
         probe_lease=None if "probe_lease_ms" not in c else s(c["probe_lease_ms"]),
         store_retry_after=s(c.get("store_retry_after_ms", 5000)),
         store_failure_mode=c.get("store_failure_mode", "open"),
+        minimum_environments=c.get("minimum_environments", 1),
+        window=s(c.get("window_ms", 60000)),
     )
 
 

@@ -56,6 +56,8 @@ pub struct ScenarioConfig {
     pub store_retry_after_ms: Option<u64>,
     /// `"open"` or `"closed"`.
     pub store_failure_mode: Option<String>,
+    pub minimum_environments: Option<u32>,
+    pub window_ms: Option<u64>,
 }
 
 impl ScenarioConfig {
@@ -82,6 +84,8 @@ impl ScenarioConfig {
                 Some("closed") => StoreFailureMode::Closed,
                 Some(other) => panic!("unknown store_failure_mode {other:?}"),
             },
+            minimum_environments: self.minimum_environments.unwrap_or(d.minimum_environments),
+            window_ms: self.window_ms.unwrap_or(d.window_ms),
         }
     }
 }

@@ -8,7 +8,8 @@ use crate::machine::{
 };
 use crate::types::{
     CircuitInfo, CircuitState, Config, ConfigError, Event, Outcome, Permit, PermitKind, Record,
-    StoreError, StoreFailureMode, StoreFault, SwapResult, TransitionReason,
+    StoreError, StoreFailureMode, StoreFault, SwapResult, TransitionReason, WindowCounts,
+    WindowDelta,
 };
 
 /// Where shared records live. Every write is a compare-and-swap on `version`.
@@ -24,6 +25,38 @@ pub trait Store {
         expected_version: Option<u64>,
         next: &Record,
     ) -> Result<SwapResult, StoreError>;
+
+    /// Adds `delta` to shard `shard` of `circuit`'s window that starts at `window_start_ms`,
+    /// in one atomic step; the store may delete the shard after `expires_at_ms`. A store
+    /// without window counters answers `misconfigured`: `minimum_environments` above 1 then
+    /// lets each environment decide alone.
+    fn add_to_window(
+        &mut self,
+        circuit: &str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &WindowDelta,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let _ = (circuit, window_start_ms, shard, delta, expires_at_ms);
+        Err(StoreError::Misconfigured(
+            "this store keeps no window counters".into(),
+        ))
+    }
+
+    /// The windows of `circuit` that start at each of `window_starts_ms`, each with its
+    /// `shards` shards added up, in one read.
+    fn read_windows(
+        &mut self,
+        circuit: &str,
+        window_starts_ms: &[u64],
+        shards: u32,
+    ) -> Result<Vec<WindowCounts>, StoreError> {
+        let _ = (circuit, window_starts_ms, shards);
+        Err(StoreError::Misconfigured(
+            "this store keeps no window counters".into(),
+        ))
+    }
 }
 
 /// The host's clocks.
@@ -69,6 +102,33 @@ struct Now {
     mono: u64,
 }
 
+/// How many items a window's counters are spread over: a fleet of 1,000 environments that all
+/// report within one interval writes each item at most 125 times.
+pub const WINDOW_SHARDS: u32 = 8;
+
+/// How often an environment reports its failures to the fleet's window while it waits for
+/// `minimum_environments`; between reports, its last answer stands.
+pub const WINDOW_REPORT_INTERVAL_MS: u64 = 1_000;
+
+/// How long past its second window a window's shard is kept (clocks of a fleet disagree).
+const WINDOW_EXPIRY_SLACK_MS: u64 = 60_000;
+
+/// The shard an environment reports to: the same one every time (FNV-1a of its identity), so
+/// that a fleet spreads over all of them.
+fn shard_of(environment: &str) -> u32 {
+    let hash = environment.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(WINDOW_SHARDS)) as u32
+}
+
+/// The last report to the fleet's window, and whether enough environments had seen failures.
+#[derive(Clone, Copy, Debug)]
+struct Quorum {
+    at_mono: u64,
+    met: bool,
+}
+
 fn now(env: &mut impl Env) -> Now {
     let (wall, mono) = env.now();
     Now { wall, mono }
@@ -112,6 +172,9 @@ pub struct Circuit {
     window: Window,
     degraded: Option<Degraded>,
     reported_corruption: Option<String>,
+    quorum: Option<Quorum>,
+    /// Counted failures not yet reported to the fleet's window.
+    unreported_failures: u64,
 }
 
 impl Circuit {
@@ -128,6 +191,8 @@ impl Circuit {
             window: Window::default(),
             degraded: None,
             reported_corruption: None,
+            quorum: None,
+            unreported_failures: 0,
         })
     }
 
@@ -330,6 +395,7 @@ impl Circuit {
         }
         self.window
             .record_failure(t.wall, self.config.failure_policy);
+        self.unreported_failures += 1;
         for _ in 0..MAX_ROUNDS {
             match machine::trip(&self.ctx(t.wall), self.current(), &self.window) {
                 TripDecision::Count => return,
@@ -338,12 +404,71 @@ impl Circuit {
                     return;
                 }
                 TripDecision::Write(w) => {
+                    if !self.quorum_met(env, &mut t) {
+                        return;
+                    }
                     if self.write(env, w, &mut t) {
                         self.window.clear();
                         return;
                     }
                     t = self.refresh(env, t, Freshness::Any);
                 }
+            }
+        }
+    }
+
+    /// Whether enough environments saw failures for this one's trip to count for the fleet:
+    /// always with `minimum_environments` 1, and while this environment decides alone (its
+    /// store is down). Otherwise it reports its failures, and its name, to the fleet's window
+    /// (at most once per [`WINDOW_REPORT_INTERVAL_MS`]) and counts the environments that
+    /// reported in this window and the one before.
+    fn quorum_met(&mut self, env: &mut impl Env, t: &mut Now) -> bool {
+        let needed = self.config.minimum_environments;
+        if needed <= 1 || self.degraded.is_some() {
+            return true;
+        }
+        if let Some(q) = self.quorum
+            && t.mono < q.at_mono.saturating_add(WINDOW_REPORT_INTERVAL_MS)
+        {
+            return q.met;
+        }
+        let length = self.config.window_ms;
+        let start = t.wall - t.wall % length;
+        let delta = WindowDelta {
+            calls: 0,
+            failures: self.unreported_failures,
+            slow_calls: 0,
+            environment: Some(self.environment.clone()),
+        };
+        let expires = start
+            .saturating_add(length.saturating_mul(2))
+            .saturating_add(WINDOW_EXPIRY_SLACK_MS);
+        let shard = shard_of(&self.environment);
+        let counted = env
+            .add_to_window(&self.name, start, shard, &delta, expires)
+            .and_then(|()| {
+                let starts = [start, start.saturating_sub(length)];
+                env.read_windows(&self.name, &starts, WINDOW_SHARDS)
+            });
+        *t = now(env);
+        match counted {
+            Ok(windows) => {
+                self.unreported_failures = 0;
+                let mut seen = WindowCounts::default();
+                for w in windows {
+                    seen.add(0, 0, 0, w.environments);
+                }
+                let met = seen.environments.len() >= needed as usize;
+                self.quorum = Some(Quorum {
+                    at_mono: t.mono,
+                    met,
+                });
+                met
+            }
+            // Decide alone, as for any store fault: this environment's trip protects it.
+            Err(e) => {
+                self.degrade(env, e, *t);
+                true
             }
         }
     }

@@ -35,6 +35,30 @@ impl Store for Imports {
             .map(Into::into)
             .map_err(Into::into)
     }
+
+    fn add_to_window(
+        &mut self,
+        circuit: &str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &t::WindowDelta,
+        expires_at_ms: u64,
+    ) -> Result<(), t::StoreError> {
+        let delta = delta.clone().into();
+        store::add_to_window(circuit, window_start_ms, shard, &delta, expires_at_ms)
+            .map_err(Into::into)
+    }
+
+    fn read_windows(
+        &mut self,
+        circuit: &str,
+        window_starts_ms: &[u64],
+        shards: u32,
+    ) -> Result<Vec<t::WindowCounts>, t::StoreError> {
+        store::read_windows(circuit, window_starts_ms, shards)
+            .map(|windows| windows.into_iter().map(Into::into).collect())
+            .map_err(Into::into)
+    }
 }
 
 impl Clock for Imports {

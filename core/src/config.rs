@@ -5,6 +5,10 @@ use crate::types::{Config, ConfigError, FailurePolicy};
 /// Longest accepted circuit name, in bytes.
 pub const MAX_NAME_BYTES: usize = 1024;
 
+/// The most environments a trip may wait for: a window's set of environments lives in one
+/// store item per shard (DynamoDB items hold 400 KB).
+pub const MAX_MINIMUM_ENVIRONMENTS: u32 = 1_000;
+
 /// Longest accepted duration: ten years. Anything longer is a unit mistake, and the bound keeps
 /// `now + duration` far from overflowing.
 pub const MAX_DURATION_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
@@ -134,6 +138,16 @@ impl Config {
             duration("probe_lease_ms", lease, 1)?;
         }
         duration("store_retry_after_ms", self.store_retry_after_ms, 0)?;
+        if !(1..=MAX_MINIMUM_ENVIRONMENTS).contains(&self.minimum_environments) {
+            return Err(refuse(
+                "minimum_environments",
+                format!(
+                    "must be from 1 to {MAX_MINIMUM_ENVIRONMENTS}, got {}",
+                    self.minimum_environments
+                ),
+            ));
+        }
+        duration("window_ms", self.window_ms, 1)?;
         Ok(())
     }
 

@@ -41,6 +41,8 @@
 //! | `probe_lease_ms` | `recovery_timeout_ms`, at least 30 000 | how long a probe permit is held before takeover |
 //! | `store_retry_after_ms` | 5 000 | after a store error, how long to decide locally |
 //! | `store_failure_mode` | `Open` | admit calls and protect locally while the store is down |
+//! | `minimum_environments` | 1 | distinct environments whose failures must agree before the circuit trips for the fleet |
+//! | `window_ms` | 60 000 | how recent another environment's failures must be to count toward `minimum_environments` |
 
 #![warn(missing_docs)]
 
@@ -57,6 +59,6 @@ pub mod testing;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-pub use circuit::{Circuit, Clock, Env, Events, Store};
+pub use circuit::{Circuit, Clock, Env, Events, Store, WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS};
 pub use record::*;
 pub use types::*;

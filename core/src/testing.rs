@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::circuit::{Clock, Events, Store};
-use crate::types::{CorruptItem, Event, Record, StoreError, SwapResult};
+use crate::types::{CorruptItem, Event, Record, StoreError, SwapResult, WindowCounts, WindowDelta};
 
 /// What the store holds for one circuit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,9 @@ struct Inner {
     faulted_calls: u64,
     /// Every successful write, in order: (circuit, record).
     log: Vec<(String, Record)>,
+    /// Window shards by (circuit, window start, shard).
+    windows: std::collections::BTreeMap<(String, u64, u32), WindowCounts>,
+    window_adds: u64,
 }
 
 /// An in-memory compare-and-swap store, shared by clones.
@@ -105,6 +108,61 @@ impl MemoryStore {
             Some(Item::Valid(r)) => Ok(Some(r.clone())),
             Some(Item::Corrupt(c)) => Err(StoreError::Corrupt(c.clone())),
         }
+    }
+
+    /// Adds to a window shard, as [`crate::Store::add_to_window`] does (nothing expires here).
+    pub fn add_to_window(
+        &self,
+        circuit: &str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &WindowDelta,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(fault) = inner.fault.clone() {
+            inner.faulted_calls += 1;
+            return Err(fault);
+        }
+        inner.window_adds += 1;
+        let shard = inner
+            .windows
+            .entry((circuit.to_string(), window_start_ms, shard))
+            .or_default();
+        let environment = delta.environment.clone();
+        shard.add(delta.calls, delta.failures, delta.slow_calls, environment);
+        Ok(())
+    }
+
+    /// Reads windows, as [`crate::Store::read_windows`] does.
+    pub fn read_windows(
+        &self,
+        circuit: &str,
+        window_starts_ms: &[u64],
+        shards: u32,
+    ) -> Result<Vec<WindowCounts>, StoreError> {
+        let mut inner = self.lock();
+        if let Some(fault) = inner.fault.clone() {
+            inner.faulted_calls += 1;
+            return Err(fault);
+        }
+        inner.reads += 1;
+        Ok(window_starts_ms
+            .iter()
+            .map(|&start| {
+                let mut total = WindowCounts::default();
+                for shard in 0..shards {
+                    if let Some(c) = inner.windows.get(&(circuit.to_string(), start, shard)) {
+                        total.add(c.calls, c.failures, c.slow_calls, c.environments.clone());
+                    }
+                }
+                total
+            })
+            .collect())
+    }
+
+    /// Adds made to window shards so far.
+    pub fn window_adds(&self) -> u64 {
+        self.lock().window_adds
     }
 
     /// Swaps `circuit`'s record, as [`crate::Store::swap`] does.
@@ -226,6 +284,27 @@ impl Store for TestEnv {
         next: &Record,
     ) -> Result<SwapResult, StoreError> {
         self.store.swap(circuit, expected_version, next)
+    }
+
+    fn add_to_window(
+        &mut self,
+        circuit: &str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &WindowDelta,
+        _expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.store
+            .add_to_window(circuit, window_start_ms, shard, delta)
+    }
+
+    fn read_windows(
+        &mut self,
+        circuit: &str,
+        window_starts_ms: &[u64],
+        shards: u32,
+    ) -> Result<Vec<WindowCounts>, StoreError> {
+        self.store.read_windows(circuit, window_starts_ms, shards)
     }
 }
 

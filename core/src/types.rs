@@ -215,6 +215,12 @@ pub struct Config {
     pub store_retry_after_ms: u64,
     /// What calls meet while the store cannot be reached.
     pub store_failure_mode: StoreFailureMode,
+    /// How many distinct environments must have seen the failures before the circuit trips
+    /// for the fleet (1: any one environment trips it, as in Powertools).
+    pub minimum_environments: u32,
+    /// How recent another environment's failures must be to count toward
+    /// `minimum_environments` (the fleet's counters are kept per window of this length).
+    pub window_ms: u64,
 }
 
 /// The defaults are the Powertools circuit breaker's: open after 5 consecutive failures, probe
@@ -232,6 +238,8 @@ impl Default for Config {
             probe_lease_ms: None,
             store_retry_after_ms: 5_000,
             store_failure_mode: StoreFailureMode::Open,
+            minimum_environments: 1,
+            window_ms: 60_000,
         }
     }
 }

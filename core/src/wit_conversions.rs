@@ -64,6 +64,12 @@ macro_rules! wit_conversions {
             Transition(t), CorruptRecord(f), StoreDegraded(f), StoreRecovered(c)
         });
         $crate::__wit_fields!($w, CorruptItem = CorruptItem { detail, version });
+        $crate::__wit_fields!($w, WindowDelta = WindowDelta {
+            calls, failures, slow_calls, environment
+        });
+        $crate::__wit_fields!($w, WindowCounts = WindowCounts {
+            calls, failures, slow_calls, environments
+        });
         $crate::__wit_fields!($w, StoreFault = StoreFault { circuit, error, retry_at_ms });
         $crate::__wit_fields!($w, Transition = Transition {
             circuit, from_state, to_state, version, at_ms, opened_at_ms, reason,
@@ -79,7 +85,7 @@ macro_rules! wit_conversions {
         $crate::__wit_fields!($w, Config = Config {
             failure_policy, recovery_timeout_ms, success_threshold, local_cache_max_age_ms,
             backoff_multiplier, max_recovery_timeout_ms, recovery_jitter, probe_lease_ms,
-            store_retry_after_ms, store_failure_mode,
+            store_retry_after_ms, store_failure_mode, minimum_environments, window_ms,
         });
         impl From<$w::CircuitRecord> for $crate::Record {
             fn from(r: $w::CircuitRecord) -> Self {

@@ -8,8 +8,9 @@
 //! circuit; whether 2 % noise for 10 minutes trips it; how many calls fail fleet-wide in a hard
 //! outage before every environment has stopped calling, and how long that takes; whether one
 //! environment that fails every call trips it for everyone; and the store's writes (healthy,
-//! during the incident, the busiest second). Figures only: nothing here passes or fails. The
-//! policy is the default, consecutive failures (5), counted in each environment.
+//! during the incident, the busiest second). Figures only: nothing here passes or fails. Two
+//! policies meet the same calls, side by side: the default, consecutive failures (5) counted in
+//! each environment, and the same with `minimum_environments` 3.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -160,8 +161,56 @@ fn seconds(ms: Option<u64>) -> String {
     )
 }
 
-fn row(what: &str, figure: String) {
-    println!("| {what:<62} | {figure:>14} |");
+/// Every figure of one policy on a fleet of `n`, as (what, figure) rows.
+fn figures(n: usize, config: &Config, rng: &mut Rng) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    // Healthy: a minute of successes.
+    let f = fleet(n, config);
+    let healthy = run(&f, 60_000, rng, &|_, _, _| false);
+    rows.push(("writes in a healthy minute", healthy.writes.to_string()));
+
+    // Partial outage: 30 % of calls fail, for up to two minutes.
+    let partial = run(&f, 120_000, rng, &|_, _, r| r.chance(0.3));
+    rows.push((
+        "partial outage (30 % errors): time to trip",
+        seconds(partial.first_trip_ms),
+    ));
+
+    // Low noise: 2 % errors for 10 minutes.
+    let f = fleet(n, config);
+    let noise = run(&f, 600_000, rng, &|_, _, r| r.chance(0.02));
+    rows.push(("noise (2 % errors, 10 min): trips", noise.trips.to_string()));
+
+    // Hard outage: every call fails.
+    let f = fleet(n, config);
+    let _ = run(&f, 10_000, rng, &|_, _, _| false);
+    let hard = run(&f, 30_000, rng, &|_, _, _| true);
+    rows.push((
+        "hard outage: failed calls before every environment stopped",
+        hard.failed_before_all_stopped.to_string(),
+    ));
+    rows.push((
+        "hard outage: failed calls per environment",
+        format!("{:.1}", hard.failed_before_all_stopped as f64 / n as f64),
+    ));
+    rows.push((
+        "hard outage: time until every environment stopped",
+        seconds(hard.all_stopped_ms),
+    ));
+    rows.push(("hard outage: writes in 30 s", hard.writes.to_string()));
+    rows.push((
+        "hard outage: busiest second's writes (all items)",
+        hard.busiest_second_writes.to_string(),
+    ));
+
+    // One bad environment: environment 0 fails every call, the others none.
+    let f = fleet(n, config);
+    let bad = run(&f, 60_000, rng, &|i, _, _| i == 0);
+    rows.push((
+        "one bad environment (60 s): trips for the fleet",
+        bad.trips.to_string(),
+    ));
+    rows
 }
 
 fn main() {
@@ -183,68 +232,33 @@ fn main() {
         &[100, 1000]
     };
     println!("fleet simulation, seed {seed} (replay with -- --seed {seed})");
-    let config = Config::default();
+    let consecutive = Config::default();
+    let quorum = Config {
+        minimum_environments: 3,
+        ..Config::default()
+    };
     println!(
-        "policy: {:?}, recovery {} ms, local cache {} ms; {} calls/s per environment",
-        config.failure_policy,
-        config.recovery_timeout_ms,
-        config.local_cache_max_age_ms,
+        "policies: consecutive failures (5) in one environment; the same with \
+         minimum_environments 3 (window {} s); recovery {} s, local cache {} s; {} calls/s \
+         per environment",
+        quorum.window_ms / 1000,
+        consecutive.recovery_timeout_ms / 1000,
+        consecutive.local_cache_max_age_ms / 1000,
         1000 / PERIOD_MS
     );
-    let mut rng = Rng(seed);
     for &n in sizes {
         let started = Instant::now();
+        // One generator per policy from the same seed: both meet the same calls.
+        let a = figures(n, &consecutive, &mut Rng(seed));
+        let b = figures(n, &quorum, &mut Rng(seed));
         println!("\n{n} environments\n");
-        println!("| {:<62} | {:>14} |", "figure", "consecutive");
-        println!("|{}|{}|", "-".repeat(64), "-".repeat(16));
-
-        // Healthy: a minute of successes.
-        let f = fleet(n, &config);
-        let healthy = run(&f, 60_000, &mut rng, &|_, _, _| false);
-        row("writes in a healthy minute", healthy.writes.to_string());
-
-        // Partial outage: 30 % of calls fail, for up to two minutes.
-        let partial = run(&f, 120_000, &mut rng, &|_, _, r| r.chance(0.3));
-        row(
-            "partial outage (30 % errors): time to trip",
-            seconds(partial.first_trip_ms),
+        println!(
+            "| {:<58} | {:>12} | {:>22} |",
+            "figure", "consecutive", "minimum_environments 3"
         );
-
-        // Low noise: 2 % errors for 10 minutes.
-        let f = fleet(n, &config);
-        let noise = run(&f, 600_000, &mut rng, &|_, _, r| r.chance(0.02));
-        row("noise (2 % errors, 10 min): trips", noise.trips.to_string());
-
-        // Hard outage: every call fails.
-        let f = fleet(n, &config);
-        let _ = run(&f, 10_000, &mut rng, &|_, _, _| false);
-        let hard = run(&f, 30_000, &mut rng, &|_, _, _| true);
-        row(
-            "hard outage: failed calls before every environment stopped",
-            hard.failed_before_all_stopped.to_string(),
-        );
-        row(
-            "hard outage: failed calls per environment",
-            format!("{:.1}", hard.failed_before_all_stopped as f64 / n as f64),
-        );
-        row(
-            "hard outage: time until every environment stopped",
-            seconds(hard.all_stopped_ms),
-        );
-        row("hard outage: writes in 30 s", hard.writes.to_string());
-        row(
-            "hard outage: busiest second's writes (one item)",
-            hard.busiest_second_writes.to_string(),
-        );
-
-        // One bad environment: environment 0 fails every call, the others none.
-        if n == 100 {
-            let f = fleet(n, &config);
-            let bad = run(&f, 60_000, &mut rng, &|i, _, _| i == 0);
-            row(
-                "one bad environment of 100 (60 s): trips for the fleet",
-                bad.trips.to_string(),
-            );
+        println!("|{}|{}|{}|", "-".repeat(60), "-".repeat(14), "-".repeat(24));
+        for ((what, x), (_, y)) in a.into_iter().zip(b) {
+            println!("| {what:<58} | {x:>12} | {y:>22} |");
         }
         eprintln!("({n} environments simulated in {:.1?})", started.elapsed());
     }

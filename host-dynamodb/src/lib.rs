@@ -57,6 +57,8 @@
 //! | `probe_lease_ms` | `recovery_timeout_ms`, at least 30 000 | how long a probe permit is held before another environment may take it over; a late outcome in the same half-open episode still counts |
 //! | `store_retry_after_ms` | 5 000 | after a store error, how long to protect locally before asking the store again |
 //! | `store_failure_mode` | `Open` | while the store is down, admit calls and protect locally (`Closed`: reject) |
+//! | `minimum_environments` | 1 | distinct environments whose failures must agree before the circuit trips for the fleet |
+//! | `window_ms` | 60 000 | how recent another environment's failures must be to count toward `minimum_environments` |
 //!
 //! # The admission lease
 //!

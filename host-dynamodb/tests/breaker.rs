@@ -422,6 +422,8 @@ async fn add_to_linker_serves_an_embedders_own_store() {
         ("probe-lease-ms".into(), Val::Option(None)),
         ("store-retry-after-ms".into(), Val::U64(5_000)),
         ("store-failure-mode".into(), Val::Enum("open".into())),
+        ("minimum-environments".into(), Val::U32(1)),
+        ("window-ms".into(), Val::U64(60_000)),
     ]);
     let mut out = [Val::Bool(false)];
     create

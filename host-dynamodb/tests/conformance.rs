@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use fleetbreaker::dynamodb::attr;
 use fleetbreaker::{
     Breaker, CorruptItem, DynamoDbStore, Environment, ManualClock, MemoryStore, Permit, Record,
-    SqliteStore, Store, StoreError, StoreFuture, SwapResult,
+    SqliteStore, Store, StoreError, StoreFuture, SwapResult, WindowCounts, WindowDelta,
 };
 use fleetbreaker_conformance::{
     self as conf, Acquired, Driver, Fault, Info, PermitHandle, Scenario, SeenEvent, StoreCounts,
@@ -85,6 +85,36 @@ impl Store for Injector {
                 self.writes.fetch_add(1, Ordering::Relaxed);
             }
             result
+        })
+    }
+
+    fn add_to_window<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &'a WindowDelta,
+        expires_at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner
+                .add_to_window(circuit, window_start_ms, shard, delta, expires_at_ms)
+                .await
+        })
+    }
+
+    fn read_windows<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_starts_ms: &'a [u64],
+        shards: u32,
+    ) -> StoreFuture<'a, Vec<WindowCounts>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner
+                .read_windows(circuit, window_starts_ms, shards)
+                .await
         })
     }
 }

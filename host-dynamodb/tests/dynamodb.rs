@@ -111,6 +111,47 @@ async fn window_counters_count_every_add_with_update_item_add() {
 }
 
 #[tokio::test]
+async fn with_minimum_environments_one_bad_environment_never_trips_and_the_third_does() {
+    let store = Arc::new(fresh_store("minimum-environments").await);
+    let clock = ManualClock::new(T0);
+    let quorum = Config {
+        minimum_environments: 3,
+        ..config(2)
+    };
+    let fleet: Vec<(Breaker, Events)> = (0..3)
+        .map(|_| breaker_on(store.clone(), &clock, quorum.clone()))
+        .collect();
+    // The first environment fails every call for ten seconds: the fleet stays closed.
+    for _ in 0..50 {
+        assert_eq!(
+            fail(&fleet[0].0).await.unwrap(),
+            Err(()),
+            "admitted, and failed"
+        );
+        clock.advance(200);
+    }
+    assert_eq!(
+        store.load("payments").await.unwrap(),
+        None,
+        "no trip written"
+    );
+    // Two more environments see failures: the third of them trips the circuit.
+    for (b, _) in &fleet[1..] {
+        fail(b).await.unwrap().unwrap_err();
+        fail(b).await.unwrap().unwrap_err();
+    }
+    let record = store.load("payments").await.unwrap().expect("the trip");
+    assert_eq!(record.state, CircuitState::Open);
+    assert!(matches!(ok(&fleet[2].0).await, Err(Error::Open(_))));
+    // Reports went to the window at most once a second per environment, not once per call.
+    assert!(
+        store.stats().writes <= 10 + 2 + 2 + 1,
+        "{:?}",
+        store.stats()
+    );
+}
+
+#[tokio::test]
 async fn window_shards_carry_the_ttl_and_stay_out_of_the_circuit_list() {
     let store = fresh_store("window-items").await;
     let delta = fleetbreaker::WindowDelta {

@@ -64,7 +64,13 @@ class CircuitBreakerConfig:
     - ``store_retry_after`` (5): after a store error, how long to protect locally before asking
       the store again;
     - ``store_failure_mode`` (``"open"``): while the store cannot be reached, admit calls and
-      protect locally (``"closed"``: reject them).
+      protect locally (``"closed"``: reject them);
+    - ``minimum_environments`` (1): how many distinct environments must have seen the
+      failures before the circuit trips for the fleet (1: any one, as in Powertools). Above 1,
+      one bad environment (a broken network path, a bad sandbox) no longer opens the circuit
+      for everyone; while the store cannot be reached, each environment still protects itself;
+    - ``window`` (60): how recent another environment's failures must be to count toward
+      ``minimum_environments``, in seconds.
     """
 
     __slots__ = (
@@ -81,6 +87,8 @@ class CircuitBreakerConfig:
         "store_timeout",
         "store_retry_after",
         "store_failure_mode",
+        "minimum_environments",
+        "window",
         "_settings",
     )
 
@@ -97,6 +105,8 @@ class CircuitBreakerConfig:
     store_timeout: float
     store_retry_after: float
     store_failure_mode: str
+    minimum_environments: int
+    window: float
 
     def __init__(
         self,
@@ -113,6 +123,8 @@ class CircuitBreakerConfig:
         store_timeout: float = 1.0,
         store_retry_after: float = 5,
         store_failure_mode: str = "open",
+        minimum_environments: int = 1,
+        window: float = 60,
     ) -> None:
         # Checked in the native host, the same way as in every language.
         self._settings = _native.Settings(
@@ -128,6 +140,8 @@ class CircuitBreakerConfig:
                 "store_timeout": store_timeout,
                 "store_retry_after": store_retry_after,
                 "store_failure_mode": store_failure_mode,
+                "minimum_environments": minimum_environments,
+                "window": window,
             }
         )
         for name, value in self._settings.values().items():

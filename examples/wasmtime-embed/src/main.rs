@@ -1,5 +1,5 @@
 //! A wasmtime host of its own for the fleetbreaker component: the bindings come from `wit/`,
-//! the store is a `HashMap` behind a mutex, the clock is virtual (so the run is the same every
+//! the store is a `HashMap` behind a mutex (and the fleet's window counters another), the clock is virtual (so the run is the same every
 //! time), and events are printed. It walks one circuit through trip, reject, probe and close.
 //!
 //! ```sh
@@ -20,12 +20,14 @@ wasmtime::component::bindgen!({
 use exports::fleetbreaker::breaker::breaker::Guest;
 use fleetbreaker::breaker::types::{
     CircuitInfo, CircuitRecord, CircuitState, Config, Event, FailurePolicy, Outcome, Permit,
-    PermitKind, StoreError, StoreFailureMode, SwapResult,
+    PermitKind, StoreError, StoreFailureMode, SwapResult, WindowCounts, WindowDelta,
 };
 
 /// What the component's imports reach: the shared records, the virtual clock, the events.
 struct Host {
     records: Arc<Mutex<HashMap<String, CircuitRecord>>>,
+    /// Window shards by (circuit, window start, shard); nothing expires in this example.
+    windows: HashMap<(String, u64, u32), WindowCounts>,
     now_ms: u64,
     events: Vec<String>,
 }
@@ -51,6 +53,65 @@ impl fleetbreaker::breaker::store::Host for Host {
         }
         records.insert(circuit, next);
         Ok(SwapResult::Written)
+    }
+
+    /// Adds to one shard of a window (`minimum-environments` counts the environments here).
+    fn add_to_window(
+        &mut self,
+        circuit: String,
+        window_start_ms: u64,
+        shard: u32,
+        delta: WindowDelta,
+        _expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let counts = self
+            .windows
+            .entry((circuit, window_start_ms, shard))
+            .or_insert(WindowCounts {
+                calls: 0,
+                failures: 0,
+                slow_calls: 0,
+                environments: Vec::new(),
+            });
+        counts.calls += delta.calls;
+        counts.failures += delta.failures;
+        counts.slow_calls += delta.slow_calls;
+        if let Some(e) = delta.environment
+            && !counts.environments.contains(&e)
+        {
+            counts.environments.push(e);
+        }
+        Ok(())
+    }
+
+    fn read_windows(
+        &mut self,
+        circuit: String,
+        window_starts_ms: Vec<u64>,
+        shards: u32,
+    ) -> Result<Vec<WindowCounts>, StoreError> {
+        Ok(window_starts_ms
+            .into_iter()
+            .map(|start| {
+                let mut total = WindowCounts {
+                    calls: 0,
+                    failures: 0,
+                    slow_calls: 0,
+                    environments: Vec::new(),
+                };
+                for shard in 0..shards {
+                    if let Some(c) = self.windows.get(&(circuit.clone(), start, shard)) {
+                        total.calls += c.calls;
+                        total.failures += c.failures;
+                        total.slow_calls += c.slow_calls;
+                        total.environments.extend(c.environments.iter().cloned());
+                    }
+                }
+                total.environments.sort();
+                total.environments.dedup();
+                total
+            })
+            .collect())
     }
 }
 
@@ -146,6 +207,7 @@ fn main() -> wasmtime::Result<()> {
     let records = Arc::new(Mutex::new(HashMap::new()));
     let host = Host {
         records: records.clone(),
+        windows: HashMap::new(),
         now_ms: 0,
         events: Vec::new(),
     };
@@ -164,6 +226,8 @@ fn main() -> wasmtime::Result<()> {
         probe_lease_ms: None,
         store_retry_after_ms: 5_000,
         store_failure_mode: StoreFailureMode::Open,
+        minimum_environments: 1,
+        window_ms: 60_000,
     };
     let handle = api
         .circuit()

@@ -84,6 +84,34 @@ impl bindings::fleetbreaker::breaker::store::Host for HostCtx {
             .map(Into::into)
             .map_err(Into::into)
     }
+
+    async fn add_to_window(
+        &mut self,
+        circuit: String,
+        window_start_ms: u64,
+        shard: u32,
+        delta: w::WindowDelta,
+        expires_at_ms: u64,
+    ) -> Result<(), w::StoreError> {
+        let delta: fleetbreaker_core::WindowDelta = delta.into();
+        self.store
+            .add_to_window(&circuit, window_start_ms, shard, &delta, expires_at_ms)
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn read_windows(
+        &mut self,
+        circuit: String,
+        window_starts_ms: Vec<u64>,
+        shards: u32,
+    ) -> Result<Vec<w::WindowCounts>, w::StoreError> {
+        self.store
+            .read_windows(&circuit, &window_starts_ms, shards)
+            .await
+            .map(|windows| windows.into_iter().map(Into::into).collect())
+            .map_err(Into::into)
+    }
 }
 
 impl bindings::fleetbreaker::breaker::clock::Host for HostCtx {

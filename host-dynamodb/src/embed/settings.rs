@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use fleetbreaker_core::config::MAX_MINIMUM_ENVIRONMENTS;
 use fleetbreaker_core::{Config, ConfigError, FailurePolicy, StoreFailureMode};
 
 /// A user's value, as a binding read it, before any check. Bindings map their own types onto
@@ -109,6 +110,16 @@ fn count(value: &Value) -> Result<u32, Refusal> {
         _ => Err(Refusal(format!(
             "must be an integer from 1 to {}, got {value}",
             u32::MAX
+        ))),
+    }
+}
+
+fn environments(value: &Value) -> Result<u32, Refusal> {
+    let max = MAX_MINIMUM_ENVIRONMENTS;
+    match *value {
+        Value::Int(i) if (1..=i64::from(max)).contains(&i) => Ok(i as u32),
+        _ => Err(Refusal(format!(
+            "must be an integer from 1 to {max}, got {value}"
         ))),
     }
 }
@@ -296,6 +307,12 @@ settings! {
     store_retry_after: f64 = 5.0, checked by duration_or_zero;
     /// While the store cannot be reached: admit calls (`open`) or reject them (`closed`).
     store_failure_mode: StoreFailureMode = StoreFailureMode::Open, checked by mode;
+    /// Distinct environments that must have seen the failures before the circuit trips for
+    /// the fleet (1: any one, as in Powertools).
+    minimum_environments: u32 = 1, checked by environments;
+    /// Seconds within which another environment's failures count toward
+    /// `minimum_environments`.
+    window: f64 = 60.0, checked by duration;
 }
 
 /// A number of seconds as a refusal shows it: whole ones without a fraction.
@@ -375,6 +392,8 @@ impl Settings {
             probe_lease_ms: self.probe_lease.map(ms),
             store_retry_after_ms: ms(self.store_retry_after),
             store_failure_mode: self.store_failure_mode,
+            minimum_environments: self.minimum_environments,
+            window_ms: ms(self.window),
         }
     }
 
