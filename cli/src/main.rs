@@ -63,8 +63,13 @@ pub struct StoreArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show one circuit, or every circuit in the table.
-    Status { name: Option<String> },
+    /// Show one circuit (with its window's counters), or every circuit in the table.
+    Status {
+        name: Option<String>,
+        /// The circuit's `window` (its config is not in the store), for the counters shown.
+        #[arg(long, default_value = "60s", value_parser = duration::parse)]
+        window: Duration,
+    },
     /// Reject every call to NAME, fleet-wide.
     ForceOpen(ForceArgs),
     /// Admit every call to NAME and count nothing, fleet-wide.
@@ -197,7 +202,9 @@ fn main() -> ExitCode {
         .expect("a tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Status { name } => operator::status(&cli.store, name.as_deref()).await,
+            Command::Status { name, window } => {
+                operator::status(&cli.store, name.as_deref(), window).await
+            }
             Command::ForceOpen(f) => {
                 operator::force(&cli.store, &f.name, true, f.duration, &f.reason).await
             }

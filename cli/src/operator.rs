@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fleetbreaker::{Breaker, Clock, Environment, Record, StoreError, SystemClock};
+use fleetbreaker::{Breaker, Clock, Environment, Record, StoreError, SystemClock, WINDOW_SHARDS};
 
 use crate::{OperatorStore, StoreArgs};
 
@@ -139,14 +139,69 @@ async fn exists(store: &OperatorStore, name: &str) -> Result<bool, String> {
     }
 }
 
-pub async fn status(args: &StoreArgs, name: Option<&str>) -> Result<(), String> {
+/// The fleet's counters of `name` for this window and the one before, as lines; none when
+/// nobody reported to either (a healthy fleet writes none).
+async fn describe_windows(
+    store: &OperatorStore,
+    name: &str,
+    window: Duration,
+    now: u64,
+) -> Result<Vec<String>, String> {
+    let length = (window.as_millis() as u64).max(1);
+    let start = now - now % length;
+    let starts = [start, start.saturating_sub(length)];
+    let counts = store
+        .as_store()
+        .read_windows(name, &starts, WINDOW_SHARDS)
+        .await
+        .map_err(|e| e.to_string())?;
+    if counts
+        .iter()
+        .all(|c| c.calls == 0 && c.failures == 0 && c.environments.is_empty())
+    {
+        return Ok(Vec::new());
+    }
+    let label = ["window", "previous window"];
+    Ok(counts
+        .iter()
+        .zip(starts)
+        .zip(label)
+        .map(|((c, start), label)| {
+            format!(
+                "{label:<16} {} ({window:?}): {} calls, {} failures, {} slow, {} environments reporting{}",
+                iso(start),
+                c.calls,
+                c.failures,
+                c.slow_calls,
+                c.environments.len(),
+                if c.environments.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", c.environments.join(", "))
+                }
+            )
+        })
+        .collect())
+}
+
+pub async fn status(args: &StoreArgs, name: Option<&str>, window: Duration) -> Result<(), String> {
     let store = OperatorStore::open(args).await?;
     let now = SystemClock.now_ms();
     if let Some(name) = name {
-        let record = load(&store, name)
-            .await?
-            .ok_or_else(|| not_found(name, &store))?;
-        println!("{}", describe_record(name, &record, now));
+        let record = load(&store, name).await?;
+        let windows = describe_windows(&store, name, window, now).await?;
+        match record {
+            Some(r) => println!("{}", describe_record(name, &r, now)),
+            // Environments may be counting toward `minimum_environments` before any trip.
+            None if !windows.is_empty() => {
+                println!("circuit          {}", printable(name));
+                println!("state            CLOSED (no record)");
+            }
+            None => return Err(not_found(name, &store)),
+        }
+        for line in windows {
+            println!("{line}");
+        }
         return Ok(());
     }
     let listing = match &store {

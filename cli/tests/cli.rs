@@ -221,6 +221,50 @@ fn operator_commands_on_sqlite() {
 }
 
 #[test]
+fn status_shows_the_window_environments_report_to_before_any_trip() {
+    use fleetbreaker::{Clock, SqliteStore, Store, SystemClock, WindowDelta};
+    let dir = TempDir::new("cli-window");
+    let db = dir.join("circuits.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let now = SystemClock.now_ms();
+    let start = now - now % 60_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (shard, environment) in [(1, "env-a"), (5, "env-b")] {
+        let delta = WindowDelta {
+            calls: 0,
+            failures: 5,
+            slow_calls: 0,
+            environment: Some(environment.into()),
+        };
+        rt.block_on(store.add_to_window("payments", start, shard, &delta, start + 180_000))
+            .unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .arg("--sqlite")
+        .arg(&db)
+        .args(["status", "payments", "--window", "60s"])
+        .output()
+        .unwrap();
+    let shown = ok(&out);
+    assert!(shown.contains("CLOSED (no record)"), "{shown}");
+    // In this window, or the one before if a minute turned meanwhile.
+    assert!(
+        shown.contains("10 failures, 0 slow, 2 environments reporting (env-a, env-b)"),
+        "{shown}"
+    );
+    // A circuit nobody reported for still has no record to show.
+    let missing = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .arg("--sqlite")
+        .arg(&db)
+        .args(["status", "orders"])
+        .output()
+        .unwrap();
+    assert!(err(&missing).contains("has no record"));
+}
+
+#[test]
 fn operator_commands_replace_a_corrupt_record_and_names_are_printed_escaped() {
     let dir = TempDir::new("cli-corrupt");
     let db = dir.join("circuits.db");
