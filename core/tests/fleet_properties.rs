@@ -31,18 +31,25 @@ fn config_strategy() -> impl Strategy<Value = Config> {
         0u64..300,
         50u64..600,
         prop_oneof![Just(1.0), Just(2.0)],
+        // Also the path where a trip waits for other environments' reports to the window.
+        1u32..3,
+        500u64..5000,
     )
         .prop_map(
-            |(threshold, recovery, successes, cache, lease, multiplier)| Config {
-                failure_policy: FailurePolicy::ConsecutiveFailures(threshold),
-                recovery_timeout_ms: recovery,
-                success_threshold: successes,
-                local_cache_max_age_ms: cache,
-                backoff_multiplier: multiplier,
-                max_recovery_timeout_ms: Some(recovery * 4),
-                probe_lease_ms: Some(lease),
-                store_retry_after_ms: 200,
-                ..Config::default()
+            |(threshold, recovery, successes, cache, lease, multiplier, environments, window)| {
+                Config {
+                    failure_policy: FailurePolicy::ConsecutiveFailures(threshold),
+                    recovery_timeout_ms: recovery,
+                    success_threshold: successes,
+                    local_cache_max_age_ms: cache,
+                    backoff_multiplier: multiplier,
+                    max_recovery_timeout_ms: Some(recovery * 4),
+                    probe_lease_ms: Some(lease),
+                    store_retry_after_ms: 200,
+                    minimum_environments: environments,
+                    window_ms: window,
+                    ..Config::default()
+                }
             },
         )
 }
