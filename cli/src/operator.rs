@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use fleetbreaker::{Breaker, Clock, Environment, Record, StoreError, SystemClock, WINDOW_SHARDS};
+use fleetbreaker::{
+    Breaker, Clock, Environment, Record, StoreError, SystemClock, WINDOW_SHARDS, window_starts,
+};
 
 use crate::{OperatorStore, StoreArgs};
 
@@ -139,17 +141,19 @@ async fn exists(store: &OperatorStore, name: &str) -> Result<bool, String> {
     }
 }
 
-/// The fleet's counters of `name` for this window and the one before, as lines; none when
-/// nobody reported to either (a healthy fleet writes none).
+/// The fleet's counters of `name` for this window and the one before (windows are aligned to
+/// the circuit's last close, as the breaker aligns them), as lines; none when nobody reported
+/// to either (a healthy fleet writes none).
 async fn describe_windows(
     store: &OperatorStore,
     name: &str,
+    closed_at_ms: Option<u64>,
     window: Duration,
     now: u64,
 ) -> Result<Vec<String>, String> {
     let length = (window.as_millis() as u64).max(1);
-    let start = now - now % length;
-    let starts = [start, start.saturating_sub(length)];
+    let (start, previous) = window_starts(closed_at_ms, length, now);
+    let starts: Vec<u64> = std::iter::once(start).chain(previous).collect();
     let counts = store
         .as_store()
         .read_windows(name, &starts, WINDOW_SHARDS)
@@ -164,7 +168,7 @@ async fn describe_windows(
     let label = ["window", "previous window"];
     Ok(counts
         .iter()
-        .zip(starts)
+        .zip(starts.iter().copied())
         .zip(label)
         .map(|((c, start), label)| {
             format!(
@@ -189,7 +193,8 @@ pub async fn status(args: &StoreArgs, name: Option<&str>, window: Duration) -> R
     let now = SystemClock.now_ms();
     if let Some(name) = name {
         let record = load(&store, name).await?;
-        let windows = describe_windows(&store, name, window, now).await?;
+        let closed_at_ms = record.as_ref().and_then(|r| r.closed_at_ms);
+        let windows = describe_windows(&store, name, closed_at_ms, window, now).await?;
         match record {
             Some(r) => println!("{}", describe_record(name, &r, now)),
             // Environments may be counting toward `minimum_environments` before any trip.

@@ -122,10 +122,23 @@ fn shard_of(environment: &str) -> u32 {
     (hash % u64::from(WINDOW_SHARDS)) as u32
 }
 
+/// The start of the window `now_ms` falls in, and of the one before when it began after the
+/// circuit's last close. Windows are aligned to that close (to the epoch if it never closed),
+/// so reports from before the close fall in windows no one reads again: as with an
+/// environment's own count, failures from before the last close never count.
+pub fn window_starts(closed_at_ms: Option<u64>, length_ms: u64, now_ms: u64) -> (u64, Option<u64>) {
+    let origin = closed_at_ms.unwrap_or(0).min(now_ms);
+    let start = now_ms - (now_ms - origin) % length_ms;
+    let previous = start.checked_sub(length_ms).filter(|p| *p >= origin);
+    (start, previous)
+}
+
 /// The last report to the fleet's window, and whether enough environments had seen failures.
 #[derive(Clone, Copy, Debug)]
 struct Quorum {
     at_mono: u64,
+    /// The close the answer's windows were aligned to: a later close voids it.
+    closed_at_ms: Option<u64>,
     met: bool,
 }
 
@@ -427,13 +440,15 @@ impl Circuit {
         if needed <= 1 || self.degraded.is_some() {
             return true;
         }
+        let closed_at_ms = self.current().record.closed_at_ms;
         if let Some(q) = self.quorum
             && t.mono < q.at_mono.saturating_add(WINDOW_REPORT_INTERVAL_MS)
+            && q.closed_at_ms == closed_at_ms
         {
             return q.met;
         }
+        let (start, previous) = window_starts(closed_at_ms, self.config.window_ms, t.wall);
         let length = self.config.window_ms;
-        let start = t.wall - t.wall % length;
         let delta = WindowDelta {
             calls: 0,
             failures: self.unreported_failures,
@@ -447,7 +462,7 @@ impl Circuit {
         let counted = env
             .add_to_window(&self.name, start, shard, &delta, expires)
             .and_then(|()| {
-                let starts = [start, start.saturating_sub(length)];
+                let starts: Vec<u64> = std::iter::once(start).chain(previous).collect();
                 env.read_windows(&self.name, &starts, WINDOW_SHARDS)
             });
         *t = now(env);
@@ -461,6 +476,7 @@ impl Circuit {
                 let met = seen.environments.len() >= needed as usize;
                 self.quorum = Some(Quorum {
                     at_mono: t.mono,
+                    closed_at_ms,
                     met,
                 });
                 met

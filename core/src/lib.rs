@@ -59,6 +59,8 @@ pub mod testing;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-pub use circuit::{Circuit, Clock, Env, Events, Store, WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS};
+pub use circuit::{
+    Circuit, Clock, Env, Events, Store, WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, window_starts,
+};
 pub use record::*;
 pub use types::*;

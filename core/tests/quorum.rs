@@ -113,6 +113,46 @@ fn environments_whose_failures_are_older_than_two_windows_do_not_count() {
 }
 
 #[test]
+fn reports_from_before_the_circuits_last_close_do_not_count_after_it() {
+    let (store, clock) = (MemoryStore::default(), ManualClock::new(T0));
+    let quick = |id: &str| Env {
+        circuit: Circuit::new(
+            "payments",
+            Config {
+                recovery_timeout_ms: 1_000,
+                success_threshold: 1,
+                window_ms: 60_000,
+                ..config(2)
+            },
+            id,
+        )
+        .unwrap(),
+        env: TestEnv::with_clock(store.clone(), clock.clone()),
+        next_id: 0,
+    };
+    let (mut a, mut b) = (quick("env-a"), quick("env-b"));
+    for e in [&mut a, &mut b] {
+        e.fail();
+        e.fail();
+    }
+    assert_eq!(
+        stored_state(&store),
+        CircuitState::Open,
+        "both reported: tripped"
+    );
+    // Past the break and env-a's copy of the record; still in the same minute.
+    clock.advance(6_000);
+    let probe = a.circuit.acquire(&mut a.env, 0, 99).unwrap();
+    a.circuit.complete(&mut a.env, probe, Outcome::Success);
+    assert_eq!(stored_state(&store), CircuitState::Closed, "recovered");
+    // Within the same minute, env-a alone fails again: env-b's report was before the close.
+    a.fail();
+    a.fail();
+    a.fail();
+    assert_eq!(stored_state(&store), CircuitState::Closed);
+}
+
+#[test]
 fn with_one_environment_needed_the_trip_reads_and_writes_no_window() {
     let (store, clock) = (MemoryStore::default(), ManualClock::new(T0));
     let mut e = environment(&store, &clock, "env-1", 1);

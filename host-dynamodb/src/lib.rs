@@ -110,7 +110,7 @@ pub use events::Events;
 pub use fleetbreaker_core::{
     CircuitInfo, CircuitState, Config, ConfigError, CorruptItem, Event, FailurePolicy, Outcome,
     Record, StoreError, StoreFailureMode, StoreFault, SwapResult, Transition, TransitionReason,
-    WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, WindowCounts, WindowDelta,
+    WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, WindowCounts, WindowDelta, window_starts,
 };
 pub use kill_switch::{KILL_SWITCH_VARIABLES, kill_switch};
 #[cfg(feature = "dynamodb")]
