@@ -30,6 +30,16 @@ fn cli(moto: &Moto, table: &str, args: &[&str]) -> Output {
     command(moto, table, args).output().unwrap()
 }
 
+/// The CLI on the SQLite file `db`.
+fn on_sqlite(db: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
+        .arg("--sqlite")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -192,14 +202,7 @@ fn errors_name_what_is_wrong() {
 fn operator_commands_on_sqlite() {
     let dir = TempDir::new("cli");
     let db = dir.join("circuits.db");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
-            .arg("--sqlite")
-            .arg(&db)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| on_sqlite(&db, args);
     ok(&run(&["force-open", "search", "--reason", "reindex"]));
     let all = ok(&run(&["status"]));
     assert!(
@@ -241,12 +244,7 @@ fn status_shows_the_window_environments_report_to_before_any_trip() {
         rt.block_on(store.add_to_window("payments", start, shard, &delta, start + 180_000))
             .unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
-        .arg("--sqlite")
-        .arg(&db)
-        .args(["status", "payments", "--window", "60s"])
-        .output()
-        .unwrap();
+    let out = on_sqlite(&db, &["status", "payments", "--window", "60s"]);
     let shown = ok(&out);
     assert!(shown.contains("CLOSED (no record)"), "{shown}");
     // In this window, or the one before if a minute turned meanwhile.
@@ -255,12 +253,7 @@ fn status_shows_the_window_environments_report_to_before_any_trip() {
         "{shown}"
     );
     // A circuit nobody reported for still has no record to show.
-    let missing = Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
-        .arg("--sqlite")
-        .arg(&db)
-        .args(["status", "orders"])
-        .output()
-        .unwrap();
+    let missing = on_sqlite(&db, &["status", "orders"]);
     assert!(err(&missing).contains("has no record"));
 }
 
@@ -268,14 +261,7 @@ fn status_shows_the_window_environments_report_to_before_any_trip() {
 fn operator_commands_replace_a_corrupt_record_and_names_are_printed_escaped() {
     let dir = TempDir::new("cli-corrupt");
     let db = dir.join("circuits.db");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_fleetbreaker"))
-            .arg("--sqlite")
-            .arg(&db)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| on_sqlite(&db, args);
     ok(&run(&["create-table"]));
     let conn = rusqlite::Connection::open(&db).unwrap();
     let table = fleetbreaker::sqlite::TABLE;

@@ -408,7 +408,9 @@ impl Circuit {
         }
         self.window
             .record_failure(t.wall, self.config.failure_policy);
-        self.unreported_failures += 1;
+        if self.config.minimum_environments > 1 {
+            self.unreported_failures += 1;
+        }
         for _ in 0..MAX_ROUNDS {
             match machine::trip(&self.ctx(t.wall), self.current(), &self.window) {
                 TripDecision::Count => return,
@@ -469,10 +471,7 @@ impl Circuit {
         match counted {
             Ok(windows) => {
                 self.unreported_failures = 0;
-                let mut seen = WindowCounts::default();
-                for w in windows {
-                    seen.add(0, 0, 0, w.environments);
-                }
+                let seen = WindowCounts::total(&windows);
                 let met = seen.environments.len() >= needed as usize;
                 self.quorum = Some(Quorum {
                     at_mono: t.mono,

@@ -149,13 +149,10 @@ impl MemoryStore {
         Ok(window_starts_ms
             .iter()
             .map(|&start| {
-                let mut total = WindowCounts::default();
-                for shard in 0..shards {
-                    if let Some(c) = inner.windows.get(&(circuit.to_string(), start, shard)) {
-                        total.add(c.calls, c.failures, c.slow_calls, c.environments.clone());
-                    }
-                }
-                total
+                WindowCounts::total(
+                    (0..shards)
+                        .filter_map(|shard| inner.windows.get(&(circuit.into(), start, shard))),
+                )
             })
             .collect())
     }

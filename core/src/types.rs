@@ -172,6 +172,20 @@ impl WindowCounts {
         self.environments.sort_unstable();
         self.environments.dedup();
     }
+
+    /// The counts of several shards or windows added up (environments as one set).
+    pub fn total<'a>(parts: impl IntoIterator<Item = &'a WindowCounts>) -> WindowCounts {
+        let mut total = WindowCounts::default();
+        for p in parts {
+            total.add(
+                p.calls,
+                p.failures,
+                p.slow_calls,
+                p.environments.iter().cloned(),
+            );
+        }
+        total
+    }
 }
 
 /// When a closed circuit trips. Later policies add cases.
