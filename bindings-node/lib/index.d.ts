@@ -12,8 +12,16 @@ export type CircuitState = (typeof CircuitState)[keyof typeof CircuitState];
 
 /** How a circuit behaves. Durations are seconds; absent fields take the defaults. */
 export interface CircuitBreakerConfig {
-  /** Consecutive counted failures in one environment that open the circuit. Default 5. */
-  failureThreshold?: number;
+  /** Consecutive counted failures in one environment that open the circuit. Default 5 (none when failureRateThreshold is set). */
+  failureThreshold?: number | null;
+  /**
+   * Selects the failure-rate policy: the circuit opens when this share of the whole fleet's
+   * calls in the window failed (0.2: a fifth). A healthy fleet still writes nothing. Setting it
+   * together with failureThreshold is an error. Default none.
+   */
+  failureRateThreshold?: number | null;
+  /** Under the failure-rate policy, the fleet's calls the window must hold before its rate counts. Default 100. */
+  minimumCalls?: number;
   /** How long the circuit stays open before one call may probe. Default 30. */
   recoveryTimeout?: number;
   /** Probe successes that close it again. Default 3. */
@@ -36,7 +44,7 @@ export interface CircuitBreakerConfig {
   storeFailureMode?: 'open' | 'closed';
   /** Distinct environments that must have seen the failures before the circuit trips for the fleet (1: any one). Default 1. */
   minimumEnvironments?: number;
-  /** How recent another environment's failures must be to count toward minimumEnvironments. Default 60. */
+  /** The fleet's sliding window: the failure rate is taken over it, and another environment's failures count toward minimumEnvironments within it. Default 60. */
   window?: number;
 }
 

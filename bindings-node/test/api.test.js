@@ -65,6 +65,37 @@ test('consecutive failures open the circuit; a rejection carries its code and th
   assert.equal(err.circuit.openedAtMs, 1_000_000);
 });
 
+test('the failure-rate policy trips on the share of failed calls; healthy calls write nothing', async () => {
+  const clock = new ManualClock(1_000_000);
+  const persistence = new InMemoryPersistence();
+  const b = breaker({ failureRateThreshold: 0.5, minimumCalls: 10, window: 10 }, { clock, persistence });
+  assert.equal(b.config.failureThreshold, null, 'no consecutive threshold under the rate policy');
+  assert.equal(b.config.failureRateThreshold, 0.5);
+  assert.equal(b.config.minimumCalls, 10);
+  for (let i = 0; i < 30; i++) {
+    assert.equal(await b.call(() => 'ok'), 'ok');
+    clock.advance(0.1);
+  }
+  assert.equal(testing.storeCounts(persistence).writes, 0);
+  let failed = 0;
+  for (;;) {
+    const err = await b.call(() => { throw new Downstream(); }).catch((e) => e);
+    if (err instanceof CircuitBreakerOpenError) break;
+    assert.ok(err instanceof Downstream);
+    failed += 1;
+    assert.ok(failed < 100, 'the failure rate never tripped the circuit');
+    clock.advance(0.3);
+  }
+  // A first report counts at least 3 / 0.5 = 6 calls: one failure alone never trips it.
+  assert.ok(failed > 1, `${failed} failures`);
+  assert.equal(testing.storeCounts(persistence).writes, 1);
+  assert.throws(
+    () => breaker({ failureThreshold: 5, failureRateThreshold: 0.2 }),
+    (e) => e instanceof CircuitBreakerConfigError && e.field === 'failureRateThreshold'
+      && e.message === 'invalid failureRateThreshold: cannot be set together with failureThreshold: each selects a failure policy (the fleet\'s failure rate, or consecutive failures in one environment); set one',
+  );
+});
+
 test('the stored record shows every field of the record, camelCase', async () => {
   const clock = new ManualClock(1_000_000);
   const persistence = new InMemoryPersistence();

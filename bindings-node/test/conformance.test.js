@@ -26,7 +26,9 @@ test('the scenarios are found', () => {
 function configOf(c = {}) {
   const s = (ms) => ms / 1000;
   return {
-    failureThreshold: c.failure_threshold ?? 5,
+    failureThreshold: c.failure_threshold,
+    failureRateThreshold: c.failure_rate_threshold,
+    minimumCalls: c.minimum_calls ?? 100,
     recoveryTimeout: s(c.recovery_timeout_ms ?? 30000),
     successThreshold: c.success_threshold ?? 3,
     localCacheMaxAge: s(c.local_cache_max_age_ms ?? 5000),

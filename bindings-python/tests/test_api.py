@@ -175,6 +175,36 @@ def test_consecutive_failures_open_the_circuit_and_rejections_carry_the_circuit(
     assert stored_record(store, "payments")["state"] == "OPEN"  # type: ignore[index]
 
 
+def test_failure_rate_policy_trips_on_the_share_of_failed_calls_and_healthy_calls_write_nothing() -> None:
+    config = CircuitBreakerConfig(failure_rate_threshold=0.5, minimum_calls=10, window=10)
+    assert config.failure_threshold is None and config.failure_rate_threshold == 0.5
+    assert config.minimum_calls == 10 and CircuitBreakerConfig().failure_threshold == 5
+    clock = ManualClock(1_000.0)
+    store = InMemoryPersistence()
+    breaker = CircuitBreaker("payments", store, config, clock=clock)
+    for _ in range(30):
+        assert breaker.call(lambda: "ok") == "ok"
+        clock.advance(0.1)
+    assert store_counts(store)[1] == 0
+    failed = 0
+    while True:
+        try:
+            breaker.call(_raise, Downstream())
+        except Downstream:
+            failed += 1
+        except CircuitBreakerOpenError as e:
+            assert e.circuit is not None and e.circuit.state is CircuitState.OPEN
+            break
+        assert failed < 100, "the failure rate never tripped the circuit"
+        clock.advance(0.3)
+    # A first report counts at least 3 / 0.5 = 6 calls, so one failure alone never trips it.
+    assert failed > 1
+    assert store_counts(store)[1] == 1
+    with pytest.raises(CircuitBreakerConfigError) as raised:
+        CircuitBreakerConfig(failure_threshold=5, failure_rate_threshold=0.2)
+    assert raised.value.field == "failure_rate_threshold"
+
+
 def test_the_stored_record_shows_every_field_of_the_record() -> None:
     clock = ManualClock(1_000.0)
     store = InMemoryPersistence()
@@ -275,11 +305,11 @@ def test_events_are_logged_with_the_one_text_of_every_language(caplog: pytest.Lo
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"failure_threshold": 0}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 0"),
-        ({"failure_threshold": 2.5}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 2.5"),
-        ({"failure_threshold": 5.0}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 5.0"),
-        ({"failure_threshold": True}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got true"),
-        ({"failure_threshold": 10**30}, "invalid failure_threshold: must be an integer from 1 to 4294967295, got 1e30"),
+        ({"failure_threshold": 0}, "invalid failure_threshold: must be absent or an integer from 1 to 4294967295, got 0"),
+        ({"failure_threshold": 2.5}, "invalid failure_threshold: must be absent or an integer from 1 to 4294967295, got 2.5"),
+        ({"failure_threshold": 5.0}, "invalid failure_threshold: must be absent or an integer from 1 to 4294967295, got 5.0"),
+        ({"failure_threshold": True}, "invalid failure_threshold: must be absent or an integer from 1 to 4294967295, got true"),
+        ({"failure_threshold": 10**30}, "invalid failure_threshold: must be absent or an integer from 1 to 4294967295, got 1e30"),
         ({"success_threshold": -1}, "invalid success_threshold: must be an integer from 1 to 4294967295, got -1"),
         ({"recovery_timeout": 0}, "invalid recovery_timeout: must be a number of seconds from 0.001 to 316224000"),
         ({"recovery_timeout": "30"}, 'invalid recovery_timeout: must be a number of seconds from 0.001 to 316224000 (ten years), got "30"'),

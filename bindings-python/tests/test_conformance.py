@@ -33,7 +33,9 @@ def test_scenarios_are_found() -> None:
 def config_of(c: Dict[str, Any]) -> CircuitBreakerConfig:
     s = lambda ms: ms / 1000.0  # noqa: E731
     return CircuitBreakerConfig(
-        failure_threshold=c.get("failure_threshold", 5),
+        failure_threshold=c.get("failure_threshold"),
+        failure_rate_threshold=c.get("failure_rate_threshold"),
+        minimum_calls=c.get("minimum_calls", 100),
         recovery_timeout=s(c.get("recovery_timeout_ms", 30000)),
         success_threshold=c.get("success_threshold", 3),
         local_cache_max_age=s(c.get("local_cache_max_age_ms", 5000)),

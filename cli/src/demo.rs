@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use fleetbreaker::{Clock, DynamoDbStore, Store, SystemClock};
 use serde::Serialize;
 
@@ -31,12 +31,35 @@ pub struct DemoArgs {
     /// How long the fleet runs; the downstream fails from 20% to 55% of it.
     #[arg(long = "for", default_value = "10s", value_parser = duration::parse)]
     pub run: Duration,
+    /// How the downstream fails: every call (hard), or 30% of them (partial).
+    #[arg(long, value_enum, default_value_t = OutageKind::Hard)]
+    pub outage: OutageKind,
+    /// When the circuit trips: consecutive failures in one environment (the default), or
+    /// the fleet's share of failed calls.
+    #[arg(long, value_enum, default_value_t = PolicyKind::Consecutive)]
+    pub policy: PolicyKind,
     /// Where to draw the timeline.
     #[arg(long, default_value = "fleet-timeline.svg")]
     pub svg: PathBuf,
     /// Also write every call and event, with the plan and the summary, as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutageKind {
+    /// Every call fails.
+    Hard,
+    /// 30% of calls fail.
+    Partial,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyKind {
+    /// 5 consecutive failures in one environment.
+    Consecutive,
+    /// 20% of the fleet's calls in a 5 s window, at least 100 calls.
+    FailureRate,
 }
 
 /// What the run showed, in numbers.
@@ -50,12 +73,15 @@ pub struct Summary {
     pub rejected: u64,
     pub probes: u64,
     pub probes_failed: u64,
-    /// Calls that would have hit the failing downstream without a breaker.
+    /// Calls made during the outage.
     pub outage_calls: u64,
+    /// Of those, the ones that would have failed without a breaker.
+    pub outage_would_fail: u64,
     /// Of those, the ones that did.
     pub outage_failures: u64,
     pub store_reads: u64,
     pub store_writes: u64,
+    pub store_window_adds: u64,
     pub reads_per_1000_calls: f64,
     pub writes_per_1000_calls: f64,
     pub time_to_trip_ms: Option<u64>,
@@ -135,10 +161,17 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
         run_ms,
         outage_from_ms: run_ms / 5,
         outage_until_ms: run_ms * 55 / 100,
+        error_rate: match args.outage {
+            OutageKind::Hard => 1.0,
+            OutageKind::Partial => 0.3,
+        },
         tick_ms: 25,
         call_ms: 3,
         threads: args.threads,
         failure_threshold: 5,
+        failure_rate_threshold: (args.policy == PolicyKind::FailureRate).then_some(0.2),
+        minimum_calls: 100,
+        window_ms: 5_000,
         recovery_timeout_ms: 1_000,
         success_threshold: 3,
         local_cache_max_age_ms: 500,
@@ -147,14 +180,18 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     };
     println!(
         "{} processes x {} environments share circuit '{}' on the {store_label}.\n\
-         The downstream fails from {:.1} s to {:.1} s. Breaker: trip after {} consecutive failures, \
+         The downstream fails {} from {:.1} s to {:.1} s. Breaker: {}, \
          break {:.1} s, close after {} probe successes, trust a read for {:.1} s.\n",
         args.processes,
         args.threads,
         plan.circuit,
+        match args.outage {
+            OutageKind::Hard => "every call".to_string(),
+            OutageKind::Partial => format!("{:.0}% of calls", plan.error_rate * 100.0),
+        },
         plan.outage_from_ms as f64 / 1e3,
         plan.outage_until_ms as f64 / 1e3,
-        plan.failure_threshold,
+        plan.policy_text(),
         plan.recovery_timeout_ms as f64 / 1e3,
         plan.success_threshold,
         plan.local_cache_max_age_ms as f64 / 1e3,
@@ -205,7 +242,7 @@ pub async fn run(store_args: &StoreArgs, args: DemoArgs) -> Result<(), String> {
 
     let summary = summarize(&plan, &lines, args.processes * args.threads);
     print_timeline(&plan, &lines);
-    print_summary(&summary);
+    print_summary(&plan, &summary);
     std::fs::write(&args.svg, svg::render(&plan, &lines))
         .map_err(|e| format!("{}: {e}", args.svg.display()))?;
     println!("\ntimeline drawn in {}", args.svg.display());
@@ -331,7 +368,7 @@ async fn progress(store_args: &StoreArgs, child_env: &[(&str, String)], plan: &P
             None => "?".into(),
         };
         let elapsed = now.saturating_sub(plan.start_ms) as f64 / 1e3;
-        let downstream = if plan.downstream_fails_at(now) {
+        let downstream = if plan.in_outage(now) {
             "failing"
         } else {
             "healthy"
@@ -363,11 +400,11 @@ pub fn summarize(plan: &Plan, lines: &[LogLine], environments: usize) -> Summary
     for line in lines {
         match line {
             LogLine::Call {
+                env,
                 kind,
                 at_ms,
                 start_ns,
                 end_ns,
-                ..
             } => {
                 s.calls += 1;
                 if kind.reached_downstream() {
@@ -386,16 +423,25 @@ pub fn summarize(plan: &Plan, lines: &[LogLine], environments: usize) -> Summary
                 if kind.is_probe() {
                     probes.push((*start_ns, *end_ns));
                 }
-                if plan.downstream_fails_at(*at_ms) {
+                if plan.in_outage(*at_ms) {
                     s.outage_calls += 1;
+                    if plan.call_fails(env, *at_ms) {
+                        s.outage_would_fail += 1;
+                    }
                     if matches!(kind, CallKind::Failed | CallKind::ProbeFailed) {
                         s.outage_failures += 1;
                     }
                 }
             }
-            LogLine::StoreOps { reads, writes, .. } => {
+            LogLine::StoreOps {
+                reads,
+                writes,
+                window_adds,
+                ..
+            } => {
                 s.store_reads += reads;
                 s.store_writes += writes;
+                s.store_window_adds += window_adds;
             }
             _ => {}
         }
@@ -408,7 +454,7 @@ pub fn summarize(plan: &Plan, lines: &[LogLine], environments: usize) -> Summary
         }
     };
     s.reads_per_1000_calls = per_1000(s.store_reads);
-    s.writes_per_1000_calls = per_1000(s.store_writes);
+    s.writes_per_1000_calls = per_1000(s.store_writes + s.store_window_adds);
     let transitions = shared_transitions(lines);
     s.transitions = transitions.len();
     let outage_start = plan.start_ms + plan.outage_from_ms;
@@ -501,23 +547,26 @@ fn print_timeline(plan: &Plan, lines: &[LogLine]) {
     }
 }
 
-fn print_summary(s: &Summary) {
+fn print_summary(plan: &Plan, s: &Summary) {
     let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{:.2} s", v as f64 / 1e3));
     println!("\nsummary");
     println!("  environments             {}", s.environments);
+    println!("  policy                   {}", plan.policy_text());
     println!(
         "  calls                    {} ({} ok, {} failed, {} rejected, {} probes of which {} failed)",
         s.calls, s.ok, s.failed, s.rejected, s.probes, s.probes_failed
     );
+    let spared = s.outage_would_fail.saturating_sub(s.outage_failures);
     println!(
-        "  during the outage        {} calls would have hit the failing downstream; {} did, {} were spared ({:.0}%)",
+        "  during the outage        {} calls, of which {} would have failed without a breaker; {} did, {} were spared ({:.0}%)",
         s.outage_calls,
+        s.outage_would_fail,
         s.outage_failures,
-        s.outage_calls - s.outage_failures,
-        if s.outage_calls == 0 {
+        spared,
+        if s.outage_would_fail == 0 {
             0.0
         } else {
-            100.0 * (s.outage_calls - s.outage_failures) as f64 / s.outage_calls as f64
+            100.0 * spared as f64 / s.outage_would_fail as f64
         }
     );
     println!(
@@ -533,7 +582,12 @@ fn print_summary(s: &Summary) {
         ms(s.time_to_close_ms)
     );
     println!(
-        "  store operations         {} reads, {} writes ({:.1} reads and {:.2} writes per 1,000 calls)",
-        s.store_reads, s.store_writes, s.reads_per_1000_calls, s.writes_per_1000_calls
+        "  store operations         {} reads, {} writes of the record, {} reports to the window \
+         ({:.1} reads and {:.2} writes per 1,000 calls)",
+        s.store_reads,
+        s.store_writes,
+        s.store_window_adds,
+        s.reads_per_1000_calls,
+        s.writes_per_1000_calls
     );
 }

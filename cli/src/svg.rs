@@ -69,9 +69,10 @@ pub fn render(plan: &Plan, lines: &[LogLine]) -> String {
         svg,
         r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">{}</text>"#,
         escape(&format!(
-            "fleetbreaker: {} environments sharing circuit '{}'",
+            "fleetbreaker: {} environments sharing circuit '{}'; {}",
             rows.len(),
-            plan.circuit
+            plan.circuit,
+            plan.policy_text()
         ))
     );
     // The outage, behind everything.
@@ -81,10 +82,18 @@ pub fn render(plan: &Plan, lines: &[LogLine]) -> String {
     );
     let _ = writeln!(
         svg,
-        r##"<rect x="{ox0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#fbe3e3"/><text x="{ox0:.1}" y="{:.1}" fill="#b03030">downstream failing</text>"##,
+        r##"<rect x="{ox0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#fbe3e3"/><text x="{ox0:.1}" y="{:.1}" fill="#b03030">{}</text>"##,
         ox1 - ox0,
         rows_top + ROW * rows.len() as f64 - TOP,
-        TOP - 6.0
+        TOP - 6.0,
+        if plan.error_rate >= 1.0 {
+            "downstream failing".to_string()
+        } else {
+            format!(
+                "downstream failing {:.0}% of calls",
+                plan.error_rate * 100.0
+            )
+        }
     );
     // The circuit's state, from its shared transitions.
     let mut state = "CLOSED".to_string();

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 use fleetbreaker::{
-    Breaker, Clock, Config, Environment, Error, Event, FailurePolicy, Outcome, SystemClock,
+    Breaker, Clock, Config, Environment, Error, Event, FailurePolicy, FailureRate, Outcome,
+    SystemClock,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,12 +27,18 @@ pub struct Plan {
     /// The downstream fails from `outage_from_ms` to `outage_until_ms` after the start.
     pub outage_from_ms: u64,
     pub outage_until_ms: u64,
+    /// The share of calls that fail during the outage (1: every call).
+    pub error_rate: f64,
     /// Each environment calls about this often.
     pub tick_ms: u64,
     /// How long a downstream call takes.
     pub call_ms: u64,
     pub threads: usize,
     pub failure_threshold: u32,
+    /// Selects the failure-rate policy instead of consecutive failures.
+    pub failure_rate_threshold: Option<f64>,
+    pub minimum_calls: u32,
+    pub window_ms: u64,
     pub recovery_timeout_ms: u64,
     pub success_threshold: u32,
     pub local_cache_max_age_ms: u64,
@@ -41,8 +48,16 @@ pub struct Plan {
 
 impl Plan {
     pub fn config(&self) -> Config {
+        let failure_policy = match self.failure_rate_threshold {
+            Some(threshold) => FailurePolicy::FailureRate(FailureRate {
+                threshold,
+                minimum_calls: self.minimum_calls,
+            }),
+            None => FailurePolicy::ConsecutiveFailures(self.failure_threshold),
+        };
         Config {
-            failure_policy: FailurePolicy::ConsecutiveFailures(self.failure_threshold),
+            failure_policy,
+            window_ms: self.window_ms,
             recovery_timeout_ms: self.recovery_timeout_ms,
             success_threshold: self.success_threshold,
             local_cache_max_age_ms: self.local_cache_max_age_ms,
@@ -52,9 +67,40 @@ impl Plan {
         }
     }
 
-    pub fn downstream_fails_at(&self, wall_ms: u64) -> bool {
+    /// Whether the downstream is in its outage at `wall_ms`.
+    pub fn in_outage(&self, wall_ms: u64) -> bool {
         let t = wall_ms.saturating_sub(self.start_ms);
         (self.outage_from_ms..self.outage_until_ms).contains(&t)
+    }
+
+    /// Whether the call `environment` makes at `wall_ms` fails: during the outage, a share
+    /// `error_rate` of calls, drawn from the call itself, so the summary can tell which of the
+    /// calls the breaker rejected would have failed.
+    pub fn call_fails(&self, environment: &str, wall_ms: u64) -> bool {
+        if !self.in_outage(wall_ms) {
+            return false;
+        }
+        let hash = environment
+            .bytes()
+            .chain(wall_ms.to_le_bytes())
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let draw = (hash >> 11) as f64 / (1u64 << 53) as f64;
+        draw < self.error_rate
+    }
+
+    /// The breaker's failure policy, in words.
+    pub fn policy_text(&self) -> String {
+        match self.failure_rate_threshold {
+            Some(t) => format!(
+                "trip when {:.0} % of the fleet's calls in a {:.0} s window failed (at least {} calls)",
+                t * 100.0,
+                self.window_ms as f64 / 1e3,
+                self.minimum_calls
+            ),
+            None => format!("trip after {} consecutive failures", self.failure_threshold),
+        }
     }
 }
 
@@ -107,11 +153,14 @@ pub enum LogLine {
         at_ms: u64,
         text: String,
     },
-    /// What one environment's store client did.
+    /// What one environment's store client did: reads, writes of the record, and adds to
+    /// the fleet's window counters.
     StoreOps {
         env: String,
         reads: u64,
         writes: u64,
+        #[serde(default)]
+        window_adds: u64,
     },
 }
 
@@ -273,7 +322,7 @@ async fn environment(
                 let probe = permit.is_probe();
                 let start_ns = mono_ns();
                 tokio::time::sleep(Duration::from_millis(plan.call_ms)).await;
-                let failed = plan.downstream_fails_at(at_ms);
+                let failed = plan.call_fails(env_id, at_ms);
                 let end_ns = mono_ns();
                 let outcome = if failed {
                     Outcome::Failure
@@ -313,13 +362,14 @@ async fn environment(
             next = now;
         }
     }
-    let (reads, writes) = store.ops();
+    let stats = store.stats();
     write(
         log,
         &LogLine::StoreOps {
             env: env_id.to_string(),
-            reads,
-            writes,
+            reads: stats.reads,
+            writes: stats.writes,
+            window_adds: stats.window_adds,
         },
     );
     Ok(())
@@ -339,16 +389,10 @@ impl Store {
         }
     }
 
-    fn ops(&self) -> (u64, u64) {
+    fn stats(&self) -> fleetbreaker::StoreStats {
         match self {
-            Store::Dynamo(s) => {
-                let stats = s.stats();
-                (stats.reads, stats.writes)
-            }
-            Store::Sqlite(s) => {
-                let stats = s.stats();
-                (stats.reads, stats.writes)
-            }
+            Store::Dynamo(s) => s.stats(),
+            Store::Sqlite(s) => s.stats(),
         }
     }
 }

@@ -54,29 +54,32 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
 }
 
+/// The demo on moto's DynamoDB: 3 processes × 4 environments, with `extra` demo flags.
+fn run_dynamodb_demo(moto: &Moto, dir: &Path, extra: &[&str]) -> (Value, String) {
+    let endpoint = moto.endpoint();
+    let mut args = vec![
+        "--endpoint",
+        &endpoint,
+        "--region",
+        "us-east-1",
+        "--table",
+        "fleet",
+        "demo",
+        "--dynamodb",
+        "--processes",
+        "3",
+        "--threads",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    run_demo(&args, dir)
+}
+
 #[test]
 fn a_fleet_of_processes_shares_one_circuit_on_dynamodb() {
     let moto = Moto::start();
     let dir = workdir("dynamodb");
-    let (report, svg) = run_demo(
-        &[
-            "--endpoint",
-            &moto.endpoint(),
-            "--region",
-            "us-east-1",
-            "--table",
-            "fleet",
-            "demo",
-            "--dynamodb",
-            "--processes",
-            "3",
-            "--threads",
-            "4",
-            "--for",
-            "8s",
-        ],
-        dir.path(),
-    );
+    let (report, svg) = run_dynamodb_demo(&moto, dir.path(), &["--for", "8s"]);
     let plan = &report["plan"];
     let lines = report["lines"].as_array().unwrap();
     let calls: Vec<&Value> = lines.iter().filter(|l| l["type"] == "call").collect();
@@ -191,6 +194,79 @@ fn a_fleet_of_processes_shares_one_circuit_on_dynamodb() {
         u(summary, "time_to_close_ms"),
     );
     check_svg(&svg, 12);
+}
+
+/// The real fleet on moto meets a partial outage (30 % of calls fail) twice: under the
+/// failure-rate policy, which must trip while the outage lasts, writing the record once per
+/// transition and reporting to the window at most once a second per environment; and, for
+/// comparison on the same machine, under the default consecutive policy.
+#[test]
+fn a_partial_outage_trips_the_fleet_by_its_failure_rate_on_dynamodb() {
+    let moto = Moto::start();
+    let mut figures = Vec::new();
+    for policy in ["failure-rate", "consecutive"] {
+        let dir = workdir(&format!("partial-{policy}"));
+        let (report, svg) = run_dynamodb_demo(
+            &moto,
+            dir.path(),
+            &["--for", "10s", "--outage", "partial", "--policy", policy],
+        );
+        let plan = &report["plan"];
+        let summary = &report["summary"];
+        let lines = report["lines"].as_array().unwrap();
+        let transitions: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["type"] == "transition" && l["local_only"] == false)
+            .collect();
+        let (outage_from, outage_until) = (
+            u(plan, "start_ms") + u(plan, "outage_from_ms"),
+            u(plan, "start_ms") + u(plan, "outage_until_ms"),
+        );
+        let first_trip = transitions
+            .iter()
+            .filter(|t| s(t, "reason") == "tripped")
+            .map(|t| u(t, "at_ms"))
+            .min();
+        let stat = |key: &str| -> u64 {
+            lines
+                .iter()
+                .filter(|l| l["type"] == "store_ops")
+                .map(|l| u(l, key))
+                .sum()
+        };
+        figures.push(format!(
+            "{policy}: first trip {} after the outage began; {} of {} calls that would have failed did; {} record writes, {} window reports",
+            first_trip.map_or("never".into(), |t| format!("{} ms", t.saturating_sub(outage_from))),
+            u(summary, "outage_failures"),
+            u(summary, "outage_would_fail"),
+            stat("writes"),
+            stat("window_adds"),
+        ));
+        if policy == "failure-rate" {
+            let trip = first_trip.expect("the failure rate tripped the circuit");
+            assert!(
+                (outage_from..outage_until).contains(&trip),
+                "tripped at {trip}, outside the outage {outage_from}..{outage_until}"
+            );
+            assert_eq!(
+                stat("writes"),
+                transitions.len() as u64,
+                "one record write per transition"
+            );
+            let failing_s = (outage_until - outage_from).div_ceil(1_000) + 1;
+            assert!(
+                stat("window_adds") <= 12 * failing_s,
+                "{} window reports from 12 environments in {failing_s} s of failures",
+                stat("window_adds")
+            );
+            assert!(u(summary, "rejected") > 0, "calls were spared");
+            check_svg(&svg, 12);
+            assert!(svg.contains("downstream failing 30% of calls"));
+        }
+    }
+    for f in figures {
+        println!("{f}");
+    }
 }
 
 /// The picture parses, has the circuit's bands and a tick per call row.

@@ -47,6 +47,10 @@ fn default_start() -> u64 {
 pub struct ScenarioConfig {
     /// The consecutive-failures policy's threshold.
     pub failure_threshold: Option<u32>,
+    /// Selects the failure-rate policy with this threshold.
+    pub failure_rate_threshold: Option<f64>,
+    /// The failure-rate policy's minimum of calls in the window (default 100).
+    pub minimum_calls: Option<u32>,
     pub recovery_timeout_ms: Option<u64>,
     pub success_threshold: Option<u32>,
     pub local_cache_max_age_ms: Option<u64>,
@@ -63,12 +67,19 @@ pub struct ScenarioConfig {
 impl ScenarioConfig {
     /// The breaker configuration this describes (jitter off, so runs are deterministic).
     pub fn to_config(&self) -> fleetbreaker_core::Config {
-        use fleetbreaker_core::{Config, FailurePolicy, StoreFailureMode};
+        use fleetbreaker_core::{Config, FailurePolicy, FailureRate, StoreFailureMode};
         let d = Config::default();
-        Config {
-            failure_policy: FailurePolicy::ConsecutiveFailures(
+        let failure_policy = match self.failure_rate_threshold {
+            Some(threshold) => FailurePolicy::FailureRate(FailureRate {
+                threshold,
+                minimum_calls: self.minimum_calls.unwrap_or(100),
+            }),
+            None => FailurePolicy::ConsecutiveFailures(
                 self.failure_threshold.unwrap_or(d.failure_threshold()),
             ),
+        };
+        Config {
+            failure_policy,
             recovery_timeout_ms: self.recovery_timeout_ms.unwrap_or(d.recovery_timeout_ms),
             success_threshold: self.success_threshold.unwrap_or(d.success_threshold),
             local_cache_max_age_ms: self

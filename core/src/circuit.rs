@@ -7,9 +7,12 @@ use crate::machine::{
     Write,
 };
 use crate::types::{
-    CircuitInfo, CircuitState, Config, ConfigError, Event, Outcome, Permit, PermitKind, Record,
-    StoreError, StoreFailureMode, StoreFault, SwapResult, TransitionReason, WindowCounts,
-    WindowDelta,
+    CircuitInfo, CircuitState, Config, ConfigError, Event, FailurePolicy, FailureRate, Outcome,
+    Permit, PermitKind, Record, StoreError, StoreFailureMode, StoreFault, SwapResult,
+    TransitionReason, WindowCounts, WindowDelta,
+};
+use crate::windows::{
+    RateCounts, WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, shard_of, window_expiry, window_starts,
 };
 
 /// Where shared records live. Every write is a compare-and-swap on `version`.
@@ -95,42 +98,16 @@ const MAX_ROUNDS: usize = 4;
 /// often: at a high error rate every failure follows a success, and each must not cost a read.
 pub const FAILURE_REFRESH_INTERVAL_MS: u64 = 1_000;
 
+/// Under the failure-rate policy every failure reads the record again, but at most this often:
+/// the fleet, not this environment, trips the circuit, and only a read tells this one. The
+/// reads last only while calls fail on a closed circuit (an open one rejects from the cache).
+pub const RATE_FAILURE_REFRESH_INTERVAL_MS: u64 = 250;
+
 /// Both clocks, read together.
 #[derive(Clone, Copy, Debug)]
 struct Now {
     wall: u64,
     mono: u64,
-}
-
-/// How many items a window's counters are spread over: a fleet of 1,000 environments that all
-/// report within one interval writes each item at most 125 times.
-pub const WINDOW_SHARDS: u32 = 8;
-
-/// How often an environment reports its failures to the fleet's window while it waits for
-/// `minimum_environments`; between reports, its last answer stands.
-pub const WINDOW_REPORT_INTERVAL_MS: u64 = 1_000;
-
-/// How long past its second window a window's shard is kept (clocks of a fleet disagree).
-const WINDOW_EXPIRY_SLACK_MS: u64 = 60_000;
-
-/// The shard an environment reports to: the same one every time (FNV-1a of its identity), so
-/// that a fleet spreads over all of them.
-fn shard_of(environment: &str) -> u32 {
-    let hash = environment.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % u64::from(WINDOW_SHARDS)) as u32
-}
-
-/// The start of the window `now_ms` falls in, and of the one before when it began after the
-/// circuit's last close. Windows are aligned to that close (to the epoch if it never closed),
-/// so reports from before the close fall in windows no one reads again: as with an
-/// environment's own count, failures from before the last close never count.
-pub fn window_starts(closed_at_ms: Option<u64>, length_ms: u64, now_ms: u64) -> (u64, Option<u64>) {
-    let origin = closed_at_ms.unwrap_or(0).min(now_ms);
-    let start = now_ms - (now_ms - origin) % length_ms;
-    let previous = start.checked_sub(length_ms).filter(|p| *p >= origin);
-    (start, previous)
 }
 
 /// The last report to the fleet's window, and whether enough environments had seen failures.
@@ -186,8 +163,10 @@ pub struct Circuit {
     degraded: Option<Degraded>,
     reported_corruption: Option<String>,
     quorum: Option<Quorum>,
-    /// Counted failures not yet reported to the fleet's window.
+    /// Counted failures not yet reported to the fleet's window (consecutive policy).
     unreported_failures: u64,
+    /// The calls seen and not yet reported (failure-rate policy).
+    rate: RateCounts,
 }
 
 impl Circuit {
@@ -206,6 +185,7 @@ impl Circuit {
             reported_corruption: None,
             quorum: None,
             unreported_failures: 0,
+            rate: RateCounts::default(),
         })
     }
 
@@ -243,10 +223,14 @@ impl Circuit {
         leased_successes: u32,
         permit_id: u64,
     ) -> Result<Permit, CircuitInfo> {
-        if leased_successes > 0 {
-            self.window.record_success();
-        }
+        self.succeeded(leased_successes);
         let mut t = now(env);
+        if let FailurePolicy::FailureRate(policy) = self.config.failure_policy
+            && self.rate.report_due(t.mono)
+        {
+            t = self.refresh(env, t, Freshness::Fresh);
+            self.judge_rate(env, &mut t, &policy);
+        }
         for _ in 0..MAX_ROUNDS {
             t = self.refresh(env, t, Freshness::Fresh);
             if self.degraded.is_some() && self.config.store_failure_mode == StoreFailureMode::Closed
@@ -285,7 +269,7 @@ impl Circuit {
     /// Reports how the call made with `permit` ended.
     pub fn complete(&mut self, env: &mut impl Env, permit: Permit, outcome: Outcome) {
         match (permit.kind, outcome) {
-            (PermitKind::Normal, Outcome::Success) => self.window.record_success(),
+            (PermitKind::Normal, Outcome::Success) => self.succeeded(1),
             (PermitKind::Normal, Outcome::Ignored) => {}
             (PermitKind::Normal, Outcome::Failure) => {
                 self.record_failure(env, permit.acquired_at_ms)
@@ -297,11 +281,9 @@ impl Circuit {
     /// Reports how a call the host admitted under the lease ended, with the successes the
     /// host counted before it.
     pub fn complete_leased(&mut self, env: &mut impl Env, leased_successes: u32, outcome: Outcome) {
-        if leased_successes > 0 {
-            self.window.record_success();
-        }
+        self.succeeded(leased_successes);
         match outcome {
-            Outcome::Success => self.window.record_success(),
+            Outcome::Success => self.succeeded(1),
             Outcome::Ignored => {}
             Outcome::Failure => {
                 let now = env.now_ms();
@@ -389,21 +371,51 @@ impl Circuit {
         )))
     }
 
+    /// `calls` successful calls: a streak of failures ends; the rate policy counts them.
+    fn succeeded(&mut self, calls: u32) {
+        if calls == 0 {
+            return;
+        }
+        self.window.record_success();
+        if let FailurePolicy::FailureRate(policy) = &self.config.failure_policy {
+            self.rate.succeeded(u64::from(calls), policy);
+        }
+    }
+
+    /// Whether failures wait for this environment to act on them (no admission lease then).
+    fn has_pending_failures(&self) -> bool {
+        !self.window.is_empty() || self.rate.has_pending()
+    }
+
     fn record_failure(&mut self, env: &mut impl Env, acquired_at_ms: u64) {
         let mut t = now(env);
         // The first counted failure after a quiet period reads the record again: another
         // environment may already have opened the circuit, and this one should know at once.
+        // Under the failure-rate policy every failure may.
+        let by_fleet = matches!(self.config.failure_policy, FailurePolicy::FailureRate(_));
+        let interval = if by_fleet {
+            RATE_FAILURE_REFRESH_INTERVAL_MS
+        } else {
+            FAILURE_REFRESH_INTERVAL_MS
+        };
         let stale = self
             .cache
             .as_ref()
-            .is_none_or(|c| t.mono.saturating_sub(c.read_at_mono) >= FAILURE_REFRESH_INTERVAL_MS);
-        let freshness = if self.window.is_empty() && stale {
+            .is_none_or(|c| t.mono.saturating_sub(c.read_at_mono) >= interval);
+        let freshness = if (by_fleet || !self.has_pending_failures()) && stale {
             Freshness::Reload
         } else {
             Freshness::Fresh
         };
         t = self.refresh(env, t, freshness);
         if !machine::counts_failure(&self.current().record, acquired_at_ms) {
+            return;
+        }
+        if let FailurePolicy::FailureRate(policy) = self.config.failure_policy {
+            let closed_at_ms = self.current().record.closed_at_ms;
+            self.rate.roll(closed_at_ms, self.config.window_ms, t.wall);
+            self.rate.failed(t.mono, &policy, self.config.window_ms);
+            self.judge_rate(env, &mut t, &policy);
             return;
         }
         self.window
@@ -457,9 +469,7 @@ impl Circuit {
             slow_calls: 0,
             environment: Some(self.environment.clone()),
         };
-        let expires = start
-            .saturating_add(length.saturating_mul(2))
-            .saturating_add(WINDOW_EXPIRY_SLACK_MS);
+        let expires = window_expiry(start, length);
         let shard = shard_of(&self.environment);
         let counted = env
             .add_to_window(&self.name, start, shard, &delta, expires)
@@ -484,6 +494,100 @@ impl Circuit {
             Err(e) => {
                 self.degrade(env, e, *t);
                 true
+            }
+        }
+    }
+
+    /// The failure-rate policy: reports what waits to the fleet's window when a report is
+    /// due, and trips the circuit if the fleet's rate (with enough calls, and enough
+    /// environments) reached the threshold. While the store is down, this environment's own
+    /// windows decide.
+    fn judge_rate(&mut self, env: &mut impl Env, t: &mut Now, policy: &FailureRate) {
+        if self.current().record.state != CircuitState::Closed {
+            self.rate.forget_pending();
+            return;
+        }
+        let closed_at_ms = self.current().record.closed_at_ms;
+        self.rate.roll(closed_at_ms, self.config.window_ms, t.wall);
+        let Some(failures) = self.rate_verdict(env, t, policy) else {
+            return;
+        };
+        for _ in 0..MAX_ROUNDS {
+            match machine::trip_now(&self.ctx(t.wall), self.current(), failures) {
+                TripDecision::Count => return,
+                TripDecision::Absorb => {
+                    self.rate.forget_pending();
+                    return;
+                }
+                TripDecision::Write(w) => {
+                    if self.write(env, w, t) {
+                        self.rate.forget_pending();
+                        return;
+                    }
+                    *t = self.refresh(env, *t, Freshness::Any);
+                }
+            }
+        }
+    }
+
+    /// Whether the rate policy trips now, and with how many failures in its windows.
+    fn rate_verdict(
+        &mut self,
+        env: &mut impl Env,
+        t: &mut Now,
+        policy: &FailureRate,
+    ) -> Option<u32> {
+        let length = self.config.window_ms;
+        let (start, previous) = window_starts(self.current().record.closed_at_ms, length, t.wall);
+        let judge = |current: &WindowCounts, previous: Option<&WindowCounts>, wall: u64| {
+            machine::rate_tripped(
+                policy,
+                current,
+                previous,
+                wall.saturating_sub(start),
+                length,
+            )
+            .then(|| {
+                let failures = current.failures + previous.map_or(0, |p| p.failures);
+                u32::try_from(failures).unwrap_or(u32::MAX)
+            })
+        };
+        if self.degraded.is_some() {
+            let (own, own_previous) = self.rate.own();
+            return judge(own, Some(own_previous), t.wall);
+        }
+        if !self.rate.report_due(t.mono) {
+            return None;
+        }
+        let delta = self.rate.delta(&self.environment);
+        let shard = shard_of(&self.environment);
+        let counted = env
+            .add_to_window(
+                &self.name,
+                start,
+                shard,
+                &delta,
+                window_expiry(start, length),
+            )
+            .and_then(|()| {
+                let starts: Vec<u64> = std::iter::once(start).chain(previous).collect();
+                env.read_windows(&self.name, &starts, WINDOW_SHARDS)
+            });
+        *t = now(env);
+        match counted {
+            Ok(windows) => {
+                self.rate.reported(t.mono);
+                let seen = WindowCounts::total(&windows);
+                if seen.environments.len() < self.config.minimum_environments as usize {
+                    return None;
+                }
+                let current = windows.first()?;
+                judge(current, windows.get(1), t.wall)
+            }
+            Err(e) => {
+                self.degrade(env, e, *t);
+                let (own, own_previous) = self.rate.own();
+                judge(own, Some(own_previous), t.wall)
             }
         }
     }
@@ -695,7 +799,7 @@ impl Circuit {
     /// the record goes stale (or, in local-only mode, until it asks the store again), and only
     /// while no failure is pending in its window.
     fn lease_candidate(&self, t: Now) -> Option<u64> {
-        if !self.window.is_empty() {
+        if self.has_pending_failures() {
             return None;
         }
         let until = match (&self.degraded, &self.cache) {
@@ -709,15 +813,19 @@ impl Circuit {
     }
 
     fn info_at(&self, t: Now) -> CircuitInfo {
+        let failures = match self.config.failure_policy {
+            FailurePolicy::ConsecutiveFailures(_) => self.window.count(),
+            FailurePolicy::FailureRate(_) => self.rate.own_failures(),
+        };
         let (record, local_only) = match (&self.degraded, &self.cache) {
             (Some(d), _) => (&d.local.record, true),
             (None, Some(c)) => (&c.shared.record, false),
             (None, None) => {
                 let absent = Record::absent(0);
-                return machine::info(&self.ctx(t.wall), &absent, &self.window, false);
+                return machine::info(&self.ctx(t.wall), &absent, failures, false);
             }
         };
-        let mut info = machine::info(&self.ctx(t.wall), record, &self.window, local_only);
+        let mut info = machine::info(&self.ctx(t.wall), record, failures, local_only);
         if let Some(d) = &self.degraded
             && self.config.store_failure_mode == StoreFailureMode::Closed
         {

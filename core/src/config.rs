@@ -1,6 +1,6 @@
 //! Validation of names and configurations, done once when a circuit is created.
 
-use crate::types::{Config, ConfigError, FailurePolicy};
+use crate::types::{Config, ConfigError, FailurePolicy, FailureRate};
 
 /// Longest accepted circuit name, in bytes.
 pub const MAX_NAME_BYTES: usize = 1024;
@@ -101,6 +101,24 @@ impl Config {
                 ));
             }
             FailurePolicy::ConsecutiveFailures(_) => {}
+            FailurePolicy::FailureRate(FailureRate {
+                threshold,
+                minimum_calls,
+            }) => {
+                // A threshold of 0 would trip on a fleet that never failed.
+                if !(threshold > 0.0 && threshold <= 1.0) {
+                    return Err(refuse(
+                        "failure_policy.failure_rate.threshold",
+                        format!("must be a number above 0 and at most 1, got {threshold}"),
+                    ));
+                }
+                if minimum_calls == 0 {
+                    return Err(refuse(
+                        "failure_policy.failure_rate.minimum_calls",
+                        "must be at least 1, got 0",
+                    ));
+                }
+            }
         }
         duration("recovery_timeout_ms", self.recovery_timeout_ms, 1)?;
         if self.success_threshold == 0 {
@@ -170,10 +188,12 @@ impl Config {
         }
     }
 
-    /// The failures that trip a closed circuit.
+    /// The consecutive failures in one environment that trip a closed circuit: `u32::MAX`
+    /// under the failure-rate policy, where no streak in one environment trips it alone.
     pub fn failure_threshold(&self) -> u32 {
         match self.failure_policy {
             FailurePolicy::ConsecutiveFailures(n) => n,
+            FailurePolicy::FailureRate(_) => u32::MAX,
         }
     }
 }
@@ -227,6 +247,13 @@ mod tests {
         assert_eq!(Config::default().max_recovery_timeout(), 30_000);
     }
 
+    fn rate(threshold: f64, minimum_calls: u32) -> FailurePolicy {
+        FailurePolicy::FailureRate(FailureRate {
+            threshold,
+            minimum_calls,
+        })
+    }
+
     #[test]
     fn each_invalid_field_is_named() {
         type Mutation = Box<dyn Fn(&mut Config)>;
@@ -263,6 +290,22 @@ mod tests {
             ("recovery_jitter", Box::new(|c| c.recovery_jitter = 1.5)),
             ("recovery_jitter", Box::new(|c| c.recovery_jitter = -0.1)),
             ("probe_lease_ms", Box::new(|c| c.probe_lease_ms = Some(0))),
+            (
+                "failure_policy.failure_rate.threshold",
+                Box::new(|c| c.failure_policy = rate(0.0, 100)),
+            ),
+            (
+                "failure_policy.failure_rate.threshold",
+                Box::new(|c| c.failure_policy = rate(f64::NAN, 100)),
+            ),
+            (
+                "failure_policy.failure_rate.threshold",
+                Box::new(|c| c.failure_policy = rate(1.5, 100)),
+            ),
+            (
+                "failure_policy.failure_rate.minimum_calls",
+                Box::new(|c| c.failure_policy = rate(0.5, 0)),
+            ),
             (
                 "store_retry_after_ms",
                 Box::new(|c| c.store_retry_after_ms = u64::MAX),

@@ -31,7 +31,7 @@
 //!
 //! | field | default | meaning |
 //! | --- | --- | --- |
-//! | `failure_policy` | `ConsecutiveFailures(5)` | trip after 5 consecutive counted failures in one environment |
+//! | `failure_policy` | `ConsecutiveFailures(5)` | trip after 5 consecutive counted failures in one environment; `FailureRate { threshold, minimum_calls }`: trip when that share of the whole fleet's calls in the window failed |
 //! | `recovery_timeout_ms` | 30 000 | the first break after a trip |
 //! | `success_threshold` | 3 | probe successes that close a half-open circuit |
 //! | `local_cache_max_age_ms` | 5 000 | how long a read of the shared record is trusted |
@@ -42,7 +42,7 @@
 //! | `store_retry_after_ms` | 5 000 | after a store error, how long to decide locally |
 //! | `store_failure_mode` | `Open` | admit calls and protect locally while the store is down |
 //! | `minimum_environments` | 1 | distinct environments whose failures must agree before the circuit trips for the fleet |
-//! | `window_ms` | 60 000 | how recent another environment's failures must be to count toward `minimum_environments` |
+//! | `window_ms` | 60 000 | the fleet's sliding window: the failure rate is taken over it, and other environments' failures count toward `minimum_environments` within it |
 
 #![warn(missing_docs)]
 
@@ -51,6 +51,7 @@ pub mod config;
 pub mod machine;
 mod record;
 mod types;
+mod windows;
 mod wit_conversions;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -59,8 +60,7 @@ pub mod testing;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-pub use circuit::{
-    Circuit, Clock, Env, Events, Store, WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, window_starts,
-};
+pub use circuit::{Circuit, Clock, Env, Events, Store};
 pub use record::*;
 pub use types::*;
+pub use windows::{RATE_LOOKBACK_FACTOR, WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, window_starts};

@@ -2,8 +2,8 @@
 //! next records and the events they imply come out. [`crate::Circuit`] drives it over a store.
 
 use crate::types::{
-    CircuitInfo, CircuitState, Config, CorruptItem, FailurePolicy, Outcome, PermitKind, Record,
-    Transition, TransitionReason,
+    CircuitInfo, CircuitState, Config, CorruptItem, FailurePolicy, FailureRate, Outcome,
+    PermitKind, Record, Transition, TransitionReason, WindowCounts,
 };
 
 /// How long a record outlives its last deadline before a store may delete it.
@@ -106,10 +106,10 @@ pub struct Write {
     pub transition: Transition,
 }
 
-/// The failures an environment has seen on a closed circuit, for the failure policy.
-///
-/// Consecutive policy: the times of the current streak of counted failures (a success clears
-/// it). Times are kept so that failures from before the circuit's last close can be dropped.
+/// The failures an environment has seen on a closed circuit, for the consecutive policy: the
+/// times of the current streak of counted failures (a success clears it). Times are kept so
+/// that failures from before the circuit's last close can be dropped. Under the failure-rate
+/// policy the fleet's windows count instead, and this stays empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Window {
     failures_at_ms: Vec<u64>,
@@ -140,6 +140,7 @@ impl Window {
                 }
                 self.failures_at_ms.push(at_ms);
             }
+            FailurePolicy::FailureRate(_) => {}
         }
     }
 
@@ -159,6 +160,7 @@ impl Window {
     pub fn tripped(&self, policy: FailurePolicy) -> bool {
         match policy {
             FailurePolicy::ConsecutiveFailures(threshold) => self.count() >= threshold,
+            FailurePolicy::FailureRate(_) => false,
         }
     }
 }
@@ -443,13 +445,40 @@ pub fn trip(ctx: &Ctx<'_>, shared: &Shared, window: &Window) -> TripDecision {
     if !window.tripped(ctx.config.failure_policy) {
         return TripDecision::Count;
     }
-    let failures = window.count();
+    trip_now(ctx, shared, window.count())
+}
+
+/// Opens a closed circuit whose policy has tripped (`failures`: what tripped it, written in
+/// the record for operators).
+pub fn trip_now(ctx: &Ctx<'_>, shared: &Shared, failures: u32) -> TripDecision {
+    if shared.record.state != CircuitState::Closed {
+        return TripDecision::Absorb;
+    }
     TripDecision::Write(Box::new(write(
         ctx,
         shared,
         TransitionReason::Tripped,
         |r| open(ctx, r, 1, failures),
     )))
+}
+
+/// Whether a window pair trips the failure-rate policy. The rate is a sliding estimate: the
+/// current window's counts plus the previous window's, weighted by the share of it a window
+/// of the same length ending now still covers (`elapsed_ms` into the current one). Slow calls
+/// count as failures.
+pub fn rate_tripped(
+    policy: &FailureRate,
+    current: &WindowCounts,
+    previous: Option<&WindowCounts>,
+    elapsed_ms: u64,
+    length_ms: u64,
+) -> bool {
+    let weight = 1.0 - (elapsed_ms.min(length_ms) as f64 / length_ms.max(1) as f64);
+    let bad = |w: &WindowCounts| w.failures.saturating_add(w.slow_calls) as f64;
+    let (calls, failed) = previous.map_or((0.0, 0.0), |p| (p.calls as f64, bad(p)));
+    let calls = current.calls as f64 + calls * weight;
+    let failed = bad(current) + failed * weight;
+    calls >= f64::from(policy.minimum_calls) && calls > 0.0 && failed >= policy.threshold * calls
 }
 
 /// Decides what the outcome of a probe does to the circuit. `token` is the probe's, and
@@ -597,8 +626,9 @@ pub fn reconcile(
     }
 }
 
-/// What a caller or an operator sees.
-pub fn info(ctx: &Ctx<'_>, record: &Record, window: &Window, local_only: bool) -> CircuitInfo {
+/// What a caller or an operator sees of `record`; `failure_count` is this environment's count of failures on
+/// a closed circuit (its streak, or its window's failures under the failure-rate policy).
+pub fn info(ctx: &Ctx<'_>, record: &Record, failure_count: u32, local_only: bool) -> CircuitInfo {
     let now = ctx.now_ms;
     let wait_until = |t: u64| Some(t.saturating_sub(now));
     let retry_after_ms = match record.state {
@@ -617,7 +647,7 @@ pub fn info(ctx: &Ctx<'_>, record: &Record, window: &Window, local_only: bool) -
         state: record.state,
         version: record.version,
         failure_count: if record.state == CircuitState::Closed {
-            window.count()
+            failure_count
         } else {
             record.failure_count
         },

@@ -320,3 +320,41 @@ impl Events for TestEnv {
         self.events.push(event);
     }
 }
+
+/// A small, seedable generator (xorshift64*) for simulations and random tests: the same seed
+/// gives the same run.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed` (0 is taken as 1: xorshift never leaves 0).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// The seed of a random test: `FLEETBREAKER_SEED` when set (to replay a run), else one drawn
+/// from the time. Tests print it.
+pub fn seed() -> u64 {
+    std::env::var("FLEETBREAKER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(time_seed)
+}
+
+/// A seed drawn from the time.
+pub fn time_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1
+}

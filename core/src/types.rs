@@ -188,11 +188,24 @@ impl WindowCounts {
     }
 }
 
-/// When a closed circuit trips. Later policies add cases.
+/// When a closed circuit trips.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FailurePolicy {
     /// Trip after this many consecutive counted failures in one environment.
     ConsecutiveFailures(u32),
+    /// Trip when the share of failed calls across the whole fleet, over a sliding window of
+    /// `window_ms`, reaches a threshold.
+    FailureRate(FailureRate),
+}
+
+/// The failure-rate policy: the calls and failures of every environment in the window, added
+/// up. Environments report only once they see a failure, so a healthy fleet writes nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FailureRate {
+    /// The share of failed calls (0 to 1, above 0) that trips the circuit.
+    pub threshold: f64,
+    /// The fleet's calls the window must hold before its rate is trusted.
+    pub minimum_calls: u32,
 }
 
 /// What a call meets while the store cannot be reached.
@@ -232,8 +245,9 @@ pub struct Config {
     /// How many distinct environments must have seen the failures before the circuit trips
     /// for the fleet (1: any one environment trips it, as in Powertools).
     pub minimum_environments: u32,
-    /// How recent another environment's failures must be to count toward
-    /// `minimum_environments` (the fleet's counters are kept per window of this length).
+    /// The length of the fleet's sliding window: the failure-rate policy's rate is taken over
+    /// it, and another environment's failures count toward `minimum_environments` while they
+    /// are this recent.
     pub window_ms: u64,
 }
 

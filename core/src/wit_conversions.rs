@@ -52,7 +52,10 @@ macro_rules! wit_conversions {
         $crate::__wit_cases!($w, PermitKind = PermitKind { Normal, Probe });
         $crate::__wit_cases!($w, Outcome = Outcome { Success, Failure, Ignored });
         $crate::__wit_cases!($w, StoreFailureMode = StoreFailureMode { Open, Closed });
-        $crate::__wit_cases!($w, FailurePolicy = FailurePolicy { ConsecutiveFailures(n) });
+        $crate::__wit_cases!($w, FailurePolicy = FailurePolicy {
+            ConsecutiveFailures(n), FailureRate(r)
+        });
+        $crate::__wit_fields!($w, FailureRate = FailureRate { threshold, minimum_calls });
         $crate::__wit_cases!($w, TransitionReason = TransitionReason {
             Tripped, ProbeStarted, ProbeTakenOver, ProbeSucceeded, ProbeReleased, ProbeFailed,
             Recovered, ForcedOpen, ForcedClosed, OverrideExpired, Reset, Reconciled,

@@ -5,7 +5,8 @@
 use fleetbreaker_core::machine;
 use fleetbreaker_core::testing::{ManualClock, MemoryStore, TestEnv};
 use fleetbreaker_core::{
-    Circuit, CircuitState, Config, Event, FailurePolicy, Outcome, Permit, PermitKind, StoreError,
+    Circuit, CircuitState, Config, Event, FailurePolicy, FailureRate, Outcome, Permit, PermitKind,
+    StoreError,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -24,8 +25,18 @@ enum Action {
 }
 
 fn config_strategy() -> impl Strategy<Value = Config> {
+    // Both policies: consecutive failures in one environment, and the fleet's failure rate.
+    let policy = prop_oneof![
+        (1u32..4).prop_map(FailurePolicy::ConsecutiveFailures),
+        (prop_oneof![Just(0.2), Just(0.5), Just(1.0)], 1u32..12).prop_map(
+            |(threshold, minimum_calls)| FailurePolicy::FailureRate(FailureRate {
+                threshold,
+                minimum_calls,
+            })
+        ),
+    ];
     (
-        1u32..4,
+        policy,
         100u64..1000,
         1u32..4,
         0u64..300,
@@ -36,9 +47,9 @@ fn config_strategy() -> impl Strategy<Value = Config> {
         500u64..5000,
     )
         .prop_map(
-            |(threshold, recovery, successes, cache, lease, multiplier, environments, window)| {
+            |(policy, recovery, successes, cache, lease, multiplier, environments, window)| {
                 Config {
-                    failure_policy: FailurePolicy::ConsecutiveFailures(threshold),
+                    failure_policy: policy,
                     recovery_timeout_ms: recovery,
                     success_threshold: successes,
                     local_cache_max_age_ms: cache,
@@ -309,20 +320,8 @@ impl Fleet {
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("FLEETBREAKER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
 fn run_fleet(name: &str, faults: bool, cases: u32) {
-    let seed = seed();
+    let seed = fleetbreaker_core::testing::seed();
     println!("{name}: seed {seed} (rerun with FLEETBREAKER_SEED={seed})");
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());

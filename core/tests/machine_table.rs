@@ -669,7 +669,7 @@ fn break_grows_by_the_multiplier_up_to_the_cap_with_bounded_jitter() {
 fn info_reports_the_wait_of_each_state() {
     let c = config();
     let window = Window::default();
-    let info = |s: Shared| machine::info(&ctx(&c), &s.record, &window, false).retry_after_ms;
+    let info = |s: Shared| machine::info(&ctx(&c), &s.record, window.count(), false).retry_after_ms;
     assert_eq!(info(shared(S::Closed, |_| {})), None);
     assert_eq!(
         info(shared(S::Open, |r| r.open_until_ms = Some(NOW + 70))),

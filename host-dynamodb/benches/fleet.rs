@@ -8,16 +8,21 @@
 //! circuit; whether 2 % noise for 10 minutes trips it; how many calls fail fleet-wide in a hard
 //! outage before every environment has stopped calling, and how long that takes; whether one
 //! environment that fails every call trips it for everyone; and the store's writes (healthy,
-//! during the incident, the busiest second). Figures only: nothing here passes or fails. Two
+//! during the incident, the busiest second). Figures only: nothing here passes or fails. Four
 //! policies meet the same calls, side by side: the default, consecutive failures (5) counted in
-//! each environment, and the same with `minimum_environments` 3.
+//! each environment; the fleet's failure rate (0.2 of at least 100 calls in a 10 s window);
+//! and each of them with `minimum_environments` 3.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fleetbreaker::{
-    Breaker, CircuitState, Config, Environment, Error, ManualClock, MemoryStore, Outcome,
+    Breaker, CircuitState, Clock, Config, Environment, Error, FailurePolicy, FailureRate,
+    ManualClock, MemoryStore, Outcome, Record, Store, StoreFuture, SwapResult, WindowCounts,
+    WindowDelta,
 };
+use fleetbreaker_core::testing::Rng;
 
 const CIRCUIT: &str = "payments";
 const T0: u64 = 1_700_000_000_000;
@@ -25,25 +30,95 @@ const T0: u64 = 1_700_000_000_000;
 const PERIOD_MS: u64 = 200;
 const TICK_MS: u64 = 10;
 
-/// A small, seedable generator (xorshift64*): the run is the same for the same seed.
-struct Rng(u64);
+/// Which calls fail: `(environment, ms since the incident began, rng) -> fails`.
+type Downstream = dyn Fn(usize, u64, &mut Rng) -> bool;
 
-impl Rng {
-    fn chance(&mut self, p: f64) -> bool {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        ((x >> 11) as f64 / (1u64 << 53) as f64) < p
+/// The memory store, counting each item's writes per second of the virtual clock: what one
+/// DynamoDB item (and so one partition) would take.
+struct Counting {
+    inner: MemoryStore,
+    clock: ManualClock,
+    /// (item, second) -> writes.
+    writes: Mutex<HashMap<(String, u64), u64>>,
+}
+
+impl Counting {
+    fn wrote(&self, item: String) {
+        let second = self.clock.now_ms() / 1000;
+        *self
+            .writes
+            .lock()
+            .unwrap()
+            .entry((item, second))
+            .or_default() += 1;
+    }
+
+    /// The most writes one item took in one second, and since when the count runs.
+    fn busiest_item_per_second(&self, since_s: u64) -> u64 {
+        let writes = self.writes.lock().unwrap();
+        let busiest = writes
+            .iter()
+            .filter(|((_, second), _)| *second >= since_s)
+            .map(|(_, n)| *n)
+            .max();
+        busiest.unwrap_or(0)
     }
 }
 
-/// Which calls fail: `(environment, ms since the incident began, rng) -> fails`.
-type Downstream = dyn Fn(usize, u64, &mut Rng) -> bool;
+impl Store for Counting {
+    fn load<'a>(&'a self, circuit: &'a str) -> StoreFuture<'a, Option<Record>> {
+        self.inner.load(circuit)
+    }
+
+    fn swap<'a>(
+        &'a self,
+        circuit: &'a str,
+        expected_version: Option<u64>,
+        next: &'a Record,
+    ) -> StoreFuture<'a, SwapResult> {
+        Box::pin(async move {
+            let result = self.inner.swap(circuit, expected_version, next).await;
+            if matches!(result, Ok(SwapResult::Written)) {
+                self.wrote(circuit.to_string());
+            }
+            result
+        })
+    }
+
+    fn add_to_window<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_start_ms: u64,
+        shard: u32,
+        delta: &'a WindowDelta,
+        expires_at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let result = self
+                .inner
+                .add_to_window(circuit, window_start_ms, shard, delta, expires_at_ms)
+                .await;
+            if result.is_ok() {
+                self.wrote(format!("{circuit}/{window_start_ms}/{shard}"));
+            }
+            result
+        })
+    }
+
+    fn read_windows<'a>(
+        &'a self,
+        circuit: &'a str,
+        window_starts_ms: &'a [u64],
+        shards: u32,
+    ) -> StoreFuture<'a, Vec<WindowCounts>> {
+        self.inner.read_windows(circuit, window_starts_ms, shards)
+    }
+}
 
 struct Fleet {
     clock: ManualClock,
     store: MemoryStore,
+    counting: Arc<Counting>,
     breakers: Vec<Breaker>,
     rt: tokio::runtime::Runtime,
 }
@@ -51,9 +126,14 @@ struct Fleet {
 fn fleet(environments: usize, config: &Config) -> Fleet {
     let clock = ManualClock::new(T0);
     let store = MemoryStore::new();
+    let counting = Arc::new(Counting {
+        inner: store.clone(),
+        clock: clock.clone(),
+        writes: Mutex::default(),
+    });
     let breakers = (0..environments)
         .map(|i| {
-            let env = Environment::builder(store.clone())
+            let env = Environment::builder(counting.clone())
                 .clock(clock.clone())
                 .id(format!("env-{i}"))
                 .build()
@@ -71,6 +151,7 @@ fn fleet(environments: usize, config: &Config) -> Fleet {
     Fleet {
         clock,
         store,
+        counting,
         breakers,
         rt,
     }
@@ -88,6 +169,8 @@ struct Incident {
     all_stopped_ms: Option<u64>,
     writes: u64,
     busiest_second_writes: u64,
+    /// The most writes one item took in one second.
+    busiest_item_writes: u64,
 }
 
 /// Runs the fleet for `run_ms` of virtual time from now, `downstream` deciding each call.
@@ -96,9 +179,12 @@ fn run(f: &Fleet, run_ms: u64, rng: &mut Rng, downstream: &Downstream) -> Incide
     let mut out = Incident::default();
     let mut stopped = vec![false; n];
     let mut stopped_count = 0;
-    let writes_before = f.store.writes();
+    // Every write the store takes: records and the window counters.
+    let writes = || f.store.writes() + f.store.window_adds();
+    let writes_before = writes();
     let mut writes_by_second: BTreeMap<u64, u64> = BTreeMap::new();
     let mut was_open = false;
+    let first_second = f.clock.now_ms() / 1000;
     let mut elapsed = 0;
     while elapsed < run_ms {
         // Environments are spread evenly over the period, as independent callers are.
@@ -140,12 +226,13 @@ fn run(f: &Fleet, run_ms: u64, rng: &mut Rng, downstream: &Downstream) -> Incide
             out.first_trip_ms.get_or_insert(elapsed);
         }
         was_open = open;
-        let writes = f.store.writes() - writes_before;
-        *writes_by_second.entry(elapsed / 1000).or_default() = writes;
+        let written = writes() - writes_before;
+        *writes_by_second.entry(elapsed / 1000).or_default() = written;
         f.clock.advance(TICK_MS);
         elapsed += TICK_MS;
     }
-    out.writes = f.store.writes() - writes_before;
+    out.writes = writes() - writes_before;
+    out.busiest_item_writes = f.counting.busiest_item_per_second(first_second);
     let mut last = 0;
     for total in writes_by_second.values() {
         out.busiest_second_writes = out.busiest_second_writes.max(total - last);
@@ -181,6 +268,18 @@ fn figures(n: usize, config: &Config, rng: &mut Rng) -> Vec<(&'static str, Strin
     let noise = run(&f, 600_000, rng, &|_, _, r| r.chance(0.02));
     rows.push(("noise (2 % errors, 10 min): trips", noise.trips.to_string()));
 
+    // Tolerable noise: 10 % errors, below the rate policy's threshold, for 10 minutes.
+    let f = fleet(n, config);
+    let noise = run(&f, 600_000, rng, &|_, _, r| r.chance(0.1));
+    rows.push((
+        "noise (10 % errors, 10 min): trips",
+        noise.trips.to_string(),
+    ));
+    rows.push((
+        "noise (10 % errors): busiest item's writes in a second",
+        noise.busiest_item_writes.to_string(),
+    ));
+
     // Hard outage: every call fails.
     let f = fleet(n, config);
     let _ = run(&f, 10_000, rng, &|_, _, _| false);
@@ -202,6 +301,10 @@ fn figures(n: usize, config: &Config, rng: &mut Rng) -> Vec<(&'static str, Strin
         "hard outage: busiest second's writes (all items)",
         hard.busiest_second_writes.to_string(),
     ));
+    rows.push((
+        "hard outage: busiest item's writes in one second",
+        hard.busiest_item_writes.to_string(),
+    ));
 
     // One bad environment: environment 0 fails every call, the others none.
     let f = fleet(n, config);
@@ -220,12 +323,7 @@ fn main() {
         .position(|a| a == "--seed")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+        .unwrap_or_else(fleetbreaker_core::testing::time_seed);
     let sizes: &[usize] = if args.iter().any(|a| a == "--quick") {
         &[100]
     } else {
@@ -233,32 +331,65 @@ fn main() {
     };
     println!("fleet simulation, seed {seed} (replay with -- --seed {seed})");
     let consecutive = Config::default();
-    let quorum = Config {
-        minimum_environments: 3,
+    let rate = Config {
+        failure_policy: FailurePolicy::FailureRate(FailureRate {
+            threshold: 0.2,
+            minimum_calls: 100,
+        }),
+        window_ms: 10_000,
         ..Config::default()
     };
+    let policies = [
+        ("consecutive", consecutive.clone()),
+        (
+            "consecutive, min env 3",
+            Config {
+                minimum_environments: 3,
+                ..consecutive.clone()
+            },
+        ),
+        ("rate", rate.clone()),
+        (
+            "rate, min env 3",
+            Config {
+                minimum_environments: 3,
+                ..rate
+            },
+        ),
+    ];
     println!(
-        "policies: consecutive failures (5) in one environment; the same with \
-         minimum_environments 3 (window {} s); recovery {} s, local cache {} s; {} calls/s \
-         per environment",
-        quorum.window_ms / 1000,
+        "policies: consecutive failures (5) in one environment; failure rate 0.2 over the \
+         fleet's calls (minimum 100 calls, window 10 s); each also with minimum_environments 3 \
+         (the consecutive one's window {} s); recovery {} s, local cache {} s; {} calls/s per \
+         environment",
+        consecutive.window_ms / 1000,
         consecutive.recovery_timeout_ms / 1000,
         consecutive.local_cache_max_age_ms / 1000,
         1000 / PERIOD_MS
     );
     for &n in sizes {
         let started = Instant::now();
-        // One generator per policy from the same seed: both meet the same calls.
-        let a = figures(n, &consecutive, &mut Rng(seed));
-        let b = figures(n, &quorum, &mut Rng(seed));
+        // One generator per policy from the same seed: every policy meets the same calls.
+        let columns: Vec<Vec<(&str, String)>> = policies
+            .iter()
+            .map(|(_, config)| figures(n, config, &mut Rng::new(seed)))
+            .collect();
         println!("\n{n} environments\n");
-        println!(
-            "| {:<58} | {:>12} | {:>22} |",
-            "figure", "consecutive", "minimum_environments 3"
-        );
-        println!("|{}|{}|{}|", "-".repeat(60), "-".repeat(14), "-".repeat(24));
-        for ((what, x), (_, y)) in a.into_iter().zip(b) {
-            println!("| {what:<58} | {x:>12} | {y:>22} |");
+        print!("| {:<58} |", "figure");
+        for (name, _) in &policies {
+            print!(" {name:>22} |");
+        }
+        print!("\n|{}|", "-".repeat(60));
+        for _ in &policies {
+            print!("{}|", "-".repeat(24));
+        }
+        println!();
+        for (row, (what, _)) in columns[0].iter().enumerate() {
+            print!("| {what:<58} |");
+            for column in &columns {
+                print!(" {:>22} |", column[row].1);
+            }
+            println!();
         }
         eprintln!("({n} environments simulated in {:.1?})", started.elapsed());
     }

@@ -47,7 +47,7 @@
 //!
 //! | field | default | meaning |
 //! | --- | --- | --- |
-//! | `failure_policy` | `ConsecutiveFailures(5)` | trip after 5 consecutive counted failures in one environment |
+//! | `failure_policy` | `ConsecutiveFailures(5)` | trip after 5 consecutive counted failures in one environment; `FailureRate { threshold, minimum_calls }`: trip when that share of the whole fleet's calls in the window failed |
 //! | `recovery_timeout_ms` | 30 000 | the first break after a trip |
 //! | `success_threshold` | 3 | probe successes that close a half-open circuit |
 //! | `local_cache_max_age_ms` | 5 000 | how long a read of the shared record is trusted (and the admission lease lasts) |
@@ -58,7 +58,7 @@
 //! | `store_retry_after_ms` | 5 000 | after a store error, how long to protect locally before asking the store again |
 //! | `store_failure_mode` | `Open` | while the store is down, admit calls and protect locally (`Closed`: reject) |
 //! | `minimum_environments` | 1 | distinct environments whose failures must agree before the circuit trips for the fleet |
-//! | `window_ms` | 60 000 | how recent another environment's failures must be to count toward `minimum_environments` |
+//! | `window_ms` | 60 000 | the fleet's sliding window: the failure rate is taken over it, and other environments' failures count toward `minimum_environments` within it |
 //!
 //! # The admission lease
 //!
@@ -108,9 +108,10 @@ pub use environment::{Environment, EnvironmentBuilder};
 pub use error::Error;
 pub use events::Events;
 pub use fleetbreaker_core::{
-    CircuitInfo, CircuitState, Config, ConfigError, CorruptItem, Event, FailurePolicy, Outcome,
-    Record, StoreError, StoreFailureMode, StoreFault, SwapResult, Transition, TransitionReason,
-    WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, WindowCounts, WindowDelta, window_starts,
+    CircuitInfo, CircuitState, Config, ConfigError, CorruptItem, Event, FailurePolicy, FailureRate,
+    Outcome, Record, StoreError, StoreFailureMode, StoreFault, SwapResult, Transition,
+    TransitionReason, WINDOW_REPORT_INTERVAL_MS, WINDOW_SHARDS, WindowCounts, WindowDelta,
+    window_starts,
 };
 pub use kill_switch::{KILL_SWITCH_VARIABLES, kill_switch};
 #[cfg(feature = "dynamodb")]

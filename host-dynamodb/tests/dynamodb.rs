@@ -144,11 +144,52 @@ async fn with_minimum_environments_one_bad_environment_never_trips_and_the_third
     assert_eq!(record.state, CircuitState::Open);
     assert!(matches!(ok(&fleet[2].0).await, Err(Error::Open(_))));
     // Reports went to the window at most once a second per environment, not once per call.
-    assert!(
-        store.stats().writes <= 10 + 2 + 2 + 1,
-        "{:?}",
-        store.stats()
-    );
+    let stats = store.stats();
+    assert!(stats.window_adds <= 10 + 2 + 2, "{stats:?}");
+    assert_eq!(stats.writes, 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn failure_rate_healthy_calls_write_nothing_and_the_fleets_failures_trip_the_circuit() {
+    let store = Arc::new(fresh_store("failure-rate").await);
+    let clock = ManualClock::new(T0);
+    let rate = Config {
+        failure_policy: fleetbreaker::FailurePolicy::FailureRate(fleetbreaker::FailureRate {
+            threshold: 0.5,
+            minimum_calls: 10,
+        }),
+        window_ms: 10_000,
+        ..Config::default()
+    };
+    let fleet: Vec<(Breaker, Events)> = (0..3)
+        .map(|_| breaker_on(store.clone(), &clock, rate.clone()))
+        .collect();
+    for _ in 0..10 {
+        for (b, _) in &fleet {
+            ok(b).await.unwrap().unwrap();
+        }
+        clock.advance(200);
+    }
+    assert_eq!(store.stats().writes + store.stats().window_adds, 0);
+    // Every environment fails every call: each reports at most once a second, and within a
+    // few seconds the fleet's window holds half its calls failed.
+    let mut rejected = false;
+    for _ in 0..50 {
+        for (b, _) in &fleet {
+            match fail(b).await {
+                Ok(_) => {}
+                Err(Error::Open(_)) => rejected = true,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        clock.advance(200);
+    }
+    assert!(rejected, "the circuit never opened");
+    let record = store.load("payments").await.unwrap().expect("the trip");
+    assert_eq!(record.state, CircuitState::Open);
+    let stats = store.stats();
+    assert_eq!(stats.writes, 1, "{stats:?}");
+    assert!(stats.window_adds <= 3 * 11, "{stats:?}");
 }
 
 #[tokio::test]

@@ -43,7 +43,8 @@ class CircuitBreakerConfig:
 
     Powertools fields and defaults:
 
-    - ``failure_threshold`` (5): consecutive counted failures in one environment that open the circuit;
+    - ``failure_threshold`` (5): consecutive counted failures in one environment that open the
+      circuit (None when ``failure_rate_threshold`` selects the failure-rate policy);
     - ``recovery_timeout`` (30): how long the circuit stays open before one call may probe;
     - ``success_threshold`` (3): probe successes that close it again;
     - ``handled_exceptions`` / ``ignored_exceptions`` (mutually exclusive): which exceptions
@@ -53,6 +54,12 @@ class CircuitBreakerConfig:
 
     New fields:
 
+    - ``failure_rate_threshold`` (None): setting it selects the failure-rate policy: the
+      circuit opens when this share of the whole fleet's calls in the ``window`` failed (0.2:
+      a fifth). Environments report only once they see a failure, so a healthy fleet writes
+      nothing. Setting it together with ``failure_threshold`` is an error;
+    - ``minimum_calls`` (100): under the failure-rate policy, the fleet's calls the window must
+      hold before its rate counts;
     - ``backoff_multiplier`` (1.0): each reopening multiplies the break by this;
     - ``max_recovery_timeout`` (None: with a multiplier above 1, 300 s or ``recovery_timeout``
       if longer): the longest break;
@@ -69,12 +76,14 @@ class CircuitBreakerConfig:
       failures before the circuit trips for the fleet (1: any one, as in Powertools). Above 1,
       one bad environment (a broken network path, a bad sandbox) no longer opens the circuit
       for everyone; while the store cannot be reached, each environment still protects itself;
-    - ``window`` (60): how recent another environment's failures must be to count toward
-      ``minimum_environments``, in seconds.
+    - ``window`` (60): the fleet's sliding window, in seconds: the failure rate is taken over
+      it, and another environment's failures count toward ``minimum_environments`` within it.
     """
 
     __slots__ = (
         "failure_threshold",
+        "failure_rate_threshold",
+        "minimum_calls",
         "recovery_timeout",
         "success_threshold",
         "handled_exceptions",
@@ -92,7 +101,9 @@ class CircuitBreakerConfig:
         "_settings",
     )
 
-    failure_threshold: int
+    failure_threshold: Optional[int]
+    failure_rate_threshold: Optional[float]
+    minimum_calls: int
     recovery_timeout: float
     success_threshold: int
     handled_exceptions: Optional[Tuple[Type[BaseException], ...]]
@@ -110,7 +121,7 @@ class CircuitBreakerConfig:
 
     def __init__(
         self,
-        failure_threshold: int = 5,
+        failure_threshold: Optional[int] = None,
         recovery_timeout: float = 30,
         success_threshold: int = 3,
         handled_exceptions: _ExceptionTypes = None,
@@ -125,11 +136,15 @@ class CircuitBreakerConfig:
         store_failure_mode: str = "open",
         minimum_environments: int = 1,
         window: float = 60,
+        failure_rate_threshold: Optional[float] = None,
+        minimum_calls: int = 100,
     ) -> None:
         # Checked in the native host, the same way as in every language.
         self._settings = _native.Settings(
             {
                 "failure_threshold": failure_threshold,
+                "failure_rate_threshold": failure_rate_threshold,
+                "minimum_calls": minimum_calls,
                 "recovery_timeout": recovery_timeout,
                 "success_threshold": success_threshold,
                 "local_cache_max_age": local_cache_max_age,

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use fleetbreaker_core::config::MAX_MINIMUM_ENVIRONMENTS;
-use fleetbreaker_core::{Config, ConfigError, FailurePolicy, StoreFailureMode};
+use fleetbreaker_core::{Config, ConfigError, FailurePolicy, FailureRate, StoreFailureMode};
 
 /// A user's value, as a binding read it, before any check. Bindings map their own types onto
 /// these and nothing more: the checks and the texts are the same for every language.
@@ -110,6 +110,28 @@ fn count(value: &Value) -> Result<u32, Refusal> {
         _ => Err(Refusal(format!(
             "must be an integer from 1 to {}, got {value}",
             u32::MAX
+        ))),
+    }
+}
+
+fn optional_count(value: &Value) -> Result<Option<u32>, Refusal> {
+    match value {
+        Value::Null => Ok(None),
+        _ => count(value).map(Some).map_err(|_| {
+            Refusal(format!(
+                "must be absent or an integer from 1 to {}, got {value}",
+                u32::MAX
+            ))
+        }),
+    }
+}
+
+fn optional_rate(value: &Value) -> Result<Option<f64>, Refusal> {
+    match (value, value.number()) {
+        (Value::Null, _) => Ok(None),
+        (_, Some(r)) if r > 0.0 && r <= 1.0 => Ok(Some(r)),
+        _ => Err(Refusal(format!(
+            "must be absent or a number above 0 and at most 1, got {value}"
         ))),
     }
 }
@@ -217,6 +239,12 @@ trait Shown {
     fn shown(&self) -> Value;
 }
 
+impl Shown for Option<u32> {
+    fn shown(&self) -> Value {
+        self.map_or(Value::Null, |n| n.shown())
+    }
+}
+
 impl Shown for u32 {
     fn shown(&self) -> Value {
         Value::Int(i64::from(*self))
@@ -268,9 +296,8 @@ macro_rules! settings {
             /// Every field's name, in snake_case, in declaration order.
             pub const FIELDS: &'static [&'static str] = &[$( stringify!($field) ),*];
 
-            /// Every field's name (snake_case) and value, in declaration order: what the
-            /// packages show as their config's attributes.
-            pub fn values(&self) -> Vec<(&'static str, Value)> {
+            /// Every field's name (snake_case) and value as given, in declaration order.
+            fn given_values(&self) -> Vec<(&'static str, Value)> {
                 vec![$( (stringify!($field), Shown::shown(&self.$field)) ),*]
             }
 
@@ -285,8 +312,15 @@ macro_rules! settings {
 }
 
 settings! {
-    /// Consecutive counted failures in one environment that open the circuit.
-    failure_threshold: u32 = 5, checked by count;
+    /// Consecutive counted failures in one environment that open the circuit (absent: 5,
+    /// unless `failure_rate_threshold` selects the failure-rate policy).
+    failure_threshold: Option<u32> = None, checked by optional_count;
+    /// The fleet's share of failed calls in the window that opens the circuit; setting it
+    /// selects the failure-rate policy.
+    failure_rate_threshold: Option<f64> = None, checked by optional_rate;
+    /// Under the failure-rate policy: the fleet's calls the window must hold before its rate
+    /// counts.
+    minimum_calls: u32 = 100, checked by count;
     /// Seconds the circuit stays open before one call may probe.
     recovery_timeout: f64 = 30.0, checked by duration;
     /// Probe successes that close a half-open circuit.
@@ -310,8 +344,8 @@ settings! {
     /// Distinct environments that must have seen the failures before the circuit trips for
     /// the fleet (1: any one, as in Powertools).
     minimum_environments: u32 = 1, checked by environments;
-    /// Seconds within which another environment's failures count toward
-    /// `minimum_environments`.
+    /// Seconds of the fleet's sliding window: the failure-rate policy's rate is taken over it,
+    /// and another environment's failures count toward `minimum_environments` within it.
     window: f64 = 60.0, checked by duration;
 }
 
@@ -364,6 +398,16 @@ impl Settings {
                 cap_given = Some(value);
             }
         }
+        if settings.failure_threshold.is_some() && settings.failure_rate_threshold.is_some() {
+            return Err(ConfigError {
+                field: casing.spell("failure_rate_threshold").into_owned(),
+                message: format!(
+                    "cannot be set together with {}: each selects a failure policy (the \
+                     fleet's failure rate, or consecutive failures in one environment); set one",
+                    casing.spell("failure_threshold")
+                ),
+            });
+        }
         if let (Some(max), Some(given)) = (settings.max_recovery_timeout, cap_given)
             && max < settings.recovery_timeout
         {
@@ -379,10 +423,34 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Every field's name (snake_case) and value, in declaration order: what the packages
+    /// show as their config's attributes. An absent `failure_threshold` shows the default it
+    /// stands for (none under the failure-rate policy).
+    pub fn values(&self) -> Vec<(&'static str, Value)> {
+        let mut values = self.given_values();
+        if let Some((_, shown)) = values.iter_mut().find(|(f, _)| *f == "failure_threshold") {
+            *shown = match self.config().failure_policy {
+                FailurePolicy::ConsecutiveFailures(n) => n.shown(),
+                FailurePolicy::FailureRate(_) => Value::Null,
+            };
+        }
+        values
+    }
+
     /// What the breaker runs on (milliseconds).
     pub fn config(&self) -> Config {
+        let failure_policy = match self.failure_rate_threshold {
+            Some(threshold) => FailurePolicy::FailureRate(FailureRate {
+                threshold,
+                minimum_calls: self.minimum_calls,
+            }),
+            None => FailurePolicy::ConsecutiveFailures(
+                self.failure_threshold
+                    .unwrap_or(Config::default().failure_threshold()),
+            ),
+        };
         Config {
-            failure_policy: FailurePolicy::ConsecutiveFailures(self.failure_threshold),
+            failure_policy,
             recovery_timeout_ms: ms(self.recovery_timeout),
             success_threshold: self.success_threshold,
             local_cache_max_age_ms: ms(self.local_cache_max_age),
@@ -464,7 +532,48 @@ mod tests {
         assert_eq!(names, Settings::FIELDS);
         assert!(values.contains(&("probe_lease", Value::Float(45.0))));
         assert!(values.contains(&("store_failure_mode", Value::Text("open".into()))));
-        assert_eq!(Settings::parse(Casing::Snake, values).unwrap(), s);
+        let again = Settings::parse(Casing::Snake, values).unwrap();
+        assert_eq!(again.config(), s.config());
+        assert_eq!(again.values(), s.values());
+    }
+
+    #[test]
+    fn a_failure_rate_threshold_selects_the_rate_policy_and_shows_no_consecutive_threshold() {
+        let s = parse(
+            Casing::Camel,
+            &[
+                ("failureRateThreshold", Value::Float(0.25)),
+                ("minimumCalls", Value::Int(40)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            s.config().failure_policy,
+            FailurePolicy::FailureRate(FailureRate {
+                threshold: 0.25,
+                minimum_calls: 40
+            })
+        );
+        assert!(s.values().contains(&("failure_threshold", Value::Null)));
+        let consecutive = parse(Casing::Snake, &[]).unwrap();
+        assert!(
+            consecutive
+                .values()
+                .contains(&("failure_threshold", Value::Int(5)))
+        );
+        let err = parse(
+            Casing::Camel,
+            &[
+                ("failureThreshold", Value::Int(5)),
+                ("failureRateThreshold", Value::Float(0.25)),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "failureRateThreshold");
+        assert!(
+            err.message.contains("together with failureThreshold"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -478,7 +587,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(s.failure_threshold, 2);
+        assert_eq!(s.failure_threshold, Some(2));
         assert_eq!(s.config().max_recovery_timeout_ms, Some(90_500));
         assert_eq!(s.store_failure_mode, StoreFailureMode::Closed);
         let err = parse(Casing::Camel, &[("failure_threshold", Value::Int(2))]).unwrap_err();
@@ -502,7 +611,7 @@ mod tests {
         assert_eq!(err.field, "failure_threshold");
         assert_eq!(
             err.message,
-            "must be an integer from 1 to 4294967295, got true"
+            "must be absent or an integer from 1 to 4294967295, got true"
         );
     }
 

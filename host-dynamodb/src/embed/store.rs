@@ -143,6 +143,7 @@ impl StoreHandle {
             Kind::Memory(m) => StoreStats {
                 reads: m.reads(),
                 writes: m.writes(),
+                window_adds: m.window_adds(),
                 conflicts: m.conflicts(),
                 errors: m.faulted_calls(),
             },

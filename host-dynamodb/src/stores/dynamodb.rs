@@ -906,7 +906,7 @@ impl DynamoDbStore {
             .send()
             .await
             .map_err(|e| self.map_error("UpdateItem", e))?;
-        self.counters.write();
+        self.counters.window_add();
         Ok(())
     }
 

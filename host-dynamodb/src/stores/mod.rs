@@ -115,8 +115,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 pub struct StoreStats {
     /// Successful loads.
     pub reads: u64,
-    /// Successful writes.
+    /// Successful writes of a record.
     pub writes: u64,
+    /// Successful adds to the fleet's window counters (each one write of the store too).
+    pub window_adds: u64,
     /// Swaps refused on the version.
     pub conflicts: u64,
     /// Calls that failed (timeouts, throttling, unreachable, refused).
@@ -128,6 +130,7 @@ pub struct StoreStats {
 pub(crate) struct Counters {
     reads: AtomicU64,
     writes: AtomicU64,
+    window_adds: AtomicU64,
     conflicts: AtomicU64,
     errors: AtomicU64,
 }
@@ -139,6 +142,10 @@ impl Counters {
 
     pub(crate) fn write(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn window_add(&self) {
+        self.window_adds.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn conflict(&self) {
@@ -153,6 +160,7 @@ impl Counters {
         StoreStats {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            window_adds: self.window_adds.load(Ordering::Relaxed),
             conflicts: self.conflicts.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
         }
@@ -183,6 +191,7 @@ struct MemoryInner {
     holding: std::sync::atomic::AtomicBool,
     reads: AtomicU64,
     writes: AtomicU64,
+    window_adds: AtomicU64,
     conflicts: AtomicU64,
     faulted: AtomicU64,
 }
@@ -197,6 +206,7 @@ impl Default for MemoryInner {
             holding: std::sync::atomic::AtomicBool::new(false),
             reads: AtomicU64::default(),
             writes: AtomicU64::default(),
+            window_adds: AtomicU64::default(),
             conflicts: AtomicU64::default(),
             faulted: AtomicU64::default(),
         }
@@ -300,9 +310,14 @@ impl MemoryStore {
         self.inner.reads.load(Ordering::Relaxed)
     }
 
-    /// Successful writes so far.
+    /// Successful writes of a record so far.
     pub fn writes(&self) -> u64 {
         self.inner.writes.load(Ordering::Relaxed)
+    }
+
+    /// Successful adds to the fleet's window counters so far.
+    pub fn window_adds(&self) -> u64 {
+        self.inner.window_adds.load(Ordering::Relaxed)
     }
 
     /// Swaps refused on the version so far.
@@ -380,7 +395,7 @@ impl MemoryStore {
         let environment = delta.environment.clone();
         counts.add(delta.calls, delta.failures, delta.slow_calls, environment);
         *expires = (*expires).max(expires_at_ms);
-        self.inner.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.window_adds.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -282,7 +282,7 @@ fn serve(mut conn: Connection, label: &str, inbox: mpsc::Receiver<Request>, coun
             Request::AddToWindow(add, reply) => {
                 let result = add_to_window(&mut conn, &add).map_err(|e| map_error(label, e));
                 match &result {
-                    Ok(()) => counters.write(),
+                    Ok(()) => counters.window_add(),
                     Err(_) => counters.error(),
                 }
                 let _ = reply.send(result);
