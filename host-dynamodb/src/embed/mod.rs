@@ -10,7 +10,7 @@
 //!
 //! let refused = Settings::parse(Casing::Snake, [("failure_threshold", Value::Int(0))]).unwrap_err();
 //! assert_eq!(refused.field, "failure_threshold");
-//! assert_eq!(refused.message, "must be an integer from 1 to 4294967295, got 0");
+//! assert_eq!(refused.message, "must be absent or an integer from 1 to 4294967295, got 0");
 //! ```
 
 mod operator;
