@@ -46,6 +46,8 @@ export interface CircuitBreakerConfig {
   minimumEnvironments?: number;
   /** The fleet's sliding window: the failure rate is taken over it, and another environment's failures count toward minimumEnvironments within it. Default 60. */
   window?: number;
+  /** A success slower than this many seconds counts as a failure, reported as a slow call. Every call then takes a permit (no admission lease). Default none. */
+  slowCall?: number | null;
 }
 
 /** What a call or an operator sees of a circuit. Times are epoch milliseconds. */
@@ -63,6 +65,8 @@ export interface CircuitInfo {
   readonly overrideUntilMs: number | null;
   /** The store cannot be reached; this environment decides alone. */
   readonly localOnly: boolean;
+  /** Of failureCount, the slow calls (successes slower than slowCall). */
+  readonly slowCallCount: number;
 }
 
 /** One change of a circuit, reported by the environment whose write made it. */
@@ -77,6 +81,10 @@ export interface CircuitTransition {
   readonly reason: string;
   readonly overrideReason: string | null;
   readonly localOnly: boolean;
+  /** The failures that tripped the circuit into this episode (0 once it closed). */
+  readonly failureCount: number;
+  /** Of those, the slow calls. */
+  readonly slowCallCount: number;
 }
 
 export interface Logger {
@@ -223,6 +231,7 @@ export interface StoredRecord {
   probeSuccesses: number;
   closedAtMs: number | null;
   failureCount: number;
+  slowCallCount: number;
   updatedAtMs: number;
   updatedBy: string;
   overrideReason: string | null;

@@ -74,6 +74,7 @@ function circuitInfo(n) {
     overrideReason: n.overrideReason ?? null,
     overrideUntilMs: n.overrideUntilMs ?? null,
     localOnly: n.localOnly,
+    slowCallCount: n.slowCallCount,
   });
 }
 
@@ -88,6 +89,8 @@ function transition(e) {
     reason: e.reason,
     overrideReason: e.overrideReason ?? null,
     localOnly: e.localOnly,
+    failureCount: e.failureCount,
+    slowCallCount: e.slowCallCount,
   });
 }
 

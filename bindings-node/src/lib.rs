@@ -422,6 +422,7 @@ pub struct NativeInfo {
     pub state: String,
     pub version: f64,
     pub failure_count: u32,
+    pub slow_call_count: u32,
     pub opened_at_ms: Option<f64>,
     pub open_until_ms: Option<f64>,
     pub retry_after_ms: Option<f64>,
@@ -436,6 +437,7 @@ fn info(i: CircuitInfo) -> NativeInfo {
         state: i.state.as_str().into(),
         version: i.version as f64,
         failure_count: i.failure_count,
+        slow_call_count: i.slow_call_count,
         opened_at_ms: i.opened_at_ms.map(|v| v as f64),
         open_until_ms: i.open_until_ms.map(|v| v as f64),
         retry_after_ms: i.retry_after_ms.map(|v| v as f64),
@@ -473,6 +475,8 @@ pub enum CallOutcome {
     Failure,
     /// An error that does not count either way.
     Ignored,
+    /// A success slower than `slowCall`: counts as a failure, reported as a slow call.
+    Slow,
 }
 
 impl From<CallOutcome> for Outcome {

@@ -96,6 +96,27 @@ test('the failure-rate policy trips on the share of failed calls; healthy calls 
   );
 });
 
+test('slow calls count as failures, keep their result and are reported apart', async () => {
+  const clock = new ManualClock(1_000_000);
+  const seen = [];
+  const b = breaker({ failureThreshold: 3, slowCall: 0.5 }, { clock, onTransition: (t) => seen.push(t) });
+  assert.equal(b.config.slowCall, 0.5);
+  const answersIn = (seconds) => () => { clock.advance(seconds); return 'late'; };
+  assert.equal(await b.call(answersIn(0.8)), 'late', 'a slow success still returns its result');
+  let info = await b.info();
+  assert.deepEqual([info.failureCount, info.slowCallCount], [1, 1]);
+  assert.equal(await b.call(answersIn(0.1)), 'late');
+  assert.equal((await b.info()).failureCount, 0, 'a fast success ends the streak');
+  await b.call(answersIn(0.8));
+  await b.call(answersIn(0.8));
+  await assert.rejects(b.call(() => { throw new Downstream(); }), Downstream);
+  const err = await b.call(() => 'never').catch((e) => e);
+  assert.ok(err instanceof CircuitBreakerOpenError);
+  assert.deepEqual([err.circuit.failureCount, err.circuit.slowCallCount], [3, 2]);
+  await flushEvents();
+  assert.deepEqual(seen.map((t) => [t.reason, t.failureCount, t.slowCallCount]), [['tripped', 3, 2]]);
+});
+
 test('the stored record shows every field of the record, camelCase', async () => {
   const clock = new ManualClock(1_000_000);
   const persistence = new InMemoryPersistence();
@@ -105,7 +126,7 @@ test('the stored record shows every field of the record, camelCase', async () =>
   // The one field list of the record, in its order: a field added there shows up here.
   assert.deepEqual(Object.keys(record), [
     'state', 'version', 'openedAtMs', 'openUntilMs', 'trips', 'probeOwner',
-    'probeLeaseUntilMs', 'probeSuccesses', 'closedAtMs', 'failureCount',
+    'probeLeaseUntilMs', 'probeSuccesses', 'closedAtMs', 'failureCount', 'slowCallCount',
     'updatedAtMs', 'updatedBy', 'overrideReason', 'overrideUntilMs', 'expiresAtMs',
   ]);
   assert.deepEqual([record.state, record.version, record.trips], ['OPEN', 1, 1]);

@@ -39,6 +39,7 @@ function configOf(c = {}) {
     storeFailureMode: c.store_failure_mode ?? 'open',
     minimumEnvironments: c.minimum_environments ?? 1,
     window: s(c.window_ms ?? 60000),
+    slowCall: c.slow_call_ms === undefined ? null : s(c.slow_call_ms),
   };
 }
 
@@ -121,7 +122,10 @@ class Runner {
         const expect = arg.expect ?? 'admitted';
         for (let i = 0; i < (arg.times ?? 1); i++) {
           await this.acquire({ expect });
-          if (expect !== 'rejected') await this.complete(this.last[this.env], arg.outcome);
+          if (expect !== 'rejected') {
+            if (arg.takes_ms) this.clock.advance(arg.takes_ms / 1000);
+            await this.complete(this.last[this.env], arg.outcome);
+          }
           if (arg.every_ms) this.clock.advance(arg.every_ms / 1000);
         }
         return;
@@ -145,7 +149,7 @@ class Runner {
       case 'expect_info': {
         const i = await b.info();
         const got = {
-          state: i.state, version: i.version, failure_count: i.failureCount, local_only: i.localOnly,
+          state: i.state, version: i.version, failure_count: i.failureCount, slow_call_count: i.slowCallCount, local_only: i.localOnly,
           override_reason: i.overrideReason, retry_after_ms: i.retryAfterMs,
         };
         for (const [key, want] of Object.entries(arg)) assert.equal(got[key], want, `info.${key}`);
@@ -171,7 +175,7 @@ class Runner {
     }
     const plain = {
       state: r.state, version: r.version, trips: r.trips, probe_successes: r.probeSuccesses,
-      failure_count: r.failureCount, override_reason: r.overrideReason ?? null,
+      failure_count: r.failureCount, slow_call_count: r.slowCallCount, override_reason: r.overrideReason ?? null,
     };
     for (const key of Object.keys(plain)) if (e[key] !== undefined) assert.equal(plain[key], e[key], key);
     const times = { opened_at_ms: r.openedAtMs, open_until_ms: r.openUntilMs, closed_at_ms: r.closedAtMs, override_until_ms: r.overrideUntilMs };

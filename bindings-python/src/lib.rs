@@ -201,6 +201,8 @@ struct Event {
     log_text: String,
     /// The details (see `fleetbreaker::embed::EventView`), in order.
     fields: Py<PyDict>,
+    /// How many details the tuple shows.
+    positional: usize,
 }
 
 impl Event {
@@ -222,6 +224,7 @@ impl Event {
             },
             log_text: view.text,
             fields: fields.unbind(),
+            positional: view.positional,
         })
     }
 }
@@ -235,7 +238,10 @@ impl Event {
             self.circuit.as_str().into_pyobject(py)?.into_any(),
         ];
         let fields = self.fields.bind(py).values();
-        let items: Vec<_> = head.into_iter().chain(fields.iter()).collect();
+        let items: Vec<_> = head
+            .into_iter()
+            .chain(fields.iter().take(self.positional))
+            .collect();
         PyTuple::new(py, items)
     }
 }
@@ -342,6 +348,9 @@ enum CallOutcome {
     /// An error that does not count either way (or a call that was cancelled).
     #[pyo3(name = "IGNORED")]
     Ignored,
+    /// A success slower than `slow_call`: counts as a failure, reported as a slow call.
+    #[pyo3(name = "SLOW")]
+    Slow,
 }
 
 impl From<CallOutcome> for Outcome {
@@ -403,6 +412,7 @@ struct Info {
     state: &'static str,
     version: u64,
     failure_count: u32,
+    slow_call_count: u32,
     opened_at_ms: Option<u64>,
     open_until_ms: Option<u64>,
     retry_after_ms: Option<u64>,
@@ -419,6 +429,7 @@ fn info_of(py: Python<'_>, i: CircuitInfo) -> PyResult<Py<Info>> {
             state: i.state.as_str(),
             version: i.version,
             failure_count: i.failure_count,
+            slow_call_count: i.slow_call_count,
             opened_at_ms: i.opened_at_ms,
             open_until_ms: i.open_until_ms,
             retry_after_ms: i.retry_after_ms,
@@ -487,12 +498,13 @@ impl Circuit {
     }
 
     /// Admits a call under the admission lease if it holds (counted as a success unless
-    /// `leased_call_failed` says otherwise). The healthy path's only native call.
+    /// `leased_call_failed` says otherwise). The healthy path's only native call. Never with
+    /// `slow_call`: every call is then timed, from its permit.
     fn try_admit_leased(&self) -> bool {
         self.breaker.try_admit_leased()
     }
 
-    /// A call admitted by `try_admit_leased` ended with `outcome` (failure or ignored).
+    /// A call admitted by `try_admit_leased` ended with `outcome` (failure, slow or ignored).
     fn leased_call_failed(&self, py: Python<'_>, outcome: CallOutcome) -> PyResult<()> {
         let outcome = Outcome::from(outcome);
         let breaker = self.breaker.clone();

@@ -205,6 +205,33 @@ def test_failure_rate_policy_trips_on_the_share_of_failed_calls_and_healthy_call
     assert raised.value.field == "failure_rate_threshold"
 
 
+def test_slow_calls_count_as_failures_keep_their_result_and_are_reported_apart() -> None:
+    clock = ManualClock(1_000.0)
+    seen: List[CircuitTransition] = []
+    config = CircuitBreakerConfig(failure_threshold=3, slow_call=0.5)
+    assert config.slow_call == 0.5
+    breaker = CircuitBreaker("payments", InMemoryPersistence(), config, on_transition=seen.append, clock=clock)
+
+    def answers_in(seconds: float) -> str:
+        clock.advance(seconds)
+        return "late"
+
+    # A slow success still returns its result; it counts against the circuit.
+    assert breaker.call(answers_in, 0.8) == "late"
+    assert breaker.info().failure_count == 1 and breaker.info().slow_call_count == 1
+    assert breaker.call(answers_in, 0.1) == "late"
+    assert breaker.info().failure_count == 0, "a fast success ends the streak"
+    assert breaker.call(answers_in, 0.8) == "late"
+    assert breaker.call(answers_in, 0.8) == "late"
+    with pytest.raises(Downstream):
+        breaker.call(_raise, Downstream())
+    with pytest.raises(CircuitBreakerOpenError) as raised:
+        breaker.call(lambda: "never")
+    assert raised.value.circuit is not None
+    assert (raised.value.circuit.failure_count, raised.value.circuit.slow_call_count) == (3, 2)
+    assert [(t.reason, t.failure_count, t.slow_call_count) for t in seen] == [("tripped", 3, 2)]
+
+
 def test_the_stored_record_shows_every_field_of_the_record() -> None:
     clock = ManualClock(1_000.0)
     store = InMemoryPersistence()
@@ -216,7 +243,7 @@ def test_the_stored_record_shows_every_field_of_the_record() -> None:
     # The one field list of the record, in its order: a field added there shows up here.
     assert list(record) == [
         "state", "version", "opened_at_ms", "open_until_ms", "trips", "probe_owner",
-        "probe_lease_until_ms", "probe_successes", "closed_at_ms", "failure_count",
+        "probe_lease_until_ms", "probe_successes", "closed_at_ms", "failure_count", "slow_call_count",
         "updated_at_ms", "updated_by", "override_reason", "override_until_ms", "expires_at_ms",
     ]
     assert (record["state"], record["version"], record["trips"]) == ("OPEN", 1, 1)

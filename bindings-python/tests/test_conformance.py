@@ -46,6 +46,7 @@ def config_of(c: Dict[str, Any]) -> CircuitBreakerConfig:
         store_failure_mode=c.get("store_failure_mode", "open"),
         minimum_environments=c.get("minimum_environments", 1),
         window=s(c.get("window_ms", 60000)),
+        slow_call=None if "slow_call_ms" not in c else s(c["slow_call_ms"]),
     )
 
 
@@ -138,6 +139,8 @@ class Runner:
             for _ in range(arg.get("times", 1)):
                 self.acquire(arg.get("expect", "admitted"))
                 if arg.get("expect", "admitted") != "rejected":
+                    if arg.get("takes_ms"):
+                        self.clock.advance(arg["takes_ms"] / 1000.0)
                     self.complete(self.last[self.env], arg["outcome"])
                 if arg.get("every_ms"):
                     self.clock.advance(arg["every_ms"] / 1000.0)
@@ -159,6 +162,7 @@ class Runner:
             info = b.info()
             checks = {
                 "state": info.state.value, "version": info.version, "failure_count": info.failure_count,
+                "slow_call_count": info.slow_call_count,
                 "local_only": info.local_only, "override_reason": info.override_reason,
                 "retry_after_ms": None if info.retry_after is None else round(info.retry_after * 1000),
             }
@@ -180,7 +184,7 @@ class Runner:
         if r is None:
             assert not any(k in e for k in ("state", "version", "trips")), "expected a stored record"
             return
-        for key in ("state", "version", "trips", "probe_successes", "failure_count", "override_reason"):
+        for key in ("state", "version", "trips", "probe_successes", "failure_count", "slow_call_count", "override_reason"):
             if key in e:
                 assert r[key] == e[key], f"{key}: expected {e[key]!r}, got {r[key]!r}"
         for key in ("opened_at_ms", "open_until_ms", "closed_at_ms", "override_until_ms"):

@@ -81,7 +81,10 @@ pub fn describe_record(name: &str, r: &Record, now: u64) -> String {
     }
     lines.push(format!("probe successes  {}", r.probe_successes));
     lines.push(format!("closed at        {}", when(r.closed_at_ms, now)));
-    lines.push(format!("failure count    {}", r.failure_count));
+    lines.push(format!(
+        "failure count    {} ({} slow calls)",
+        r.failure_count, r.slow_call_count
+    ));
     lines.push(format!(
         "updated          {} by {}",
         when(Some(r.updated_at_ms), now),

@@ -62,6 +62,8 @@ pub struct ScenarioConfig {
     pub store_failure_mode: Option<String>,
     pub minimum_environments: Option<u32>,
     pub window_ms: Option<u64>,
+    /// A success slower than this is a slow call.
+    pub slow_call_ms: Option<u64>,
 }
 
 impl ScenarioConfig {
@@ -97,6 +99,7 @@ impl ScenarioConfig {
             },
             minimum_environments: self.minimum_environments.unwrap_or(d.minimum_environments),
             window_ms: self.window_ms.unwrap_or(d.window_ms),
+            slow_call_ms: self.slow_call_ms.or(d.slow_call_ms),
         }
     }
 }
@@ -147,6 +150,7 @@ impl Stored {
             open_until_ms: r.open_until_ms,
             closed_at_ms: r.closed_at_ms,
             failure_count: r.failure_count,
+            slow_call_count: r.slow_call_count,
             override_reason: r.override_reason,
             override_until_ms: r.override_until_ms,
             updated_by: r.updated_by,
@@ -160,6 +164,7 @@ impl Info {
             state: i.state.as_str().into(),
             version: i.version,
             failure_count: i.failure_count,
+            slow_call_count: i.slow_call_count,
             local_only: i.local_only,
             retry_after_ms: i.retry_after_ms,
             override_reason: i.override_reason,
@@ -276,6 +281,10 @@ pub struct CallStep {
     /// Advances the clock by this much after each call.
     #[serde(default)]
     pub every_ms: u64,
+    /// How long each call takes: the clock moves this much between its admission and its
+    /// outcome (a success slower than `slow_call_ms` is a slow call).
+    #[serde(default)]
+    pub takes_ms: u64,
 }
 
 fn admitted() -> Decision {
@@ -326,6 +335,7 @@ pub struct ExpectStore {
     pub open_until_ms: Option<u64>,
     pub closed_at_ms: Option<u64>,
     pub failure_count: Option<u32>,
+    pub slow_call_count: Option<u32>,
     pub override_reason: Option<String>,
     pub override_until_ms: Option<u64>,
     pub updated_by: Option<String>,
@@ -342,6 +352,7 @@ pub struct ExpectInfo {
     pub state: Option<String>,
     pub version: Option<u64>,
     pub failure_count: Option<u32>,
+    pub slow_call_count: Option<u32>,
     pub local_only: Option<bool>,
     /// `null` expects no wait reported.
     #[serde(default, deserialize_with = "some_nullable")]
@@ -407,6 +418,7 @@ pub struct Stored {
     pub open_until_ms: Option<u64>,
     pub closed_at_ms: Option<u64>,
     pub failure_count: u32,
+    pub slow_call_count: u32,
     pub override_reason: Option<String>,
     pub override_until_ms: Option<u64>,
     pub updated_by: String,
@@ -417,6 +429,7 @@ pub struct Info {
     pub state: String,
     pub version: u64,
     pub failure_count: u32,
+    pub slow_call_count: u32,
     pub local_only: bool,
     pub retry_after_ms: Option<u64>,
     pub override_reason: Option<String>,
@@ -698,6 +711,9 @@ impl<D: Driver> Runner<'_, D> {
                         .map_err(|e| format!("call {} of {}: {e}", i + 1, c.times))?;
                     if c.expect != Decision::Rejected {
                         let permit = self.last_permit[&self.env];
+                        if c.takes_ms > 0 {
+                            self.driver.advance(c.takes_ms);
+                        }
                         self.driver.complete(&self.env, permit, c.outcome);
                     }
                     if c.every_ms > 0 {
@@ -738,6 +754,11 @@ impl<D: Driver> Runner<'_, D> {
                 check("info.state", &e.state, &got.state)?;
                 check("info.version", &e.version, &got.version)?;
                 check("info.failure_count", &e.failure_count, &got.failure_count)?;
+                check(
+                    "info.slow_call_count",
+                    &e.slow_call_count,
+                    &got.slow_call_count,
+                )?;
                 check("info.local_only", &e.local_only, &got.local_only)?;
                 check(
                     "info.retry_after_ms",
@@ -792,6 +813,7 @@ impl<D: Driver> Runner<'_, D> {
         check("trips", &e.trips, &s.trips)?;
         check("probe_successes", &e.probe_successes, &s.probe_successes)?;
         check("failure_count", &e.failure_count, &s.failure_count)?;
+        check("slow_call_count", &e.slow_call_count, &s.slow_call_count)?;
         if let Some(owner) = &e.probe_owner {
             let ok = match (owner.as_str(), &s.probe_owner) {
                 ("", None) => true,

@@ -163,8 +163,9 @@ pub struct Circuit {
     degraded: Option<Degraded>,
     reported_corruption: Option<String>,
     quorum: Option<Quorum>,
-    /// Counted failures not yet reported to the fleet's window (consecutive policy).
-    unreported_failures: u64,
+    /// Counted failures, and slow calls, not yet reported to the fleet's window (consecutive
+    /// policy).
+    unreported: (u64, u64),
     /// The calls seen and not yet reported (failure-rate policy).
     rate: RateCounts,
 }
@@ -184,7 +185,7 @@ impl Circuit {
             degraded: None,
             reported_corruption: None,
             quorum: None,
-            unreported_failures: 0,
+            unreported: (0, 0),
             rate: RateCounts::default(),
         })
     }
@@ -272,7 +273,10 @@ impl Circuit {
             (PermitKind::Normal, Outcome::Success) => self.succeeded(1),
             (PermitKind::Normal, Outcome::Ignored) => {}
             (PermitKind::Normal, Outcome::Failure) => {
-                self.record_failure(env, permit.acquired_at_ms)
+                self.record_failure(env, permit.acquired_at_ms, false)
+            }
+            (PermitKind::Normal, Outcome::Slow) => {
+                self.record_failure(env, permit.acquired_at_ms, true)
             }
             (PermitKind::Probe, _) => self.finish_probe(env, &permit, outcome),
         }
@@ -285,9 +289,9 @@ impl Circuit {
         match outcome {
             Outcome::Success => self.succeeded(1),
             Outcome::Ignored => {}
-            Outcome::Failure => {
+            Outcome::Failure | Outcome::Slow => {
                 let now = env.now_ms();
-                self.record_failure(env, now)
+                self.record_failure(env, now, outcome == Outcome::Slow)
             }
         }
     }
@@ -387,7 +391,8 @@ impl Circuit {
         !self.window.is_empty() || self.rate.has_pending()
     }
 
-    fn record_failure(&mut self, env: &mut impl Env, acquired_at_ms: u64) {
+    /// A counted failure (`slow`: a success slower than `slow_call_ms`).
+    fn record_failure(&mut self, env: &mut impl Env, acquired_at_ms: u64, slow: bool) {
         let mut t = now(env);
         // The first counted failure after a quiet period reads the record again: another
         // environment may already have opened the circuit, and this one should know at once.
@@ -414,14 +419,19 @@ impl Circuit {
         if let FailurePolicy::FailureRate(policy) = self.config.failure_policy {
             let closed_at_ms = self.current().record.closed_at_ms;
             self.rate.roll(closed_at_ms, self.config.window_ms, t.wall);
-            self.rate.failed(t.mono, &policy, self.config.window_ms);
+            self.rate
+                .failed(t.mono, &policy, self.config.window_ms, slow);
             self.judge_rate(env, &mut t, &policy);
             return;
         }
         self.window
-            .record_failure(t.wall, self.config.failure_policy);
+            .record_failure(t.wall, self.config.failure_policy, slow);
         if self.config.minimum_environments > 1 {
-            self.unreported_failures += 1;
+            if slow {
+                self.unreported.1 += 1;
+            } else {
+                self.unreported.0 += 1;
+            }
         }
         for _ in 0..MAX_ROUNDS {
             match machine::trip(&self.ctx(t.wall), self.current(), &self.window) {
@@ -465,8 +475,8 @@ impl Circuit {
         let length = self.config.window_ms;
         let delta = WindowDelta {
             calls: 0,
-            failures: self.unreported_failures,
-            slow_calls: 0,
+            failures: self.unreported.0,
+            slow_calls: self.unreported.1,
             environment: Some(self.environment.clone()),
         };
         let expires = window_expiry(start, length);
@@ -480,7 +490,7 @@ impl Circuit {
         *t = now(env);
         match counted {
             Ok(windows) => {
-                self.unreported_failures = 0;
+                self.unreported = (0, 0);
                 let seen = WindowCounts::total(&windows);
                 let met = seen.environments.len() >= needed as usize;
                 self.quorum = Some(Quorum {
@@ -513,7 +523,7 @@ impl Circuit {
             return;
         };
         for _ in 0..MAX_ROUNDS {
-            match machine::trip_now(&self.ctx(t.wall), self.current(), failures) {
+            match machine::trip_now(&self.ctx(t.wall), self.current(), failures.0, failures.1) {
                 TripDecision::Count => return,
                 TripDecision::Absorb => {
                     self.rate.forget_pending();
@@ -530,13 +540,14 @@ impl Circuit {
         }
     }
 
-    /// Whether the rate policy trips now, and with how many failures in its windows.
+    /// Whether the rate policy trips now, and with how many failures (and of them slow calls)
+    /// in its windows.
     fn rate_verdict(
         &mut self,
         env: &mut impl Env,
         t: &mut Now,
         policy: &FailureRate,
-    ) -> Option<u32> {
+    ) -> Option<(u32, u32)> {
         let length = self.config.window_ms;
         let (start, previous) = window_starts(self.current().record.closed_at_ms, length, t.wall);
         let judge = |current: &WindowCounts, previous: Option<&WindowCounts>, wall: u64| {
@@ -548,8 +559,10 @@ impl Circuit {
                 length,
             )
             .then(|| {
-                let failures = current.failures + previous.map_or(0, |p| p.failures);
-                u32::try_from(failures).unwrap_or(u32::MAX)
+                let slow = current.slow_calls + previous.map_or(0, |p| p.slow_calls);
+                let failures = current.failures + previous.map_or(0, |p| p.failures) + slow;
+                let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+                (count(failures), count(slow))
             })
         };
         if self.degraded.is_some() {
@@ -814,7 +827,9 @@ impl Circuit {
 
     fn info_at(&self, t: Now) -> CircuitInfo {
         let failures = match self.config.failure_policy {
-            FailurePolicy::ConsecutiveFailures(_) => self.window.count(),
+            FailurePolicy::ConsecutiveFailures(_) => {
+                (self.window.count(), self.window.slow_count())
+            }
             FailurePolicy::FailureRate(_) => self.rate.own_failures(),
         };
         let (record, local_only) = match (&self.degraded, &self.cache) {

@@ -166,6 +166,9 @@ impl Config {
             ));
         }
         duration("window_ms", self.window_ms, 1)?;
+        if let Some(slow) = self.slow_call_ms {
+            duration("slow_call_ms", slow, 1)?;
+        }
         Ok(())
     }
 
@@ -290,6 +293,7 @@ mod tests {
             ("recovery_jitter", Box::new(|c| c.recovery_jitter = 1.5)),
             ("recovery_jitter", Box::new(|c| c.recovery_jitter = -0.1)),
             ("probe_lease_ms", Box::new(|c| c.probe_lease_ms = Some(0))),
+            ("slow_call_ms", Box::new(|c| c.slow_call_ms = Some(0))),
             (
                 "failure_policy.failure_rate.threshold",
                 Box::new(|c| c.failure_policy = rate(0.0, 100)),

@@ -43,6 +43,7 @@
 //! | `store_failure_mode` | `Open` | admit calls and protect locally while the store is down |
 //! | `minimum_environments` | 1 | distinct environments whose failures must agree before the circuit trips for the fleet |
 //! | `window_ms` | 60 000 | the fleet's sliding window: the failure rate is taken over it, and other environments' failures count toward `minimum_environments` within it |
+//! | `slow_call_ms` | none | a success slower than this counts as a failure, reported as a slow call (the admission lease is then off: every call is timed) |
 
 #![warn(missing_docs)]
 

@@ -112,7 +112,8 @@ pub struct Write {
 /// policy the fleet's windows count instead, and this stays empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Window {
-    failures_at_ms: Vec<u64>,
+    /// Each failure's time, and whether it was a slow call.
+    failures_at_ms: Vec<(u64, bool)>,
 }
 
 impl Window {
@@ -126,19 +127,24 @@ impl Window {
         self.failures_at_ms.len() as u32
     }
 
+    /// Of those, the slow calls.
+    pub fn slow_count(&self) -> u32 {
+        self.failures_at_ms.iter().filter(|(_, slow)| *slow).count() as u32
+    }
+
     /// A success: the run of failures ends.
     pub fn record_success(&mut self) {
         self.failures_at_ms.clear();
     }
 
-    /// A failure at `at_ms`, counted as `policy` counts.
-    pub fn record_failure(&mut self, at_ms: u64, policy: FailurePolicy) {
+    /// A failure at `at_ms` (`slow`: a slow call), counted as `policy` counts.
+    pub fn record_failure(&mut self, at_ms: u64, policy: FailurePolicy, slow: bool) {
         match policy {
             FailurePolicy::ConsecutiveFailures(threshold) => {
                 if self.failures_at_ms.len() >= threshold as usize {
                     self.failures_at_ms.remove(0);
                 }
-                self.failures_at_ms.push(at_ms);
+                self.failures_at_ms.push((at_ms, slow));
             }
             FailurePolicy::FailureRate(_) => {}
         }
@@ -147,7 +153,7 @@ impl Window {
     /// Drops failures from before `closed_at_ms`: they belong to an episode that has ended.
     pub fn forget_before(&mut self, closed_at_ms: Option<u64>) {
         if let Some(closed) = closed_at_ms {
-            self.failures_at_ms.retain(|&t| t >= closed);
+            self.failures_at_ms.retain(|&(t, _)| t >= closed);
         }
     }
 
@@ -294,6 +300,8 @@ fn write(
         reason,
         override_reason: next.override_reason.clone(),
         local_only: false,
+        failure_count: next.failure_count,
+        slow_call_count: next.slow_call_count,
     };
     Write {
         expected: shared.expected,
@@ -317,10 +325,11 @@ fn close(r: &mut Record, now_ms: u64) {
     r.probe_successes = 0;
     r.closed_at_ms = Some(now_ms);
     r.failure_count = 0;
+    r.slow_call_count = 0;
 }
 
 /// Opens for the `trips`-th time since the last close.
-fn open(ctx: &Ctx<'_>, r: &mut Record, trips: u32, failure_count: u32) {
+fn open(ctx: &Ctx<'_>, r: &mut Record, trips: u32, failure_count: u32, slow_call_count: u32) {
     r.state = CircuitState::Open;
     r.opened_at_ms = Some(ctx.now_ms);
     r.open_until_ms = Some(ctx.now_ms.saturating_add(break_ms(
@@ -332,6 +341,7 @@ fn open(ctx: &Ctx<'_>, r: &mut Record, trips: u32, failure_count: u32) {
     clear_probe(r);
     r.probe_successes = 0;
     r.failure_count = failure_count;
+    r.slow_call_count = slow_call_count;
 }
 
 fn take_probe(ctx: &Ctx<'_>, shared: &Shared, token: Token<'_>, reason: TransitionReason) -> Write {
@@ -445,12 +455,12 @@ pub fn trip(ctx: &Ctx<'_>, shared: &Shared, window: &Window) -> TripDecision {
     if !window.tripped(ctx.config.failure_policy) {
         return TripDecision::Count;
     }
-    trip_now(ctx, shared, window.count())
+    trip_now(ctx, shared, window.count(), window.slow_count())
 }
 
-/// Opens a closed circuit whose policy has tripped (`failures`: what tripped it, written in
-/// the record for operators).
-pub fn trip_now(ctx: &Ctx<'_>, shared: &Shared, failures: u32) -> TripDecision {
+/// Opens a closed circuit whose policy has tripped (`failures`, of them `slow_calls`: what
+/// tripped it, written in the record for operators).
+pub fn trip_now(ctx: &Ctx<'_>, shared: &Shared, failures: u32, slow_calls: u32) -> TripDecision {
     if shared.record.state != CircuitState::Closed {
         return TripDecision::Absorb;
     }
@@ -458,7 +468,7 @@ pub fn trip_now(ctx: &Ctx<'_>, shared: &Shared, failures: u32) -> TripDecision {
         ctx,
         shared,
         TransitionReason::Tripped,
-        |r| open(ctx, r, 1, failures),
+        |r| open(ctx, r, 1, failures, slow_calls),
     )))
 }
 
@@ -513,13 +523,13 @@ pub fn probe_outcome(
             }
             r.probe_successes += 1;
         }),
-        Outcome::Failure => {
+        Outcome::Failure | Outcome::Slow => {
             let trips = r.trips.saturating_add(1);
             // A late failure reopens while another call may still hold the permit: the break
             // lasts at least until that call's lease ends, so no new probe starts beside it.
             let holder_lease = if holds { None } else { r.probe_lease_until_ms };
             write(ctx, shared, TransitionReason::ProbeFailed, |r| {
-                open(ctx, r, trips, 0);
+                open(ctx, r, trips, 0, 0);
                 if let Some(lease) = holder_lease {
                     r.open_until_ms = r.open_until_ms.map(|until| until.max(lease));
                 }
@@ -606,6 +616,7 @@ pub fn reconcile(
                 clear_probe(r);
                 r.probe_successes = 0;
                 r.failure_count = local.failure_count;
+                r.slow_call_count = local.slow_call_count;
             }))
         }
         CircuitState::Closed => {
@@ -626,9 +637,10 @@ pub fn reconcile(
     }
 }
 
-/// What a caller or an operator sees of `record`; `failure_count` is this environment's count of failures on
-/// a closed circuit (its streak, or its window's failures under the failure-rate policy).
-pub fn info(ctx: &Ctx<'_>, record: &Record, failure_count: u32, local_only: bool) -> CircuitInfo {
+/// What a caller or an operator sees of `record`; `failures` is this environment's count of
+/// failures on a closed circuit (its streak, or its window's failures under the failure-rate
+/// policy), and of them slow calls.
+pub fn info(ctx: &Ctx<'_>, record: &Record, failures: (u32, u32), local_only: bool) -> CircuitInfo {
     let now = ctx.now_ms;
     let wait_until = |t: u64| Some(t.saturating_sub(now));
     let retry_after_ms = match record.state {
@@ -647,9 +659,14 @@ pub fn info(ctx: &Ctx<'_>, record: &Record, failure_count: u32, local_only: bool
         state: record.state,
         version: record.version,
         failure_count: if record.state == CircuitState::Closed {
-            failure_count
+            failures.0
         } else {
             record.failure_count
+        },
+        slow_call_count: if record.state == CircuitState::Closed {
+            failures.1
+        } else {
+            record.slow_call_count
         },
         opened_at_ms: record.opened_at_ms,
         open_until_ms: record.open_until_ms,

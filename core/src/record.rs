@@ -32,6 +32,8 @@ macro_rules! record_fields {
             closed_at_ms: Option<u64>,
             /// Failures seen by the environment that tripped the circuit (information only).
             failure_count: u32,
+            /// Of those, the slow calls.
+            slow_call_count: u32,
             /// When the record was written.
             updated_at_ms: u64,
             /// The environment that wrote it.

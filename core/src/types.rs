@@ -249,6 +249,9 @@ pub struct Config {
     /// it, and another environment's failures count toward `minimum_environments` while they
     /// are this recent.
     pub window_ms: u64,
+    /// A success slower than this counts as a failure, reported as a slow call (`None`: no
+    /// call is too slow).
+    pub slow_call_ms: Option<u64>,
 }
 
 /// The defaults are the Powertools circuit breaker's: open after 5 consecutive failures, probe
@@ -268,6 +271,7 @@ impl Default for Config {
             store_failure_mode: StoreFailureMode::Open,
             minimum_environments: 1,
             window_ms: 60_000,
+            slow_call_ms: None,
         }
     }
 }
@@ -301,6 +305,8 @@ pub struct CircuitInfo {
     /// Closed: this environment's current failure count. Otherwise: the failures seen by the
     /// environment that tripped it.
     pub failure_count: u32,
+    /// Of those, the slow calls (successes slower than `slow_call_ms`).
+    pub slow_call_count: u32,
     /// When the circuit last opened, epoch ms.
     pub opened_at_ms: Option<u64>,
     /// When the current break ends, epoch ms.
@@ -351,12 +357,34 @@ pub enum Outcome {
     Failure,
     /// An error that does not count (a cancelled call, an excluded exception).
     Ignored,
+    /// The call worked but took longer than `slow_call_ms`: it counts as a failure, and is
+    /// reported as a slow call. Hosts decide it from the call's duration.
+    Slow,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order: a binding's own enum of the same cases maps to
     /// these by position.
-    pub const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Ignored];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Ignored,
+        Outcome::Slow,
+    ];
+
+    /// Whether it counts against the circuit: a failure, or a slow call.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failure | Outcome::Slow)
+    }
+
+    /// A success that took `elapsed_ms` is slow when `slow_call_ms` is set and reached; every
+    /// other outcome stays what it is.
+    pub fn timed(self, elapsed_ms: u64, slow_call_ms: Option<u64>) -> Outcome {
+        match (self, slow_call_ms) {
+            (Outcome::Success, Some(slow)) if elapsed_ms >= slow => Outcome::Slow,
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -452,6 +480,10 @@ pub struct Transition {
     pub override_reason: Option<String>,
     /// Only this environment changed: the store could not be reached.
     pub local_only: bool,
+    /// The failures that tripped the circuit into this episode (0 once it closed).
+    pub failure_count: u32,
+    /// Of those, the slow calls.
+    pub slow_call_count: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

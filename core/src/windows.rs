@@ -108,10 +108,20 @@ impl RateCounts {
         }
     }
 
-    /// One counted failure at `now_mono`.
-    pub(crate) fn failed(&mut self, now_mono: u64, policy: &FailureRate, window_ms: u64) {
+    /// One counted failure at `now_mono` (`slow`: a success slower than `slow_call_ms`).
+    pub(crate) fn failed(
+        &mut self,
+        now_mono: u64,
+        policy: &FailureRate,
+        window_ms: u64,
+        slow: bool,
+    ) {
         self.own.calls = self.own.calls.saturating_add(1);
-        self.own.failures = self.own.failures.saturating_add(1);
+        if slow {
+            self.own.slow_calls = self.own.slow_calls.saturating_add(1);
+        } else {
+            self.own.failures = self.own.failures.saturating_add(1);
+        }
         let mut quiet = std::mem::take(&mut self.quiet_calls);
         let long_quiet = self
             .reported_at_mono
@@ -120,7 +130,11 @@ impl RateCounts {
             quiet = quiet.max(lookback(policy) - 1);
         }
         self.pending.calls = self.pending.calls.saturating_add(quiet).saturating_add(1);
-        self.pending.failures = self.pending.failures.saturating_add(1);
+        if slow {
+            self.pending.slow_calls = self.pending.slow_calls.saturating_add(1);
+        } else {
+            self.pending.failures = self.pending.failures.saturating_add(1);
+        }
     }
 
     /// Whether failures wait to be reported.
@@ -163,9 +177,14 @@ impl RateCounts {
         (&self.own, &self.own_previous)
     }
 
-    /// This environment's failures in the current window.
-    pub(crate) fn own_failures(&self) -> u32 {
-        u32::try_from(self.own.failures).unwrap_or(u32::MAX)
+    /// This environment's failures in the current window (slow calls included), and of them
+    /// slow calls.
+    pub(crate) fn own_failures(&self) -> (u32, u32) {
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        (
+            count(self.own.failures.saturating_add(self.own.slow_calls)),
+            count(self.own.slow_calls),
+        )
     }
 }
 
@@ -184,14 +203,14 @@ mod tests {
         c.roll(None, 10_000, 5_000);
         c.succeeded(100, &POLICY);
         assert!(!c.report_due(0));
-        c.failed(0, &POLICY, 10_000);
+        c.failed(0, &POLICY, 10_000, false);
         // 3 / 0.5 = 6 calls: 5 successes before the failure, and the failure.
         assert_eq!(c.delta("e").calls, 6);
         assert!(c.report_due(0));
         c.succeeded(100, &POLICY);
         assert_eq!(c.delta("e").calls, 106, "after a failure every call counts");
         c.reported(0);
-        c.failed(500, &POLICY, 10_000);
+        c.failed(500, &POLICY, 10_000, false);
         assert!(!c.report_due(999), "one report per interval");
         assert!(c.report_due(1_000));
         assert_eq!((c.delta("e").calls, c.delta("e").failures), (1, 1));
@@ -201,18 +220,18 @@ mod tests {
     fn a_fresh_environment_first_failure_counts_as_one_in_the_lookback() {
         let mut c = RateCounts::default();
         c.roll(None, 10_000, 5_000);
-        c.failed(0, &POLICY, 10_000);
+        c.failed(0, &POLICY, 10_000, false);
         assert_eq!((c.delta("e").calls, c.delta("e").failures), (6, 1));
         c.reported(0);
         c.succeeded(1, &POLICY);
-        c.failed(2_000, &POLICY, 10_000);
+        c.failed(2_000, &POLICY, 10_000, false);
         assert_eq!(
             c.delta("e").calls,
             2,
             "a recent report: only the calls made count"
         );
         c.reported(2_000);
-        c.failed(12_000, &POLICY, 10_000);
+        c.failed(12_000, &POLICY, 10_000, false);
         assert_eq!(
             c.delta("e").calls,
             6,
@@ -224,7 +243,7 @@ mod tests {
     fn own_counts_move_with_the_window_and_restart_at_a_close() {
         let mut c = RateCounts::default();
         c.roll(None, 10_000, 5_000);
-        c.failed(0, &POLICY, 10_000);
+        c.failed(0, &POLICY, 10_000, false);
         c.roll(None, 10_000, 12_000);
         assert_eq!((c.own().0.failures, c.own().1.failures), (0, 1));
         c.roll(None, 10_000, 45_000);
@@ -233,7 +252,7 @@ mod tests {
             0,
             "a skipped window leaves nothing behind"
         );
-        c.failed(0, &POLICY, 10_000);
+        c.failed(0, &POLICY, 10_000, false);
         c.roll(Some(45_500), 10_000, 46_000);
         assert_eq!(c.own().0.failures, 0);
         assert!(!c.has_pending(), "failures from before a close never count");

@@ -50,7 +50,7 @@ macro_rules! wit_conversions {
             Closed, Open, HalfOpen, ForcedOpen, ForcedClosed
         });
         $crate::__wit_cases!($w, PermitKind = PermitKind { Normal, Probe });
-        $crate::__wit_cases!($w, Outcome = Outcome { Success, Failure, Ignored });
+        $crate::__wit_cases!($w, Outcome = Outcome { Success, Failure, Ignored, Slow });
         $crate::__wit_cases!($w, StoreFailureMode = StoreFailureMode { Open, Closed });
         $crate::__wit_cases!($w, FailurePolicy = FailurePolicy {
             ConsecutiveFailures(n), FailureRate(r)
@@ -76,11 +76,11 @@ macro_rules! wit_conversions {
         $crate::__wit_fields!($w, StoreFault = StoreFault { circuit, error, retry_at_ms });
         $crate::__wit_fields!($w, Transition = Transition {
             circuit, from_state, to_state, version, at_ms, opened_at_ms, reason,
-            override_reason, local_only,
+            override_reason, local_only, failure_count, slow_call_count,
         });
         $crate::__wit_fields!($w, CircuitInfo = CircuitInfo {
-            name, state, version, failure_count, opened_at_ms, open_until_ms, retry_after_ms,
-            override_reason, override_until_ms, local_only,
+            name, state, version, failure_count, slow_call_count, opened_at_ms, open_until_ms,
+            retry_after_ms, override_reason, override_until_ms, local_only,
         });
         $crate::__wit_fields!($w, Permit = Permit {
             id, kind, acquired_at_ms, lease_until_ms, episode_ms
@@ -89,6 +89,7 @@ macro_rules! wit_conversions {
             failure_policy, recovery_timeout_ms, success_threshold, local_cache_max_age_ms,
             backoff_multiplier, max_recovery_timeout_ms, recovery_jitter, probe_lease_ms,
             store_retry_after_ms, store_failure_mode, minimum_environments, window_ms,
+            slow_call_ms,
         });
         impl From<$w::CircuitRecord> for $crate::Record {
             fn from(r: $w::CircuitRecord) -> Self {

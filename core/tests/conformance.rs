@@ -28,7 +28,9 @@ struct NativeDriver {
     clock: ManualClock,
     circuit: String,
     envs: BTreeMap<String, EnvSlot>,
-    permits: Vec<(String, Held)>,
+    /// Each permit's holder, grant, and admission on the monotonic clock (a host times the
+    /// call from there, for `slow_call_ms`).
+    permits: Vec<(String, Held, u64)>,
     events: Vec<(String, SeenEvent)>,
     /// Permit ids: a host picks them at random; a counter is as unique within a scenario.
     next_permit_id: u64,
@@ -119,7 +121,7 @@ impl Driver for NativeDriver {
                     Held::Leased => (false, true),
                     Held::Granted(p) => (p.kind == PermitKind::Probe, false),
                 };
-                self.permits.push((env.to_string(), held));
+                self.permits.push((env.to_string(), held, now));
                 Acquired::Admitted {
                     permit: PermitHandle(self.permits.len() as u64 - 1),
                     probe,
@@ -134,8 +136,8 @@ impl Driver for NativeDriver {
     }
 
     fn complete(&mut self, env: &str, permit: PermitHandle, outcome: conf::Outcome) {
-        let outcome = Outcome::from(outcome);
-        let (owner, held) = &self.permits[permit.0 as usize];
+        let (owner, held, started) = &self.permits[permit.0 as usize];
+        let elapsed = self.clock.monotonic_ms().saturating_sub(*started);
         assert_eq!(
             owner, env,
             "a permit is completed by the environment that holds it"
@@ -145,14 +147,15 @@ impl Driver for NativeDriver {
             Held::Granted(p) => Some(*p),
         };
         let slot = self.slot(env);
-        if outcome == Outcome::Failure {
+        let outcome = Outcome::from(outcome).timed(elapsed, slot.circuit.config().slow_call_ms);
+        if matches!(outcome, Outcome::Failure | Outcome::Slow) {
             slot.lease_until_ms = 0;
         }
         match held {
             None => match outcome {
                 Outcome::Success => slot.leased_successes += 1,
                 Outcome::Ignored => {}
-                Outcome::Failure => {
+                Outcome::Failure | Outcome::Slow => {
                     let leased = std::mem::take(&mut slot.leased_successes);
                     slot.circuit
                         .complete_leased(&mut slot.host, leased, outcome);

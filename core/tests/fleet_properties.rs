@@ -70,6 +70,7 @@ fn action_strategy(envs: usize, faults: bool) -> impl Strategy<Value = Action> {
         3 => Just(Outcome::Failure),
         3 => Just(Outcome::Success),
         1 => Just(Outcome::Ignored),
+        1 => Just(Outcome::Slow),
     ];
     let fault_weight = if faults { 1 } else { 0 };
     prop_oneof![
@@ -228,14 +229,14 @@ impl Fleet {
                     return Ok(());
                 }
                 let held = env.in_flight.remove(n % env.in_flight.len());
-                if outcome == Outcome::Failure {
+                if matches!(outcome, Outcome::Failure | Outcome::Slow) {
                     env.lease_until_ms = 0;
                 }
                 match held {
                     Held::Leased => match outcome {
                         Outcome::Success => env.leased_successes += 1,
                         Outcome::Ignored => {}
-                        Outcome::Failure => {
+                        Outcome::Failure | Outcome::Slow => {
                             let leased = std::mem::take(&mut env.leased_successes);
                             env.circuit.complete_leased(&mut env.host, leased, outcome);
                         }

@@ -252,7 +252,7 @@ fn trip_table() {
     let c = config();
     let mut window = Window::default();
     for t in [NOW - 2, NOW - 1] {
-        window.record_failure(t, c.failure_policy);
+        window.record_failure(t, c.failure_policy, false);
     }
     let closed = shared(S::Closed, |r| r.closed_at_ms = Some(NOW - 100));
     assert_eq!(
@@ -261,7 +261,8 @@ fn trip_table() {
         "closed_below_threshold_counts"
     );
 
-    window.record_failure(NOW, c.failure_policy);
+    // The third is a slow call: it counts like a failure, and is reported apart.
+    window.record_failure(NOW, c.failure_policy, true);
     match machine::trip(&ctx(&c), &closed, &window) {
         TripDecision::Write(w) => {
             let w = *w;
@@ -270,6 +271,12 @@ fn trip_table() {
             assert_eq!(w.next.opened_at_ms, Some(NOW));
             assert_eq!(w.next.open_until_ms, Some(NOW + 10_000));
             assert_eq!(w.next.failure_count, 3);
+            assert_eq!(w.next.slow_call_count, 1);
+            assert_eq!(
+                (w.transition.failure_count, w.transition.slow_call_count),
+                (3, 1),
+                "the trip's event says what tripped it"
+            );
             assert_eq!(
                 w.next.closed_at_ms,
                 Some(NOW - 100),
@@ -594,7 +601,7 @@ fn window_forgets_failures_before_a_close() {
     let policy = FailurePolicy::ConsecutiveFailures(3);
     let mut w = Window::default();
     for t in [10, 20, 30, 40] {
-        w.record_failure(t, policy);
+        w.record_failure(t, policy, t == 40);
     }
     assert_eq!(
         w.count(),
@@ -669,7 +676,15 @@ fn break_grows_by_the_multiplier_up_to_the_cap_with_bounded_jitter() {
 fn info_reports_the_wait_of_each_state() {
     let c = config();
     let window = Window::default();
-    let info = |s: Shared| machine::info(&ctx(&c), &s.record, window.count(), false).retry_after_ms;
+    let info = |s: Shared| {
+        machine::info(
+            &ctx(&c),
+            &s.record,
+            (window.count(), window.slow_count()),
+            false,
+        )
+        .retry_after_ms
+    };
     assert_eq!(info(shared(S::Closed, |_| {})), None);
     assert_eq!(
         info(shared(S::Open, |r| r.open_until_ms = Some(NOW + 70))),

@@ -173,6 +173,39 @@ struct Incident {
     busiest_item_writes: u64,
 }
 
+/// Runs the fleet for up to `run_ms` of virtual time against a downstream that answers every
+/// call, successfully, after `takes_ms`; returns when the circuit first opened (from now).
+fn run_slow(f: &Fleet, run_ms: u64, takes_ms: u64) -> Option<u64> {
+    let n = f.breakers.len();
+    let mut in_flight: Vec<(u64, usize, fleetbreaker::Permit)> = Vec::new();
+    let mut elapsed = 0;
+    while elapsed < run_ms {
+        for (i, b) in f.breakers.iter().enumerate() {
+            if (elapsed + (i as u64 * PERIOD_MS / n as u64)) % PERIOD_MS >= TICK_MS {
+                continue;
+            }
+            if let Ok(permit) = f.rt.block_on(b.acquire()) {
+                in_flight.push((elapsed + takes_ms, i, permit));
+            }
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            in_flight.into_iter().partition(|(at, ..)| *at <= elapsed);
+        in_flight = waiting;
+        for (_, i, permit) in due {
+            f.rt.block_on(f.breakers[i].complete(permit, Outcome::Success));
+        }
+        if f.store
+            .record(CIRCUIT)
+            .is_some_and(|r| r.state == CircuitState::Open)
+        {
+            return Some(elapsed);
+        }
+        f.clock.advance(TICK_MS);
+        elapsed += TICK_MS;
+    }
+    None
+}
+
 /// Runs the fleet for `run_ms` of virtual time from now, `downstream` deciding each call.
 fn run(f: &Fleet, run_ms: u64, rng: &mut Rng, downstream: &Downstream) -> Incident {
     let n = f.breakers.len();
@@ -304,6 +337,17 @@ fn figures(n: usize, config: &Config, rng: &mut Rng) -> Vec<(&'static str, Strin
     rows.push((
         "hard outage: busiest item's writes in one second",
         hard.busiest_item_writes.to_string(),
+    ));
+
+    // A slow downstream: every call succeeds, in 800 ms, against slow_call 500 ms.
+    let slow = Config {
+        slow_call_ms: Some(500),
+        ..config.clone()
+    };
+    let f = fleet(n, &slow);
+    rows.push((
+        "slow downstream (800 ms, slow_call 500 ms): time to trip",
+        seconds(run_slow(&f, 60_000, 800)),
     ));
 
     // One bad environment: environment 0 fails every call, the others none.

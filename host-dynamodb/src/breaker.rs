@@ -49,6 +49,9 @@ pub struct Permit {
     grant: Grant,
     /// For a probe: the breaker to release it with, if it is dropped.
     releaser: Option<Breaker>,
+    /// When the call was admitted (coarse monotonic ms), kept only with `slow_call_ms`: a
+    /// success slower than that is reported as a slow call.
+    started_ms: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -76,7 +79,16 @@ impl Permit {
             Grant::Granted(p) if p.kind == PermitKind::Probe => Some(breaker.clone()),
             _ => None,
         };
-        Permit { grant, releaser }
+        let started_ms = breaker
+            .slot
+            .config
+            .slow_call_ms
+            .map(|_| breaker.env.monotonic_ms_coarse());
+        Permit {
+            grant,
+            releaser,
+            started_ms,
+        }
     }
 
     fn take(&mut self) -> Grant {
@@ -350,6 +362,10 @@ impl Breaker {
     /// How much of the admission lease is left, in ms (0 when there is none). Bindings that
     /// keep their own copy of the lease (on their own monotonic clock) start from this.
     pub fn lease_remaining_ms(&self) -> u64 {
+        if self.slot.config.slow_call_ms.is_some() {
+            // Calls a binding admits itself are not timed: with slow calls, none is.
+            return 0;
+        }
         self.slot
             .lease_until_ms
             .load(Ordering::Relaxed)
@@ -359,10 +375,13 @@ impl Breaker {
     /// For bindings whose own calls cost more than this check: admits a call under the
     /// admission lease if it holds, counting it as a success unless
     /// [`WithEvents::leased_call_failed`] says otherwise. A coarse clock read and an atomic
-    /// increment.
+    /// increment. Never with `slow_call_ms`: a call the binding admits is not timed, so every
+    /// call then takes a [`Permit`], which is.
     #[inline]
     pub fn try_admit_leased(&self) -> bool {
-        if self.env.monotonic_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed) {
+        if self.env.monotonic_ms_coarse() < self.slot.lease_until_ms.load(Ordering::Relaxed)
+            && self.slot.config.slow_call_ms.is_none()
+        {
             self.slot.leased_successes.fetch_add(1, Ordering::Relaxed);
             return true;
         }
@@ -376,6 +395,18 @@ impl Breaker {
             .leased_call_failed(outcome)
             .await
             .deliver()
+    }
+
+    /// A permit's outcome as the circuit counts it: a success slower than `slow_call_ms` is a
+    /// slow call.
+    fn timed(&self, permit: &Permit, outcome: Outcome) -> Outcome {
+        match permit.started_ms {
+            Some(started) => {
+                let elapsed = self.env.monotonic_ms_coarse().saturating_sub(started);
+                outcome.timed(elapsed, self.slot.config.slow_call_ms)
+            }
+            None => outcome,
+        }
     }
 
     /// Adds successes a binding counted under the lease; they are reported with the next call
@@ -399,6 +430,7 @@ impl Breaker {
     /// ready at once.
     #[inline]
     pub fn complete(&self, mut permit: Permit, outcome: Outcome) -> Quick<'_, ()> {
+        let outcome = self.timed(&permit, outcome);
         // The healthy path: a success under the lease is a counter increment, nothing more.
         let leased_success = outcome == Outcome::Success
             && match &permit.grant {
@@ -562,13 +594,17 @@ impl WithEvents<'_> {
                 value: (),
                 events: Events::none(),
             },
-            Outcome::Failure => self.complete(Permit::new(Grant::Leased, b), outcome).await,
+            Outcome::Failure | Outcome::Slow => {
+                self.complete(Permit::new(Grant::Leased, b), outcome).await
+            }
         }
     }
 
     /// [`Breaker::complete`].
     pub async fn complete(&self, mut permit: Permit, outcome: Outcome) -> Delivery<()> {
         let b = self.0;
+        let outcome = b.timed(&permit, outcome);
+        let failed = outcome.is_failure();
         let none = || Delivery {
             value: (),
             events: Events::none(),
@@ -582,7 +618,7 @@ impl WithEvents<'_> {
             (Grant::Leased, Outcome::Ignored) => return none(),
             // A failure ends the lease and is reported at once, with the successes before it
             // (unless the kill switch is on: then the breaker does nothing at all).
-            (Grant::Leased, Outcome::Failure) => {
+            (Grant::Leased, Outcome::Failure | Outcome::Slow) => {
                 b.slot.end_lease();
                 if kill_switch().unwrap_or(false) {
                     return none();
@@ -601,14 +637,14 @@ impl WithEvents<'_> {
             (Grant::Granted(p), outcome) => {
                 // With the kill switch on, a failure counts as nothing (a probe's permit is
                 // still released).
-                let outcome = if outcome == Outcome::Failure && kill_switch().unwrap_or(false) {
+                let outcome = if failed && kill_switch().unwrap_or(false) {
                     b.slot.end_lease();
                     Outcome::Ignored
                 } else {
                     outcome
                 };
                 let mut events = Events::none();
-                if outcome == Outcome::Failure {
+                if outcome.is_failure() {
                     // Any failure ends the lease: the next calls must be counted one by one.
                     b.slot.end_lease();
                     // Successes counted before this failure are reported first, so the

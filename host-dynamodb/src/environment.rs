@@ -534,12 +534,10 @@ fn set_lease(slot: &Slot, op: &Op, result: &Result<Reply, Error>) {
                 .store(p.kind == PermitKind::Probe, Ordering::Relaxed);
             p.lease_until_ms.unwrap_or(0)
         }
-        (Op::Complete(p, outcome), _)
-            if p.kind == PermitKind::Normal && *outcome != Outcome::Failure =>
-        {
+        (Op::Complete(p, outcome), _) if p.kind == PermitKind::Normal && !outcome.is_failure() => {
             return;
         }
-        (Op::CompleteLeased(_, outcome), _) if *outcome != Outcome::Failure => return,
+        (Op::CompleteLeased(_, outcome), _) if !outcome.is_failure() => return,
         (Op::Create, _) => return,
         (Op::Info, Ok(Reply::Info(info)))
             if matches!(

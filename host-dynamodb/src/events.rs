@@ -10,7 +10,7 @@
 
 use std::sync::mpsc;
 
-use fleetbreaker_core::{Event, StoreError};
+use fleetbreaker_core::{Event, StoreError, TransitionReason};
 
 use crate::environment::Environment;
 use crate::fork::{ForkLocal, Scope};
@@ -94,13 +94,21 @@ pub fn log_line(event: &Event) -> (log::Level, String) {
         Event::Transition(t) => (
             log::Level::Info,
             format!(
-                "circuit '{}': {} -> {} ({}), version {}{}",
+                "circuit '{}': {} -> {} ({}), version {}{}{}",
                 t.circuit,
                 t.from_state,
                 t.to_state,
                 t.reason,
                 t.version,
-                if t.local_only { ", local only" } else { "" }
+                if t.local_only { ", local only" } else { "" },
+                if t.reason == TransitionReason::Tripped && t.slow_call_count > 0 {
+                    format!(
+                        ", {} of {} failures slow calls",
+                        t.slow_call_count, t.failure_count
+                    )
+                } else {
+                    String::new()
+                }
             ),
         ),
         Event::CorruptRecord(f) => (

@@ -424,6 +424,7 @@ async fn add_to_linker_serves_an_embedders_own_store() {
         ("store-failure-mode".into(), Val::Enum("open".into())),
         ("minimum-environments".into(), Val::U32(1)),
         ("window-ms".into(), Val::U64(60_000)),
+        ("slow-call-ms".into(), Val::Option(None)),
     ]);
     let mut out = [Val::Bool(false)];
     create

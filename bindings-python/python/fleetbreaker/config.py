@@ -77,7 +77,10 @@ class CircuitBreakerConfig:
       one bad environment (a broken network path, a bad sandbox) no longer opens the circuit
       for everyone; while the store cannot be reached, each environment still protects itself;
     - ``window`` (60): the fleet's sliding window, in seconds: the failure rate is taken over
-      it, and another environment's failures count toward ``minimum_environments`` within it.
+      it, and another environment's failures count toward ``minimum_environments`` within it;
+    - ``slow_call`` (None): a success slower than this many seconds counts as a failure under
+      either policy, and is reported apart (``slow_call_count`` in the info and transitions).
+      Every call then takes a permit: the admission lease, which admits calls untimed, is off.
     """
 
     __slots__ = (
@@ -98,6 +101,7 @@ class CircuitBreakerConfig:
         "store_failure_mode",
         "minimum_environments",
         "window",
+        "slow_call",
         "_settings",
     )
 
@@ -118,6 +122,7 @@ class CircuitBreakerConfig:
     store_failure_mode: str
     minimum_environments: int
     window: float
+    slow_call: Optional[float]
 
     def __init__(
         self,
@@ -138,6 +143,7 @@ class CircuitBreakerConfig:
         window: float = 60,
         failure_rate_threshold: Optional[float] = None,
         minimum_calls: int = 100,
+        slow_call: Optional[float] = None,
     ) -> None:
         # Checked in the native host, the same way as in every language.
         self._settings = _native.Settings(
@@ -157,6 +163,7 @@ class CircuitBreakerConfig:
                 "store_failure_mode": store_failure_mode,
                 "minimum_environments": minimum_environments,
                 "window": window,
+                "slow_call": slow_call,
             }
         )
         for name, value in self._settings.values().items():

@@ -111,20 +111,21 @@ class CircuitInfo(_Frozen):
     ``failure_count``: while closed, this environment's current run of failures; otherwise the
     failures seen by the environment that tripped the circuit. ``retry_after``: how long a
     rejected caller may wait before calls go through again, when known. ``local_only``: the
-    store cannot be reached and this environment decides alone.
+    store cannot be reached and this environment decides alone. ``slow_call_count``: of
+    ``failure_count``, the slow calls (successes slower than ``slow_call``).
     """
 
     __slots__ = (
         "name", "state", "failure_count", "opened_at", "version", "retry_after",
-        "open_until", "override_reason", "override_until", "local_only",
+        "open_until", "override_reason", "override_until", "local_only", "slow_call_count",
     )
     __match_args__ = (
         "name", "state", "failure_count", "opened_at", "version", "retry_after",
-        "open_until", "override_reason", "override_until", "local_only",
+        "open_until", "override_reason", "override_until", "local_only", "slow_call_count",
     )
     _defaults = {
         "failure_count": 0, "opened_at": None, "version": 0, "retry_after": None, "open_until": None,
-        "override_reason": None, "override_until": None, "local_only": False,
+        "override_reason": None, "override_until": None, "local_only": False, "slow_call_count": 0,
     }
     name: str
     state: CircuitState
@@ -136,6 +137,7 @@ class CircuitInfo(_Frozen):
     override_reason: Optional[str]
     override_until: Optional[float]
     local_only: bool
+    slow_call_count: int
 
     def __init__(
         self,
@@ -149,6 +151,7 @@ class CircuitInfo(_Frozen):
         override_reason: Optional[str] = None,
         override_until: Optional[float] = None,
         local_only: bool = False,
+        slow_call_count: int = 0,
     ) -> None:
         self._init(locals())
 
@@ -167,6 +170,7 @@ class CircuitInfo(_Frozen):
             override_reason=i.override_reason,
             override_until=_seconds(i.override_until_ms),
             local_only=i.local_only,
+            slow_call_count=i.slow_call_count,
         )
 
 
@@ -177,19 +181,22 @@ class CircuitTransition(_Frozen):
     ``reason`` is one of ``tripped``, ``probe_started``, ``probe_taken_over``,
     ``probe_succeeded``, ``probe_released``, ``probe_failed``, ``recovered``, ``forced_open``,
     ``forced_closed``, ``override_expired``, ``reset``, ``reconciled``. With ``local_only`` the
-    store could not be reached and only this environment changed.
+    store could not be reached and only this environment changed. ``failure_count`` and
+    ``slow_call_count``: the failures that tripped the circuit into this episode, and of them
+    the slow calls (0 once it closed).
     """
 
     __slots__ = (
         "circuit_name", "from_state", "to_state", "opened_at", "version", "at", "reason",
-        "override_reason", "local_only",
+        "override_reason", "local_only", "failure_count", "slow_call_count",
     )
     __match_args__ = (
         "circuit_name", "from_state", "to_state", "opened_at", "version", "at", "reason",
-        "override_reason", "local_only",
+        "override_reason", "local_only", "failure_count", "slow_call_count",
     )
     _defaults = {
         "opened_at": None, "version": 0, "at": 0.0, "reason": "", "override_reason": None, "local_only": False,
+        "failure_count": 0, "slow_call_count": 0,
     }
     circuit_name: str
     from_state: CircuitState
@@ -200,6 +207,8 @@ class CircuitTransition(_Frozen):
     reason: str
     override_reason: Optional[str]
     local_only: bool
+    failure_count: int
+    slow_call_count: int
 
     def __init__(
         self,
@@ -212,6 +221,8 @@ class CircuitTransition(_Frozen):
         reason: str = "",
         override_reason: Optional[str] = None,
         local_only: bool = False,
+        failure_count: int = 0,
+        slow_call_count: int = 0,
     ) -> None:
         self._init(locals())
 
@@ -228,4 +239,6 @@ class CircuitTransition(_Frozen):
             reason=f["reason"],
             override_reason=f["override_reason"],
             local_only=f["local_only"],
+            failure_count=f["failure_count"],
+            slow_call_count=f["slow_call_count"],
         )

@@ -228,6 +228,7 @@ fn main() -> wasmtime::Result<()> {
         store_failure_mode: StoreFailureMode::Open,
         minimum_environments: 1,
         window_ms: 60_000,
+        slow_call_ms: None,
     };
     let handle = api
         .circuit()

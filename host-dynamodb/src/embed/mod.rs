@@ -56,9 +56,13 @@ pub struct EventView {
     /// The text to log.
     pub text: String,
     /// The details: a transition's `from_state`, `to_state`, `version`, `at_ms`,
-    /// `opened_at_ms`, `reason`, `override_reason`, `local_only`; store trouble's `error` (its
-    /// kind), `message` and, when degraded, `retry_at_ms`.
+    /// `opened_at_ms`, `reason`, `override_reason`, `local_only`, `failure_count`,
+    /// `slow_call_count`; store trouble's `error` (its kind), `message` and, when degraded,
+    /// `retry_at_ms`.
     pub fields: Vec<(&'static str, Value)>,
+    /// How many of `fields`, from the first, a positional view (Python's event tuples) shows:
+    /// fields added later are left out of it, so that unpacking it keeps working.
+    pub positional: usize,
 }
 
 /// The view of `event`.
@@ -79,6 +83,8 @@ pub fn event_view(event: &Event) -> EventView {
                 ("reason", Value::Text(t.reason.as_str().into())),
                 ("override_reason", text_or_null(&t.override_reason)),
                 ("local_only", Value::Bool(t.local_only)),
+                ("failure_count", int(u64::from(t.failure_count))),
+                ("slow_call_count", int(u64::from(t.slow_call_count))),
             ],
         ),
         Event::StoreDegraded(f) => (
@@ -97,12 +103,19 @@ pub fn event_view(event: &Event) -> EventView {
         ),
         Event::StoreRecovered(c) => ("store_recovered", c, vec![]),
     };
+    // Transitions gained their counts after the tuples were documented.
+    let positional = if kind == "transition" {
+        8
+    } else {
+        fields.len()
+    };
     EventView {
         kind,
         circuit: circuit.clone(),
         level,
         text,
         fields,
+        positional,
     }
 }
 

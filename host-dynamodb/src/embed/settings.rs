@@ -347,6 +347,9 @@ settings! {
     /// Seconds of the fleet's sliding window: the failure-rate policy's rate is taken over it,
     /// and another environment's failures count toward `minimum_environments` within it.
     window: f64 = 60.0, checked by duration;
+    /// Seconds after which a successful call counts as a failure (a slow call); `None`: no
+    /// call is too slow.
+    slow_call: Option<f64> = None, checked by optional_duration;
 }
 
 /// A number of seconds as a refusal shows it: whole ones without a fraction.
@@ -462,6 +465,7 @@ impl Settings {
             store_failure_mode: self.store_failure_mode,
             minimum_environments: self.minimum_environments,
             window_ms: ms(self.window),
+            slow_call_ms: self.slow_call.map(ms),
         }
     }
 
