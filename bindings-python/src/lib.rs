@@ -191,17 +191,22 @@ struct Environment {
 
 /// An event, as the environment hands it to the Python layer: what happened, to which circuit,
 /// its log line, and its details by name.
-#[pyclass(module = "fleetbreaker._native", frozen, get_all)]
+#[pyclass(module = "fleetbreaker._native", frozen)]
 struct Event {
     /// `transition`, `store_degraded`, `corrupt_record` or `store_recovered`.
+    #[pyo3(get)]
     kind: &'static str,
+    #[pyo3(get)]
     circuit: String,
     /// A `logging` level.
+    #[pyo3(get)]
     log_level: u8,
+    #[pyo3(get)]
     log_text: String,
     /// The details (see `fleetbreaker::embed::EventView`), in order.
+    #[pyo3(get)]
     fields: Py<PyDict>,
-    /// How many details the tuple shows.
+    /// How many details the tuple shows (not an attribute: the tuple's shape is its contract).
     positional: usize,
 }
 
