@@ -471,23 +471,13 @@ impl Circuit {
         {
             return q.met;
         }
-        let (start, previous) = window_starts(closed_at_ms, self.config.window_ms, t.wall);
-        let length = self.config.window_ms;
         let delta = WindowDelta {
             calls: 0,
             failures: self.unreported.0,
             slow_calls: self.unreported.1,
             environment: Some(self.environment.clone()),
         };
-        let expires = window_expiry(start, length);
-        let shard = shard_of(&self.environment);
-        let counted = env
-            .add_to_window(&self.name, start, shard, &delta, expires)
-            .and_then(|()| {
-                let starts: Vec<u64> = std::iter::once(start).chain(previous).collect();
-                env.read_windows(&self.name, &starts, WINDOW_SHARDS)
-            });
-        *t = now(env);
+        let counted = self.report(env, t, closed_at_ms, &delta);
         match counted {
             Ok(windows) => {
                 self.unreported = (0, 0);
@@ -549,7 +539,8 @@ impl Circuit {
         policy: &FailureRate,
     ) -> Option<(u32, u32)> {
         let length = self.config.window_ms;
-        let (start, previous) = window_starts(self.current().record.closed_at_ms, length, t.wall);
+        let closed_at_ms = self.current().record.closed_at_ms;
+        let (start, _) = window_starts(closed_at_ms, length, t.wall);
         let judge = |current: &WindowCounts, previous: Option<&WindowCounts>, wall: u64| {
             machine::rate_tripped(
                 policy,
@@ -573,21 +564,7 @@ impl Circuit {
             return None;
         }
         let delta = self.rate.delta(&self.environment);
-        let shard = shard_of(&self.environment);
-        let counted = env
-            .add_to_window(
-                &self.name,
-                start,
-                shard,
-                &delta,
-                window_expiry(start, length),
-            )
-            .and_then(|()| {
-                let starts: Vec<u64> = std::iter::once(start).chain(previous).collect();
-                env.read_windows(&self.name, &starts, WINDOW_SHARDS)
-            });
-        *t = now(env);
-        match counted {
+        match self.report(env, t, closed_at_ms, &delta) {
             Ok(windows) => {
                 self.rate.reported(t.mono);
                 let seen = WindowCounts::total(&windows);
@@ -603,6 +580,35 @@ impl Circuit {
                 judge(own, Some(own_previous), t.wall)
             }
         }
+    }
+
+    /// Adds `delta` to this environment's shard of the current window (aligned to
+    /// `closed_at_ms`) and reads the current window and the one before back, in that order;
+    /// `t` becomes the time after the I/O.
+    fn report(
+        &self,
+        env: &mut impl Env,
+        t: &mut Now,
+        closed_at_ms: Option<u64>,
+        delta: &WindowDelta,
+    ) -> Result<Vec<WindowCounts>, StoreError> {
+        let length = self.config.window_ms;
+        let (start, previous) = window_starts(closed_at_ms, length, t.wall);
+        let shard = shard_of(&self.environment);
+        let counted = env
+            .add_to_window(
+                &self.name,
+                start,
+                shard,
+                delta,
+                window_expiry(start, length),
+            )
+            .and_then(|()| {
+                let starts: Vec<u64> = std::iter::once(start).chain(previous).collect();
+                env.read_windows(&self.name, &starts, WINDOW_SHARDS)
+            });
+        *t = now(env);
+        counted
     }
 
     fn finish_probe(&mut self, env: &mut impl Env, permit: &Permit, outcome: Outcome) {

@@ -173,6 +173,12 @@ struct Incident {
     busiest_item_writes: u64,
 }
 
+/// Whether environment `i` of `n` calls in the tick at `elapsed_ms`: environments are spread
+/// evenly over the period, as independent callers are.
+fn calls_now(elapsed_ms: u64, i: usize, n: usize) -> bool {
+    (elapsed_ms + (i as u64 * PERIOD_MS / n as u64)) % PERIOD_MS < TICK_MS
+}
+
 /// Runs the fleet for up to `run_ms` of virtual time against a downstream that answers every
 /// call, successfully, after `takes_ms`; returns when the circuit first opened (from now).
 fn run_slow(f: &Fleet, run_ms: u64, takes_ms: u64) -> Option<u64> {
@@ -181,7 +187,7 @@ fn run_slow(f: &Fleet, run_ms: u64, takes_ms: u64) -> Option<u64> {
     let mut elapsed = 0;
     while elapsed < run_ms {
         for (i, b) in f.breakers.iter().enumerate() {
-            if (elapsed + (i as u64 * PERIOD_MS / n as u64)) % PERIOD_MS >= TICK_MS {
+            if !calls_now(elapsed, i, n) {
                 continue;
             }
             if let Ok(permit) = f.rt.block_on(b.acquire()) {
@@ -220,9 +226,8 @@ fn run(f: &Fleet, run_ms: u64, rng: &mut Rng, downstream: &Downstream) -> Incide
     let first_second = f.clock.now_ms() / 1000;
     let mut elapsed = 0;
     while elapsed < run_ms {
-        // Environments are spread evenly over the period, as independent callers are.
         for (i, b) in f.breakers.iter().enumerate() {
-            if (elapsed + (i as u64 * PERIOD_MS / n as u64)) % PERIOD_MS >= TICK_MS {
+            if !calls_now(elapsed, i, n) {
                 continue;
             }
             match f.rt.block_on(b.acquire()) {
