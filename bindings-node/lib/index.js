@@ -61,37 +61,12 @@ function checkName(name) {
   return invoke(() => native.checkName(name));
 }
 
-/** What a caller sees of a circuit. */
-function circuitInfo(n) {
-  return Object.freeze({
-    name: n.name,
-    state: n.state,
-    failureCount: n.failureCount,
-    version: n.version,
-    openedAtMs: n.openedAtMs ?? null,
-    openUntilMs: n.openUntilMs ?? null,
-    retryAfterMs: n.retryAfterMs ?? null,
-    overrideReason: n.overrideReason ?? null,
-    overrideUntilMs: n.overrideUntilMs ?? null,
-    localOnly: n.localOnly,
-    slowCallCount: n.slowCallCount,
-  });
-}
+/** What a caller sees of a circuit: the addon's fields, as they are (times in epoch ms). */
+const circuitInfo = Object.freeze;
 
-function transition(e) {
-  return Object.freeze({
-    circuitName: e.circuit,
-    fromState: e.fromState,
-    toState: e.toState,
-    openedAtMs: e.openedAtMs ?? null,
-    version: e.version,
-    atMs: e.atMs,
-    reason: e.reason,
-    overrideReason: e.overrideReason ?? null,
-    localOnly: e.localOnly,
-    failureCount: e.failureCount,
-    slowCallCount: e.slowCallCount,
-  });
+/** A transition event as an `onTransition` hook sees it: its details, with `circuitName`. */
+function transition({ kind, circuit, logLevel, logText, ...details }) {
+  return Object.freeze({ circuitName: circuit, ...details });
 }
 
 /** Calls the addon: its value at once, or a Promise when it had to ask the store; its errors,

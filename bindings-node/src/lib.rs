@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
-use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
+use fleetbreaker::bridge::poll_here;
 use fleetbreaker::embed::{Action, Level, Misuse, Override, StoreHandle, Value};
 use fleetbreaker::{
     Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome, Permit,
@@ -44,15 +43,12 @@ where
     D: napi::bindgen_prelude::ToNapiValue + 'static,
     C: FnOnce(&Env, T) -> napi::Result<D> + Send + 'static,
 {
-    let mut future: BoxedFuture<T> = Box::pin(future);
-    if let Poll::Ready(value) = poll_once(&mut future) {
-        return convert(env, value).map(Either::A);
-    }
+    let waiting = match poll_here(future) {
+        Ok(value) => return convert(env, value).map(Either::A),
+        Err(waiting) => waiting,
+    };
     let (deferred, promise) = env.create_deferred::<D, Resolver<D>>()?;
-    io_runtime().spawn(async move {
-        let value = future.await;
-        deferred.resolve(Box::new(move |env| convert(&env, value)));
-    });
+    waiting.then(move |value| deferred.resolve(Box::new(move |env| convert(&env, value))));
     Ok(Either::B(promise))
 }
 
@@ -332,38 +328,49 @@ impl NativeClock {
     }
 }
 
-/// An event, as JavaScript receives it: `kind`, `circuit`, its one log line (`logLevel`:
-/// `error`, `warn` or `info`; `logText`) and its details, camelCase (see
-/// `fleetbreaker::embed::EventView`).
-pub struct EventObject(fleetbreaker::embed::EventView);
+/// Named values (snake_case), handed to JavaScript as a new object with camelCase keys: made
+/// where the value is delivered, so it can travel to the JavaScript thread first.
+pub struct Fields(Vec<(&'static str, Value)>);
 
-impl ToNapiValue for EventObject {
+impl ToNapiValue for Fields {
     unsafe fn to_napi_value(
         raw: napi::sys::napi_env,
-        event: Self,
+        fields: Self,
     ) -> napi::Result<napi::sys::napi_value> {
         let env = Env::from_raw(raw);
-        let view = event.0;
-        let level = match view.level {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            _ => "info",
-        };
-        let mut fields = vec![
-            ("kind", Value::Text(view.kind.into())),
-            ("circuit", Value::Text(view.circuit)),
-            ("log_level", Value::Text(level.into())),
-            ("log_text", Value::Text(view.text)),
-        ];
-        fields.extend(view.fields);
-        let object = settings::to_object(&env, fields)?;
+        let object = settings::to_object(&env, fields.0)?;
         // SAFETY: the object was made in this very `env`, on its thread.
         unsafe { Object::to_napi_value(raw, object) }
     }
 }
 
+/// An event, as JavaScript receives it: `kind`, `circuit`, its one log line (`logLevel`:
+/// `error`, `warn` or `info`; `logText`) and its details (see
+/// `fleetbreaker::embed::EventView`).
+fn event_object(event: &fleetbreaker::Event) -> Fields {
+    let view = fleetbreaker::embed::event_view(event);
+    let level = match view.level {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        _ => "info",
+    };
+    let mut fields = vec![
+        ("kind", Value::Text(view.kind.into())),
+        ("circuit", Value::Text(view.circuit)),
+        ("log_level", Value::Text(level.into())),
+        ("log_text", Value::Text(view.text)),
+    ];
+    fields.extend(view.fields);
+    Fields(fields)
+}
+
+/// What a caller sees of a circuit (`fleetbreaker::embed::info_values`; times in epoch ms).
+fn info(i: CircuitInfo) -> Fields {
+    Fields(fleetbreaker::embed::info_values(i))
+}
+
 /// Weak: a pending event must not keep the process alive.
-type EventCallback = ThreadsafeFunction<EventObject, (), EventObject, Status, false, true>;
+type EventCallback = ThreadsafeFunction<Fields, (), Fields, Status, false, true>;
 
 /// One component instance: the breakers of one persistence store in one process.
 #[napi]
@@ -386,10 +393,7 @@ impl NativeEnvironment {
         let on_event = Arc::new(on_event);
         let mut builder =
             fleetbreaker::Environment::builder(store.handle.store()).on_event(move |event| {
-                on_event.call(
-                    EventObject(fleetbreaker::embed::event_view(event)),
-                    ThreadsafeFunctionCallMode::NonBlocking,
-                );
+                on_event.call(event_object(event), ThreadsafeFunctionCallMode::NonBlocking);
             });
         if let Some(manual) = &clock.manual {
             builder = builder.clock(manual.clone());
@@ -412,38 +416,6 @@ impl NativeEnvironment {
     #[napi]
     pub fn circuits_in_use(&self) -> u32 {
         self.env.circuits_in_use() as u32
-    }
-}
-
-/// What a caller sees of a circuit.
-#[napi(object)]
-pub struct NativeInfo {
-    pub name: String,
-    pub state: String,
-    pub version: f64,
-    pub failure_count: u32,
-    pub slow_call_count: u32,
-    pub opened_at_ms: Option<f64>,
-    pub open_until_ms: Option<f64>,
-    pub retry_after_ms: Option<f64>,
-    pub override_reason: Option<String>,
-    pub override_until_ms: Option<f64>,
-    pub local_only: bool,
-}
-
-fn info(i: CircuitInfo) -> NativeInfo {
-    NativeInfo {
-        name: i.name,
-        state: i.state.as_str().into(),
-        version: i.version as f64,
-        failure_count: i.failure_count,
-        slow_call_count: i.slow_call_count,
-        opened_at_ms: i.opened_at_ms.map(|v| v as f64),
-        open_until_ms: i.open_until_ms.map(|v| v as f64),
-        retry_after_ms: i.retry_after_ms.map(|v| v as f64),
-        override_reason: i.override_reason,
-        override_until_ms: i.override_until_ms.map(|v| v as f64),
-        local_only: i.local_only,
     }
 }
 
@@ -488,12 +460,13 @@ impl From<CallOutcome> for Outcome {
 /// The answer to `acquire`. `permit` is the handle to complete (0 when there is none);
 /// `leaseMs` how long from now the admission lease runs (0: none), to be kept on JavaScript's
 /// own monotonic clock.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct Acquired {
     pub kind: AdmissionKind,
     pub permit: u32,
     pub lease_ms: f64,
-    pub info: Option<NativeInfo>,
+    #[napi(ts_type = "Record<string, string | number | boolean | null>")]
+    pub info: Option<Fields>,
 }
 
 /// The circuit `name` in an environment.
@@ -603,7 +576,7 @@ impl NativeCircuit {
     }
 
     #[napi]
-    pub fn info<'env>(&self, env: &'env Env) -> napi::Result<Either<NativeInfo, Object<'env>>> {
+    pub fn info<'env>(&self, env: &'env Env) -> napi::Result<Either<Fields, Object<'env>>> {
         let breaker = self.breaker.clone();
         run(env, async move { breaker.info().await }, |env, r| {
             r.map(info).map_err(|e| to_napi(env, e))
@@ -619,7 +592,7 @@ impl NativeCircuit {
         action: OperatorAction,
         duration: Unknown<'_>,
         reason: Unknown<'_>,
-    ) -> napi::Result<Either<NativeInfo, Object<'env>>> {
+    ) -> napi::Result<Either<Fields, Object<'env>>> {
         let value = |v: &Unknown<'_>| Ok::<_, napi::Error>(value_of(v)?.unwrap_or(Value::Null));
         let action = Action::ALL[action as usize];
         let checked = Override::parse(action, value(&duration)?, value(&reason)?)

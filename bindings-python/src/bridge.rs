@@ -9,9 +9,8 @@
 
 use std::future::Future;
 use std::sync::Mutex;
-use std::task::Poll;
 
-use fleetbreaker::bridge::{BoxedFuture, io_runtime, poll_once};
+use fleetbreaker::bridge::poll_here;
 use fleetbreaker::{Delivery, Events};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -22,17 +21,11 @@ pub fn block<T: Send + 'static>(
     py: Python<'_>,
     future: impl Future<Output = Delivery<T>> + Send + 'static,
 ) -> T {
-    let mut future: BoxedFuture<Delivery<T>> = Box::pin(future);
-    let delivery = match poll_once(&mut future) {
-        Poll::Ready(delivery) => delivery,
-        Poll::Pending => {
-            let (send, receive) = std::sync::mpsc::sync_channel(1);
-            io_runtime().spawn(async move {
-                let _ = send.send(future.await);
-            });
-            py.detach(move || receive.recv().expect("a fleetbreaker task panicked"))
-        }
-    };
+    let delivery = poll_here(future).unwrap_or_else(|waiting| {
+        let (send, receive) = std::sync::mpsc::sync_channel(1);
+        waiting.then(move |delivery| drop(send.send(delivery)));
+        py.detach(move || receive.recv().expect("a fleetbreaker task panicked"))
+    });
     delivery.deliver()
 }
 
@@ -63,24 +56,27 @@ impl PendingEvents {
     }
 }
 
-/// Runs `future` for an async caller: returns its value at once if it does not wait (its
-/// events delivered here, on the loop's thread), else an asyncio future of `loop` that the
-/// runtime resolves through the loop, which first delivers the events.
-pub fn start<T: Send + 'static>(
+/// Runs `future` for its caller: a sync caller (no `event_loop`) waits for it with [`block`];
+/// an async one gets its value at once if it does not wait (its events delivered here, on the
+/// loop's thread), else an asyncio future of `event_loop` that the runtime resolves through
+/// the loop, which first delivers the events.
+pub fn call<T: Send + 'static>(
     py: Python<'_>,
-    event_loop: Bound<'_, PyAny>,
+    event_loop: Option<Bound<'_, PyAny>>,
     future: impl Future<Output = Delivery<T>> + Send + 'static,
     convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let mut future: BoxedFuture<Delivery<T>> = Box::pin(future);
-    if let Poll::Ready(delivery) = poll_once(&mut future) {
-        return convert(py, delivery.deliver());
-    }
+    let Some(event_loop) = event_loop else {
+        return convert(py, block(py, future));
+    };
+    let waiting = match poll_here(future) {
+        Ok(delivery) => return convert(py, delivery.deliver()),
+        Err(waiting) => waiting,
+    };
     let waiter = event_loop.call_method0("create_future")?.unbind();
     let handed = waiter.clone_ref(py);
     let event_loop = event_loop.unbind();
-    io_runtime().spawn(async move {
-        let Delivery { value, events } = future.await;
+    waiting.then(move |Delivery { value, events }| {
         Python::attach(|py| {
             let outcome = convert(py, value);
             let resolve = resolver(py);

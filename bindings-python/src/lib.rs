@@ -10,13 +10,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use fleetbreaker::dynamodb::default_static_pk_value;
-use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome, Record,
-};
+use fleetbreaker::{Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use fleetbreaker::embed::{Action, Level, Override, StoreHandle};
+use fleetbreaker::embed::{Action, Level, Override, StoreHandle, Value};
 
 use crate::errors::{check, misuse};
 
@@ -26,10 +24,13 @@ struct Store {
     handle: StoreHandle,
 }
 
-/// The record as a dict of every field.
-fn record_dict(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyDict>> {
+/// Named values as a dict.
+fn fields_dict<'py>(
+    py: Python<'py>,
+    fields: Vec<(&'static str, Value)>,
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    for (field, value) in fleetbreaker::embed::record_values(&r) {
+    for (field, value) in fields {
         dict.set_item(field, settings::to_py(py, value)?)?;
     }
     Ok(dict)
@@ -127,7 +128,9 @@ impl Store {
         circuit: String,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let record = check(py, bridge::block_plain(py, self.handle.record(circuit)))?;
-        record.map(|r| record_dict(py, r)).transpose()
+        record
+            .map(|r| fields_dict(py, fleetbreaker::embed::record_values(&r)))
+            .transpose()
     }
 }
 
@@ -213,10 +216,7 @@ struct Event {
 impl Event {
     fn new(py: Python<'_>, event: &fleetbreaker::Event) -> PyResult<Event> {
         let view = fleetbreaker::embed::event_view(event);
-        let fields = PyDict::new(py);
-        for (name, value) in view.fields {
-            fields.set_item(name, settings::to_py(py, value)?)?;
-        }
+        let fields = fields_dict(py, view.fields)?;
         Ok(Event {
             kind: view.kind,
             circuit: view.circuit,
@@ -407,42 +407,14 @@ struct Admission {
     permit: Option<Py<Permit>>,
     /// When the admission lease this call started ends (0: none), epoch ms.
     lease_until_ms: u64,
-    info: Option<Py<Info>>,
+    /// A rejected call's view of the circuit (see `info_of`).
+    info: Option<Py<PyDict>>,
 }
 
-/// What a caller sees of a circuit (times in epoch ms).
-#[pyclass(module = "fleetbreaker._native", frozen, get_all)]
-struct Info {
-    name: String,
-    state: &'static str,
-    version: u64,
-    failure_count: u32,
-    slow_call_count: u32,
-    opened_at_ms: Option<u64>,
-    open_until_ms: Option<u64>,
-    retry_after_ms: Option<u64>,
-    override_reason: Option<String>,
-    override_until_ms: Option<u64>,
-    local_only: bool,
-}
-
-fn info_of(py: Python<'_>, i: CircuitInfo) -> PyResult<Py<Info>> {
-    Py::new(
-        py,
-        Info {
-            name: i.name,
-            state: i.state.as_str(),
-            version: i.version,
-            failure_count: i.failure_count,
-            slow_call_count: i.slow_call_count,
-            opened_at_ms: i.opened_at_ms,
-            open_until_ms: i.open_until_ms,
-            retry_after_ms: i.retry_after_ms,
-            override_reason: i.override_reason,
-            override_until_ms: i.override_until_ms,
-            local_only: i.local_only,
-        },
-    )
+/// What a caller sees of a circuit: a dict of `fleetbreaker::embed::info_values` (times in
+/// epoch ms; `CircuitInfo._from_native` shows them in seconds).
+fn info_of(py: Python<'_>, info: CircuitInfo) -> PyResult<Py<PyDict>> {
+    fields_dict(py, fleetbreaker::embed::info_values(info)).map(Bound::unbind)
 }
 
 fn acquired(py: Python<'_>, result: Result<fleetbreaker::Permit, Error>) -> PyResult<Py<PyAny>> {
@@ -510,72 +482,39 @@ impl Circuit {
     }
 
     /// A call admitted by `try_admit_leased` ended with `outcome` (failure, slow or ignored).
-    fn leased_call_failed(&self, py: Python<'_>, outcome: CallOutcome) -> PyResult<()> {
-        let outcome = Outcome::from(outcome);
-        let breaker = self.breaker.clone();
-        bridge::block(py, async move {
-            breaker.with_events().leased_call_failed(outcome).await
-        });
-        Ok(())
-    }
-
-    fn leased_call_failed_async(
+    /// With `event_loop` (an async caller): None at once, or an asyncio future if the outcome
+    /// must be written first; likewise for `acquire` and `complete`.
+    #[pyo3(signature = (outcome, event_loop=None))]
+    fn leased_call_failed(
         &self,
         py: Python<'_>,
-        event_loop: Bound<'_, PyAny>,
         outcome: CallOutcome,
+        event_loop: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let outcome = Outcome::from(outcome);
-        let breaker = self.breaker.clone();
-        bridge::start(
-            py,
-            event_loop,
-            async move { breaker.with_events().leased_call_failed(outcome).await },
-            done,
-        )
+        let (breaker, outcome) = (self.breaker.clone(), Outcome::from(outcome));
+        let failed = async move { breaker.with_events().leased_call_failed(outcome).await };
+        bridge::call(py, event_loop, failed, done)
     }
 
-    fn acquire(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (event_loop=None))]
+    fn acquire(&self, py: Python<'_>, event_loop: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let breaker = self.breaker.clone();
-        let result = bridge::block(py, async move { breaker.with_events().acquire().await });
-        acquired(py, result)
+        let acquire = async move { breaker.with_events().acquire().await };
+        bridge::call(py, event_loop, acquire, acquired)
     }
 
-    /// The acquire result, or an asyncio future of it if the store must be asked first.
-    fn acquire_async(&self, py: Python<'_>, event_loop: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let breaker = self.breaker.clone();
-        bridge::start(
-            py,
-            event_loop,
-            async move { breaker.with_events().acquire().await },
-            acquired,
-        )
-    }
-
-    fn complete(&self, py: Python<'_>, permit: &Permit, outcome: CallOutcome) -> PyResult<()> {
-        let (permit, outcome) = (permit.take()?, Outcome::from(outcome));
-        let breaker = self.breaker.clone();
-        bridge::block(py, async move {
-            breaker.with_events().complete(permit, outcome).await
-        });
-        Ok(())
-    }
-
-    fn complete_async(
+    #[pyo3(signature = (permit, outcome, event_loop=None))]
+    fn complete(
         &self,
         py: Python<'_>,
-        event_loop: Bound<'_, PyAny>,
         permit: &Permit,
         outcome: CallOutcome,
+        event_loop: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (permit, outcome) = (permit.take()?, Outcome::from(outcome));
         let breaker = self.breaker.clone();
-        bridge::start(
-            py,
-            event_loop,
-            async move { breaker.with_events().complete(permit, outcome).await },
-            done,
-        )
+        let complete = async move { breaker.with_events().complete(permit, outcome).await };
+        bridge::call(py, event_loop, complete, done)
     }
 
     fn info(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -670,7 +609,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OperatorAction>()?;
     m.add_class::<AdmissionKind>()?;
     m.add_class::<Admission>()?;
-    m.add_class::<Info>()?;
     // The package's version is the Cargo workspace's (pyproject marks it dynamic).
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Armed now, so a fork right after import is seen.

@@ -37,6 +37,31 @@ pub fn poll_once<T>(future: &mut BoxedFuture<T>) -> Poll<T> {
         .poll(&mut Context::from_waker(Waker::noop()))
 }
 
+/// Polls `future` once here ([`poll_once`]): its value if it needed no I/O, else the rest of
+/// it, to finish on [`io_runtime`] with [`Waiting::then`]. The one way both bindings run the
+/// host's futures.
+pub fn poll_here<T: Send + 'static>(
+    future: impl Future<Output = T> + Send + 'static,
+) -> Result<T, Waiting<T>> {
+    let mut future: BoxedFuture<T> = Box::pin(future);
+    match poll_once(&mut future) {
+        Poll::Ready(value) => Ok(value),
+        Poll::Pending => Err(Waiting(future)),
+    }
+}
+
+/// A future that waits on I/O (from [`poll_here`]).
+#[must_use = "a waiting future does nothing until `then` runs it"]
+pub struct Waiting<T>(BoxedFuture<T>);
+
+impl<T: Send + 'static> Waiting<T> {
+    /// Finishes the future on [`io_runtime`] and hands its value to `done` there.
+    pub fn then(self, done: impl FnOnce(T) + Send + 'static) {
+        let future = self.0;
+        drop(io_runtime().spawn(async move { done(future.await) }));
+    }
+}
+
 /// Finishes `future` in the background: on the runtime of the caller's task if there is one,
 /// else on [`io_runtime`]. For work that must complete although nobody waits for it (a
 /// component call whose caller went away, the release of an abandoned probe permit).
@@ -44,5 +69,30 @@ pub(crate) fn spawn_detached(future: impl Future<Output = ()> + Send + 'static) 
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => drop(handle.spawn(future)),
         Err(_) => drop(io_runtime().spawn(future)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_future_that_needs_no_io_finishes_in_the_first_poll() {
+        assert!(matches!(poll_here(async { 7 }), Ok(7)));
+    }
+
+    #[test]
+    fn a_future_that_waits_finishes_on_the_runtime_and_hands_its_value_over() {
+        let waits = async {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            11
+        };
+        let Err(waiting) = poll_here(waits) else {
+            panic!("a sleeping future finished in its first poll");
+        };
+        let (send, receive) = std::sync::mpsc::sync_channel(1);
+        waiting.then(move |value| send.send(value).unwrap());
+        let value = receive.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(value, Ok(11));
     }
 }

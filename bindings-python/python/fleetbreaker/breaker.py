@@ -177,7 +177,7 @@ class CircuitBreaker:
     def config(self) -> CircuitBreakerConfig:
         return self._config
 
-    def _rejected(self, info: Optional[_native.Info]) -> CircuitBreakerOpenError:
+    def _rejected(self, info: Any) -> CircuitBreakerOpenError:
         circuit = CircuitInfo._from_native(info)
         return CircuitBreakerOpenError(f"Circuit '{self._name}' is open.", circuit=circuit)
 
@@ -251,7 +251,7 @@ class CircuitBreaker:
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
-                await _settle(native.leased_call_failed_async(_loop(), self._outcome(exc)))
+                await _settle(native.leased_call_failed(self._outcome(exc), _loop()))
                 raise
             except BaseException:
                 # Takes back the provisional success: no I/O, nothing to wait for.
@@ -263,7 +263,7 @@ class CircuitBreaker:
         self._handle.env.loop = loop
         # If this task is cancelled while the breaker asks the store, a permit granted anyway
         # is freed with the result nobody takes: a probe permit is then released at once.
-        acquired = native.acquire_async(loop)
+        acquired = native.acquire(loop)
         admission = await acquired if isinstance(acquired, asyncio.Future) else acquired
         permit, kind = admission.permit, admission.kind
         if permit is None:
@@ -279,14 +279,14 @@ class CircuitBreaker:
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            await _settle(native.complete_async(_loop(), permit, self._outcome(exc)))
+            await _settle(native.complete(permit, self._outcome(exc), _loop()))
             raise
         except BaseException:
             # Cancellation (and exits) pass through uncounted. The permit is released in the
             # background: nothing here waits for the store on the event loop.
             permit.abandon()
             raise
-        await _settle(native.complete_async(_loop(), permit, _SUCCESS))
+        await _settle(native.complete(permit, _SUCCESS, _loop()))
         return result
 
     def info(self) -> CircuitInfo:

@@ -25,8 +25,18 @@ def _circuit_state_class() -> Type[CircuitState]:
     return CircuitState
 
 
-def _seconds(ms: Optional[int]) -> Optional[float]:
-    return None if ms is None else ms / 1000.0
+def _shown(fields: Dict[str, Any]) -> Dict[str, Any]:
+    """The native fields (``fleetbreaker::embed``) as the package shows them: a time or
+    duration ``x_ms`` as ``x`` in seconds (as Powertools does), a state as ``CircuitState``."""
+    state = _circuit_state_class()
+    shown = {}
+    for name, value in fields.items():
+        if name.endswith("_ms"):
+            name, value = name[:-3], None if value is None else value / 1000.0
+        elif name.endswith("state"):
+            value = state(value)
+        shown[name] = value
+    return shown
 
 
 class _DataclassOnDemand(type):
@@ -155,23 +165,9 @@ class CircuitInfo(_Frozen):
     ) -> None:
         self._init(locals())
 
-
     @classmethod
-    def _from_native(cls, i: Any) -> CircuitInfo:
-        """From the native ``Info`` (times in epoch ms)."""
-        return cls(
-            name=i.name,
-            state=_circuit_state_class()(i.state),
-            failure_count=i.failure_count,
-            opened_at=_seconds(i.opened_at_ms),
-            version=i.version,
-            retry_after=_seconds(i.retry_after_ms),
-            open_until=_seconds(i.open_until_ms),
-            override_reason=i.override_reason,
-            override_until=_seconds(i.override_until_ms),
-            local_only=i.local_only,
-            slow_call_count=i.slow_call_count,
-        )
+    def _from_native(cls, fields: Any) -> CircuitInfo:
+        return cls(**_shown(fields))
 
 
 class CircuitTransition(_Frozen):
@@ -227,18 +223,5 @@ class CircuitTransition(_Frozen):
         self._init(locals())
 
     @classmethod
-    def _from_native(cls, circuit: str, f: Dict[str, Any]) -> CircuitTransition:
-        state = _circuit_state_class()
-        return cls(
-            circuit_name=circuit,
-            from_state=state(f["from_state"]),
-            to_state=state(f["to_state"]),
-            opened_at=_seconds(f["opened_at_ms"]),
-            version=f["version"],
-            at=f["at_ms"] / 1000.0,
-            reason=f["reason"],
-            override_reason=f["override_reason"],
-            local_only=f["local_only"],
-            failure_count=f["failure_count"],
-            slow_call_count=f["slow_call_count"],
-        )
+    def _from_native(cls, circuit: str, fields: Dict[str, Any]) -> CircuitTransition:
+        return cls(circuit_name=circuit, **_shown(fields))

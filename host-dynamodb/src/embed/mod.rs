@@ -17,7 +17,7 @@ mod operator;
 mod settings;
 mod store;
 
-use fleetbreaker_core::{ConfigError, Event, Record, Stored};
+use fleetbreaker_core::{CircuitInfo, ConfigError, Event, Record, Stored};
 
 /// The refusal of a second, different configuration for a circuit already in use in an
 /// environment (the packages keep their own handles per name, and refuse with this).
@@ -41,6 +41,29 @@ pub fn record_values(record: &Record) -> Vec<(&'static str, Value)> {
             (field, value)
         })
         .collect()
+}
+
+/// What a caller sees of a circuit, as the packages show it: every field of
+/// [`CircuitInfo`] by its snake_case name (times in epoch ms, `None` as `Null`). Python shows
+/// the `_ms` fields in seconds without the suffix, as Powertools does; Node keeps them.
+pub fn info_values(info: CircuitInfo) -> Vec<(&'static str, Value)> {
+    let ms = |v: Option<u64>| v.map_or(Value::Null, |n| Value::Int(n as i64));
+    vec![
+        ("name", Value::Text(info.name)),
+        ("state", Value::Text(info.state.as_str().into())),
+        ("failure_count", Value::Int(info.failure_count.into())),
+        ("version", Value::Int(info.version as i64)),
+        ("opened_at_ms", ms(info.opened_at_ms)),
+        ("open_until_ms", ms(info.open_until_ms)),
+        ("retry_after_ms", ms(info.retry_after_ms)),
+        (
+            "override_reason",
+            info.override_reason.map_or(Value::Null, Value::Text),
+        ),
+        ("override_until_ms", ms(info.override_until_ms)),
+        ("local_only", Value::Bool(info.local_only)),
+        ("slow_call_count", Value::Int(info.slow_call_count.into())),
+    ]
 }
 
 /// An event as the packages hand it to their code: what happened, to which circuit, the one
