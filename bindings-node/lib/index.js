@@ -272,33 +272,18 @@ class SQLitePersistence extends Persistence {
 class DynamoDBPersistence extends Persistence {
   constructor(options) {
     super(options);
+    // Checked as the store will (the table name by DynamoDB's rules, the keys), now rather
+    // than at the first call.
+    this._settings = invoke(() => native.NativeDynamoDbSettings.parse(options));
+    if (this._settings.warning) this._logger.warn(`fleetbreaker: ${this._settings.warning}`);
     const { tableName, keyAttr = 'id', sortKeyAttr, region, endpointUrl, consistentRead = false } = options;
-    let { staticPkValue } = options;
-    if (typeof tableName !== 'string' || tableName === '') throw invalidType('tableName', 'a non-empty string', tableName);
-    if (sortKeyAttr !== undefined && sortKeyAttr === keyAttr) throw outOfRange('sortKeyAttr', `different from keyAttr (${keyAttr})`, sortKeyAttr);
-    if (staticPkValue !== undefined && sortKeyAttr === undefined) {
-      this._logger.warn('fleetbreaker: staticPkValue is ignored unless sortKeyAttr is also set.');
-      staticPkValue = undefined;
-    }
-    // The table name by DynamoDB's rules and the key settings, now rather than at the first call.
-    const inEffect = invoke(() => native.checkDynamodb({ tableName, keyAttr, sortKeyAttr, staticPkValue }));
     Object.assign(this, { tableName, keyAttr, sortKeyAttr, region, endpointUrl, consistentRead });
-    this._staticPkValue = staticPkValue;
     /** The partition key value in effect with composite keys; null without them. */
-    this.staticPkValue = inEffect ?? null;
+    this.staticPkValue = this._settings.partitionValue ?? null;
   }
 
   _open(storeTimeout) {
-    return native.NativeStore.dynamodb({
-      tableName: this.tableName,
-      keyAttr: this.keyAttr,
-      sortKeyAttr: this.sortKeyAttr,
-      staticPkValue: this._staticPkValue,
-      region: this.region,
-      endpointUrl: this.endpointUrl,
-      consistentRead: this.consistentRead,
-      storeTimeoutMs: Math.round(storeTimeout * 1000),
-    });
+    return this._settings.open(Math.round(storeTimeout * 1000));
   }
 
   /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */

@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use fleetbreaker::bridge::poll_here;
 use fleetbreaker::embed::{Action, Level, Misuse, Override, StoreHandle, Value};
-use fleetbreaker::{
-    Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome, Permit,
-};
+use fleetbreaker::{Breaker, CircuitInfo, Clock as _, Error, ManualClock, Outcome, Permit};
 use napi::bindgen_prelude::{Either, Object, ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
@@ -66,19 +64,7 @@ fn ms(v: f64, field: &str) -> napi::Result<u64> {
 /// A store of shared records.
 #[napi]
 pub struct NativeStore {
-    handle: StoreHandle,
-}
-
-#[napi(object)]
-pub struct DynamoDbOptions {
-    pub table_name: String,
-    pub key_attr: Option<String>,
-    pub sort_key_attr: Option<String>,
-    pub static_pk_value: Option<String>,
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub consistent_read: Option<bool>,
-    pub store_timeout_ms: Option<f64>,
+    pub(crate) handle: StoreHandle,
 }
 
 #[napi(object)]
@@ -106,26 +92,6 @@ impl NativeStore {
     pub fn sqlite(env: &Env, path: String, store_timeout_ms: f64) -> napi::Result<NativeStore> {
         let timeout = Duration::from_millis(ms(store_timeout_ms, "storeTimeout")?);
         let handle = StoreHandle::sqlite(path, timeout).map_err(|e| to_napi(env, e))?;
-        Ok(NativeStore { handle })
-    }
-
-    /// Opens the store; its SDK configuration loads in the background (see
-    /// `DynamoDbStore::connect`), so this returns at once.
-    #[napi(factory)]
-    pub fn dynamodb(env: &Env, options: DynamoDbOptions) -> napi::Result<NativeStore> {
-        let mut config = DynamoDbConfig::new(options.table_name);
-        if let Some(k) = options.key_attr {
-            config.key_attr = k;
-        }
-        config.sort_key_attr = options.sort_key_attr;
-        config.static_pk_value = options.static_pk_value;
-        config.region = options.region;
-        config.endpoint_url = options.endpoint_url;
-        config.consistent_read = options.consistent_read.unwrap_or(false);
-        if let Some(t) = options.store_timeout_ms {
-            config.store_timeout = Duration::from_millis(ms(t, "storeTimeout")?);
-        }
-        let handle = StoreHandle::dynamodb(config).map_err(|e| to_napi(env, e))?;
         Ok(NativeStore { handle })
     }
 
@@ -224,36 +190,11 @@ impl NativeStore {
     }
 }
 
-/// The settings of a DynamoDB table, as the store will check them.
-#[napi(object)]
-pub struct DynamoDbCheck {
-    pub table_name: String,
-    pub key_attr: Option<String>,
-    pub sort_key_attr: Option<String>,
-    pub static_pk_value: Option<String>,
-}
-
 /// The addon's version: the Cargo workspace's, which `package.json` must carry too (a test
 /// checks it).
 #[napi]
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
-}
-
-/// Checks a DynamoDB table's settings as the store will (the table name by DynamoDB's rules,
-/// the key attributes) and returns the partition key value in effect with composite keys.
-#[napi]
-pub fn check_dynamodb(env: &Env, settings: DynamoDbCheck) -> napi::Result<Option<String>> {
-    let mut config = DynamoDbConfig::new(settings.table_name);
-    if let Some(k) = settings.key_attr {
-        config.key_attr = k;
-    }
-    config.sort_key_attr = settings.sort_key_attr;
-    config.static_pk_value = settings.static_pk_value;
-    config
-        .validate()
-        .map_err(|e| to_napi(env, Error::Config(e)))?;
-    Ok(config.partition_value())
 }
 
 /// An environment's clock: the system's, or a manual one.

@@ -39,6 +39,72 @@ pub(crate) fn value_of(v: &Unknown<'_>) -> napi::Result<Option<Value>> {
     }))
 }
 
+/// An object's properties, as the host's checks take them (`undefined` ones are absent); a
+/// value that is not an object is refused as `field`.
+fn fields_of(env: &Env, object: &Unknown<'_>, field: &str) -> napi::Result<Vec<(String, Value)>> {
+    let mut fields = Vec::new();
+    match object.get_type()? {
+        ValueType::Undefined | ValueType::Null => {}
+        ValueType::Object => {
+            let object = unsafe { object.cast::<Object>()? };
+            for key in Object::keys(&object)? {
+                let value = object.get_named_property::<Unknown>(&key)?;
+                if let Some(value) = value_of(&value)? {
+                    fields.push((key, value));
+                }
+            }
+        }
+        _ => {
+            let shown = value_of(object)?.unwrap_or(Value::Null);
+            let refusal = ConfigError {
+                field: field.into(),
+                message: format!("must be an object, got {shown}"),
+            };
+            return Err(to_napi(env, Error::Config(refusal)));
+        }
+    }
+    Ok(fields)
+}
+
+/// A DynamoDB persistence store's options, checked (`fleetbreaker::embed::DynamoDbSettings`).
+#[napi]
+pub struct NativeDynamoDbSettings {
+    inner: embed::DynamoDbSettings,
+}
+
+#[napi]
+impl NativeDynamoDbSettings {
+    /// Checks `options` (camelCase; other keys are ignored); throws an `ERR_CIRCUIT_CONFIG`
+    /// error naming the field.
+    #[napi(factory)]
+    pub fn parse(env: &Env, options: Unknown<'_>) -> napi::Result<NativeDynamoDbSettings> {
+        let refuse = |e: ConfigError| to_napi(env, Error::Config(e));
+        let fields = fields_of(env, &options, "options")?;
+        let inner = embed::DynamoDbSettings::parse(Casing::Camel, fields).map_err(refuse)?;
+        Ok(NativeDynamoDbSettings { inner })
+    }
+
+    /// What to warn the user of (an option that has no effect), if anything.
+    #[napi(getter)]
+    pub fn warning(&self) -> Option<String> {
+        self.inner.warning.clone()
+    }
+
+    /// The partition key value in effect with composite keys; null with a simple key.
+    #[napi(getter)]
+    pub fn partition_value(&self) -> Option<String> {
+        self.inner.partition_value()
+    }
+
+    /// Opens the store (at once: the SDK's configuration loads in the background).
+    #[napi]
+    pub fn open(&self, env: &Env, store_timeout_ms: u32) -> napi::Result<crate::NativeStore> {
+        let timeout = std::time::Duration::from_millis(store_timeout_ms.into());
+        let handle = self.inner.open(timeout).map_err(|e| to_napi(env, e))?;
+        Ok(crate::NativeStore { handle })
+    }
+}
+
 /// A circuit's configuration, checked: what a breaker's `config` shows.
 #[napi]
 pub struct NativeSettings {
@@ -52,26 +118,7 @@ impl NativeSettings {
     #[napi(factory)]
     pub fn parse(env: &Env, config: Unknown<'_>) -> napi::Result<NativeSettings> {
         let refuse = |e: ConfigError| to_napi(env, Error::Config(e));
-        let mut fields = Vec::new();
-        match config.get_type()? {
-            ValueType::Undefined | ValueType::Null => {}
-            ValueType::Object => {
-                let object = unsafe { config.cast::<Object>()? };
-                for key in Object::keys(&object)? {
-                    let value = object.get_named_property::<Unknown>(&key)?;
-                    if let Some(value) = value_of(&value)? {
-                        fields.push((key, value));
-                    }
-                }
-            }
-            _ => {
-                let shown = value_of(&config)?.unwrap_or(Value::Null);
-                return Err(refuse(ConfigError {
-                    field: "config".into(),
-                    message: format!("must be an object, got {shown}"),
-                }));
-            }
-        }
+        let fields = fields_of(env, &config, "config")?;
         let inner = embed::Settings::parse(Casing::Camel, fields).map_err(refuse)?;
         Ok(NativeSettings { inner })
     }

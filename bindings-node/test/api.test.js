@@ -248,11 +248,15 @@ test('names, options and persistence arguments are checked', () => {
   assert.throws(() => new CircuitBreaker({ name: 42, persistence }), named);
   assert.throws(() => new CircuitBreaker({ name: 'x', persistence: {} }), /persistence must be a fleetbreaker persistence store/);
   assert.throws(() => circuitBreaker('not a function', { name: 'x', persistence }), TypeError);
-  assert.throws(() => new DynamoDBPersistence({ tableName: '' }), /tableName/);
-  assert.throws(() => new DynamoDBPersistence({ tableName: 'circuits', sortKeyAttr: 'id' }), /sortKeyAttr/);
+  assert.throws(() => new DynamoDBPersistence({ tableName: '' }), { name: 'CircuitBreakerConfigError', field: 'tableName' });
+  assert.throws(
+    () => new DynamoDBPersistence({ tableName: 'circuits', sortKeyAttr: 'id' }),
+    { field: 'sortKeyAttr', message: /keyAttr \[id\] and sortKeyAttr \[id\] cannot be the same!/ },
+  );
+  assert.throws(() => new DynamoDBPersistence({ tableName: 'circuits', consistentRead: 'yes' }), { field: 'consistentRead' });
   // Table names by DynamoDB's rules, when the persistence object is made.
   for (const bad of ['t', 'ab', 'x'.repeat(256), 'circuit breakers', 'circuits/eu']) {
-    assert.throws(() => new DynamoDBPersistence({ tableName: bad }), (e) => e.field === 'table_name', bad);
+    assert.throws(() => new DynamoDBPersistence({ tableName: bad }), (e) => e.field === 'tableName', bad);
   }
   // As in the Powertools breaker: a partition value without a sort key is ignored, with a warning.
   const warnings = [];

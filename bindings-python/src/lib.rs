@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fleetbreaker::dynamodb::default_static_pk_value;
-use fleetbreaker::{Breaker, CircuitInfo, Clock as _, DynamoDbConfig, Error, ManualClock, Outcome};
+use fleetbreaker::{Breaker, CircuitInfo, Clock as _, Error, ManualClock, Outcome};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
@@ -21,7 +20,7 @@ use crate::errors::{check, misuse};
 /// A store of shared records.
 #[pyclass(module = "fleetbreaker._native", frozen)]
 struct Store {
-    handle: StoreHandle,
+    pub(crate) handle: StoreHandle,
 }
 
 /// Named values as a dict.
@@ -50,33 +49,6 @@ impl Store {
     fn sqlite(py: Python<'_>, path: PathBuf, store_timeout_s: f64) -> PyResult<Store> {
         let timeout = Duration::from_secs_f64(store_timeout_s);
         let handle = check(py, StoreHandle::sqlite(path, timeout))?;
-        Ok(Store { handle })
-    }
-
-    #[staticmethod]
-    #[pyo3(signature = (table_name, key_attr, sort_key_attr, static_pk_value, region, endpoint_url, consistent_read, store_timeout_s))]
-    #[allow(clippy::too_many_arguments)]
-    fn dynamodb(
-        py: Python<'_>,
-        table_name: String,
-        key_attr: String,
-        sort_key_attr: Option<String>,
-        static_pk_value: Option<String>,
-        region: Option<String>,
-        endpoint_url: Option<String>,
-        consistent_read: bool,
-        store_timeout_s: f64,
-    ) -> PyResult<Store> {
-        let mut config = DynamoDbConfig::new(table_name);
-        config.key_attr = key_attr;
-        config.sort_key_attr = sort_key_attr;
-        config.static_pk_value = static_pk_value;
-        config.region = region;
-        config.endpoint_url = endpoint_url;
-        config.consistent_read = consistent_read;
-        config.store_timeout = Duration::from_secs_f64(store_timeout_s);
-        // Returns at once; the first open starts the I/O runtime's threads, without the GIL.
-        let handle = check(py, py.detach(move || StoreHandle::dynamodb(config)))?;
         Ok(Store { handle })
     }
 
@@ -556,32 +528,6 @@ fn after_restore() {
     fleetbreaker::fork::after_restore();
 }
 
-/// Checks a DynamoDB table's settings as the store will (table name by DynamoDB's rules, key
-/// attributes) and returns the partition key value in effect in composite mode (None with a
-/// simple key).
-#[pyfunction]
-#[pyo3(signature = (table_name, key_attr, sort_key_attr, static_pk_value))]
-fn check_dynamodb(
-    py: Python<'_>,
-    table_name: String,
-    key_attr: String,
-    sort_key_attr: Option<String>,
-    static_pk_value: Option<String>,
-) -> PyResult<Option<String>> {
-    let mut config = DynamoDbConfig::new(table_name);
-    config.key_attr = key_attr;
-    config.sort_key_attr = sort_key_attr;
-    config.static_pk_value = static_pk_value;
-    check(py, config.validate().map_err(Error::Config))?;
-    Ok(config.partition_value())
-}
-
-/// The partition key value composite keys use when none is given.
-#[pyfunction]
-fn default_partition_value() -> String {
-    default_static_pk_value()
-}
-
 /// The time on the system clock, and its coarse reading, in epoch ms.
 #[pyfunction]
 fn now_ms() -> u64 {
@@ -603,8 +549,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bridge::PendingEvents>()?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(after_restore, m)?)?;
-    m.add_function(wrap_pyfunction!(check_dynamodb, m)?)?;
-    m.add_function(wrap_pyfunction!(default_partition_value, m)?)?;
+    m.add_class::<settings::DynamoDbSettings>()?;
     m.add_class::<CallOutcome>()?;
     m.add_class::<OperatorAction>()?;
     m.add_class::<AdmissionKind>()?;

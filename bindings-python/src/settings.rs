@@ -44,6 +44,51 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
     })
 }
 
+/// A dict of options, by name, as the host's checks take them.
+fn fields_of(fields: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Value)>> {
+    fields
+        .iter()
+        .map(|(key, value)| Ok((key.extract::<String>()?, value_of(&value))))
+        .collect()
+}
+
+/// A DynamoDB persistence store's options, checked (`fleetbreaker::embed::DynamoDbSettings`).
+#[pyclass(module = "fleetbreaker._native", frozen)]
+pub struct DynamoDbSettings {
+    inner: embed::DynamoDbSettings,
+}
+
+#[pymethods]
+impl DynamoDbSettings {
+    /// Checks `fields` (snake_case); raises `CircuitBreakerConfigError` naming the field.
+    #[new]
+    fn new(py: Python<'_>, fields: &Bound<'_, PyDict>) -> PyResult<DynamoDbSettings> {
+        let parsed = embed::DynamoDbSettings::parse(Casing::Snake, fields_of(fields)?);
+        let inner = check(py, parsed.map_err(Error::Config))?;
+        Ok(DynamoDbSettings { inner })
+    }
+
+    /// What to warn the user of (an option that has no effect), if anything.
+    #[getter]
+    fn warning(&self) -> Option<String> {
+        self.inner.warning.clone()
+    }
+
+    /// The partition key value in effect with composite keys; None with a simple key.
+    #[getter]
+    fn partition_value(&self) -> Option<String> {
+        self.inner.partition_value()
+    }
+
+    /// Opens the store (at once: the SDK's configuration loads in the background).
+    fn open(&self, py: Python<'_>, store_timeout_s: f64) -> PyResult<crate::Store> {
+        let timeout = std::time::Duration::from_secs_f64(store_timeout_s);
+        // The first open starts the I/O runtime's threads: without the GIL.
+        let handle = check(py, py.detach(|| self.inner.open(timeout)))?;
+        Ok(crate::Store { handle })
+    }
+}
+
 /// A circuit's configuration, checked: what `CircuitBreakerConfig` holds.
 #[pyclass(module = "fleetbreaker._native", frozen)]
 pub struct Settings {
@@ -56,14 +101,8 @@ impl Settings {
     /// `CircuitBreakerConfigError` naming the field and the value.
     #[new]
     fn new(py: Python<'_>, fields: &Bound<'_, PyDict>) -> PyResult<Settings> {
-        let mut values = Vec::with_capacity(fields.len());
-        for (key, value) in fields.iter() {
-            values.push((key.extract::<String>()?, value_of(&value)));
-        }
-        let inner = check(
-            py,
-            embed::Settings::parse(Casing::Snake, values).map_err(Error::Config),
-        )?;
+        let parsed = embed::Settings::parse(Casing::Snake, fields_of(fields)?);
+        let inner = check(py, parsed.map_err(Error::Config))?;
         Ok(Settings { inner })
     }
 

@@ -512,6 +512,9 @@ def test_persistence_arguments_are_checked() -> None:
         with pytest.raises(CircuitBreakerConfigError, match="table_name"):
             CircuitBreakerDynamoDBPersistence(bad)
     CircuitBreakerDynamoDBPersistence("my-table_1.v2")
+    with pytest.raises(CircuitBreakerConfigError, match="must be true or false") as wrong_type:
+        CircuitBreakerDynamoDBPersistence("circuits", consistent_read="yes")  # type: ignore[arg-type]
+    assert wrong_type.value.field == "consistent_read"
     with pytest.raises(CircuitBreakerConfigError, match="persistence_store must be"):
         CircuitBreaker("c", object())  # type: ignore[arg-type]
     # A file that cannot be opened is a deployment fault: it fails when the breaker is made.

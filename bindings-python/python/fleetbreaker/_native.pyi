@@ -8,7 +8,7 @@ from fleetbreaker.exceptions import CircuitBreakerConfigError
 
 __all__ = [
     "Action", "Admission", "AdmissionKind", "Circuit", "Outcome", "Clock", "Environment", "Event", "PendingEvents", "Permit", "Settings", "Store", "check_name", "config_conflict", "store_timeout_conflict",
-    "after_restore", "check_dynamodb", "default_partition_value", "now_ms", "__version__",
+    "after_restore", "DynamoDbSettings", "now_ms", "__version__",
 ]
 
 __version__: str
@@ -56,10 +56,16 @@ class Admission:
 
 def now_ms() -> int: ...
 def after_restore() -> None: ...
-def check_dynamodb(
-    table_name: str, key_attr: str, sort_key_attr: Optional[str], static_pk_value: Optional[str]
-) -> Optional[str]: ...
-def default_partition_value() -> str: ...
+
+@final
+class DynamoDbSettings:
+    """A DynamoDB persistence store's options, checked."""
+    def __new__(cls, fields: Dict[str, object]) -> DynamoDbSettings: ...
+    @property
+    def warning(self) -> Optional[str]: ...
+    @property
+    def partition_value(self) -> Optional[str]: ...
+    def open(self, store_timeout_s: float) -> Store: ...
 
 @final
 class Store:
@@ -67,17 +73,6 @@ class Store:
     def memory() -> Store: ...
     @staticmethod
     def sqlite(path: Union[str, Path], store_timeout_s: float) -> Store: ...
-    @staticmethod
-    def dynamodb(
-        table_name: str,
-        key_attr: str,
-        sort_key_attr: Optional[str],
-        static_pk_value: Optional[str],
-        region: Optional[str],
-        endpoint_url: Optional[str],
-        consistent_read: bool,
-        store_timeout_s: float,
-    ) -> Store: ...
     def create_table(self) -> None: ...
     def remove(self, circuit: str) -> None: ...
     def hold_calls(self) -> None: ...

@@ -206,23 +206,27 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
         consistent_read: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(table_name, str) or not table_name:
-            raise CircuitBreakerConfigError(f"table_name must be a non-empty string, got {table_name!r}.")
-        if sort_key_attr is not None and sort_key_attr == key_attr:
-            raise CircuitBreakerConfigError(f"key_attr [{key_attr}] and sort_key_attr [{sort_key_attr}] cannot be the same!")
-        if static_pk_value is not None and sort_key_attr is None:
+        # Checked as the store will (the table name by DynamoDB's rules, the keys), now rather
+        # than at the first call.
+        self._settings = _native.DynamoDbSettings(
+            {
+                "table_name": table_name,
+                "key_attr": key_attr,
+                "sort_key_attr": sort_key_attr,
+                "static_pk_value": static_pk_value,
+                "region": region,
+                "endpoint_url": endpoint_url,
+                "consistent_read": consistent_read,
+            }
+        )
+        if self._settings.warning is not None:
             import warnings
 
-            warnings.warn("static_pk_value is ignored unless sort_key_attr is also set.", stacklevel=2)
-            static_pk_value = None
-        # The table name by DynamoDB's rules and the key settings, now rather than at the first
-        # call; the partition value in effect comes back (composite keys).
-        in_effect = _native.check_dynamodb(table_name, key_attr, sort_key_attr, static_pk_value)
+            warnings.warn(self._settings.warning, stacklevel=2)
         self.table_name = table_name
         self.key_attr = key_attr
         self.sort_key_attr = sort_key_attr
-        self._static_pk_value = static_pk_value
-        self.static_pk_value = in_effect
+        self.static_pk_value = self._settings.partition_value
         """The partition key value in effect with composite keys (the given one, or
         ``circuit_breaker#<AWS_LAMBDA_FUNCTION_NAME>`` as in Powertools); None without them."""
         self.region = region
@@ -231,35 +235,19 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
         # Opened now: its SDK configuration (profile files, TLS roots: milliseconds) loads on a
         # native thread from here on, so the first call after a cold start finds it ready. A
         # store opened before a fork serves the child too (it builds its own connections).
-        self._prewarmed: Optional[_native.Store] = None
-        try:
-            self._prewarmed = self._connect(_DEFAULT_STORE_TIMEOUT)
-        except CircuitBreakerConfigError:  # the open at the first breaker reports it
-            pass
+        self._prewarmed: Optional[_native.Store] = self._settings.open(_DEFAULT_STORE_TIMEOUT)
 
     def _open(self, store_timeout: float) -> _native.Store:
         store, self._prewarmed = self._prewarmed, None
         if store is not None and store_timeout == _DEFAULT_STORE_TIMEOUT:
             return store
-        return self._connect(store_timeout)
-
-    def _connect(self, store_timeout: float) -> _native.Store:
-        return _native.Store.dynamodb(
-            self.table_name,
-            self.key_attr,
-            self.sort_key_attr,
-            self._static_pk_value,
-            self.region,
-            self.endpoint_url,
-            self.consistent_read,
-            store_timeout,
-        )
+        return self._settings.open(store_timeout)
 
     def create_table(self) -> None:
         """Creates the table (on-demand capacity, TTL on ``expiration``): for development and
         tests. Production tables belong in infrastructure code."""
         # Table administration has its own deadline in the store; store_timeout does not apply.
-        self._connect(_DEFAULT_STORE_TIMEOUT).create_table()
+        self._settings.open(_DEFAULT_STORE_TIMEOUT).create_table()
 
 
 class SQLitePersistence(CircuitBreakerPersistenceLayer):

@@ -13,6 +13,7 @@
 //! assert_eq!(refused.message, "must be absent or an integer from 1 to 4294967295, got 0");
 //! ```
 
+mod dynamodb;
 mod operator;
 mod settings;
 mod store;
@@ -145,6 +146,7 @@ pub fn event_view(event: &Event) -> EventView {
 /// An event's log level.
 pub use log::Level;
 
+pub use dynamodb::DynamoDbSettings;
 pub use operator::{Action, Override};
 pub use store::{Misuse, StoreHandle};
 

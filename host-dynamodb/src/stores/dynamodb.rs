@@ -163,7 +163,7 @@ impl DynamoDbConfig {
             Some(sk) if sk == &self.key_attr => {
                 return Err(refuse(
                     "sort_key_attr",
-                    format!("must differ from key_attr ({sk:?})"),
+                    format!("key_attr [{sk}] and sort_key_attr [{sk}] cannot be the same!"),
                 ));
             }
             Some(sk) if sk.is_empty() => {
