@@ -280,6 +280,8 @@ class DynamoDBPersistence extends Persistence {
     Object.assign(this, { tableName, keyAttr, sortKeyAttr, region, endpointUrl, consistentRead });
     /** The partition key value in effect with composite keys; null without them. */
     this.staticPkValue = this._settings.partitionValue ?? null;
+    // Opened now, so the first call after a cold start finds its SDK configuration loaded.
+    this._settings.prewarm();
   }
 
   _open(storeTimeout) {
@@ -289,7 +291,7 @@ class DynamoDBPersistence extends Persistence {
   /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
   async createTable() {
     // Table administration has its own deadline in the store; storeTimeout does not apply.
-    const store = invoke(() => this._open(defaultStoreTimeoutS()));
+    const store = invoke(() => this._settings.open(Math.round(defaultStoreTimeoutS() * 1000)));
     await invoke(() => store.createTable());
   }
 }

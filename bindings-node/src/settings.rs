@@ -96,6 +96,13 @@ impl NativeDynamoDbSettings {
         self.inner.partition_value()
     }
 
+    /// Opens the store now with the default deadline, for the first `open` with that deadline
+    /// (see `fleetbreaker::embed::DynamoDbSettings::prewarm`).
+    #[napi]
+    pub fn prewarm(&self) {
+        self.inner.prewarm();
+    }
+
     /// Opens the store (at once: the SDK's configuration loads in the background).
     #[napi]
     pub fn open(&self, env: &Env, store_timeout_ms: u32) -> napi::Result<crate::NativeStore> {

@@ -80,6 +80,12 @@ impl DynamoDbSettings {
         self.inner.partition_value()
     }
 
+    /// Opens the store now with the default deadline, for the first `open` with that deadline
+    /// (see `fleetbreaker::embed::DynamoDbSettings::prewarm`).
+    fn prewarm(&self, py: Python<'_>) {
+        py.detach(|| self.inner.prewarm());
+    }
+
     /// Opens the store (at once: the SDK's configuration loads in the background).
     fn open(&self, py: Python<'_>, store_timeout_s: f64) -> PyResult<crate::Store> {
         let timeout = std::time::Duration::from_secs_f64(store_timeout_s);

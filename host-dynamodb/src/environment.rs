@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use fleetbreaker_core::{
@@ -25,6 +25,7 @@ use crate::component::runtime::runtime;
 use crate::events::Events;
 use crate::fork::{self, ForkLocal, Scope};
 use crate::stores::Store;
+use crate::util::lock;
 
 pub(crate) type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
 type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -148,10 +149,6 @@ pub(crate) enum Reply {
 
 /// What a component call gives back: its reply, and the events it emitted (to deliver).
 pub(crate) type Done = (Result<Reply, Error>, Vec<Event>);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Builds an [`Environment`].
 pub struct EnvironmentBuilder {

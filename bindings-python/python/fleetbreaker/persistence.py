@@ -232,15 +232,10 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
         self.region = region
         self.endpoint_url = endpoint_url
         self.consistent_read = consistent_read
-        # Opened now: its SDK configuration (profile files, TLS roots: milliseconds) loads on a
-        # native thread from here on, so the first call after a cold start finds it ready. A
-        # store opened before a fork serves the child too (it builds its own connections).
-        self._prewarmed: Optional[_native.Store] = self._settings.open(_DEFAULT_STORE_TIMEOUT)
+        # Opened now, so the first call after a cold start finds its SDK configuration loaded.
+        self._settings.prewarm()
 
     def _open(self, store_timeout: float) -> _native.Store:
-        store, self._prewarmed = self._prewarmed, None
-        if store is not None and store_timeout == _DEFAULT_STORE_TIMEOUT:
-            return store
         return self._settings.open(store_timeout)
 
     def create_table(self) -> None:

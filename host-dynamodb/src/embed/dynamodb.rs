@@ -2,21 +2,33 @@
 //! `key_attr`, ... in Python; `tableName`, `keyAttr`, ... in Node): checked once, with one
 //! text per refusal, as the breaker's configuration is.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use fleetbreaker_core::ConfigError;
 
-use super::{Casing, StoreHandle, Value};
+use super::{Casing, Settings, StoreHandle, Value};
 use crate::Error;
 use crate::dynamodb::DynamoDbConfig;
+use crate::util::lock;
 
 /// A DynamoDB persistence store's options, checked; the store opens with [`open`](Self::open)
 /// once a breaker's configuration gives the deadline.
-#[derive(Clone, Debug)]
 pub struct DynamoDbSettings {
     config: DynamoDbConfig,
     /// What the user is told at construction, if anything (an option that has no effect).
     pub warning: Option<String>,
+    /// The store [`prewarm`](Self::prewarm) opened, for the first `open` with its deadline.
+    prewarmed: Mutex<Option<(Duration, StoreHandle)>>,
+}
+
+impl std::fmt::Debug for DynamoDbSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDbSettings")
+            .field("config", &self.config)
+            .field("warning", &self.warning)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DynamoDbSettings {
@@ -100,7 +112,23 @@ impl DynamoDbSettings {
                 .map_or(e.field.clone(), |f| casing.spell(f).into_owned()),
             message: e.message,
         })?;
-        Ok(DynamoDbSettings { config, warning })
+        Ok(DynamoDbSettings {
+            config,
+            warning,
+            prewarmed: Mutex::new(None),
+        })
+    }
+
+    /// Opens the store now, with the default deadline, so that its SDK configuration (profile
+    /// files, TLS roots: milliseconds of a cold start) loads in the background while the
+    /// program goes on to make its breakers; the first [`open`](Self::open) with that deadline
+    /// takes it. A store opened before a `fork()` serves the child too (it builds its own
+    /// connections). A failure is left for that `open` to report.
+    pub fn prewarm(&self) {
+        let deadline = Settings::default().store_timeout();
+        if let Ok(store) = self.open(deadline) {
+            *lock(&self.prewarmed) = Some((deadline, store));
+        }
     }
 
     /// The partition key value in effect with composite keys (the given one, or the
@@ -112,6 +140,11 @@ impl DynamoDbSettings {
     /// Opens the store with `store_timeout` as the deadline of every call; it returns at once
     /// (the SDK's configuration loads in the background).
     pub fn open(&self, store_timeout: Duration) -> Result<StoreHandle, Error> {
+        let mut prewarmed = lock(&self.prewarmed);
+        if let Some((_, store)) = prewarmed.take_if(|(deadline, _)| *deadline == store_timeout) {
+            return Ok(store);
+        }
+        drop(prewarmed);
         let mut config = self.config.clone();
         config.store_timeout = store_timeout;
         StoreHandle::dynamodb(config)
@@ -120,6 +153,8 @@ impl DynamoDbSettings {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn parse(casing: Casing, fields: &[(&str, Value)]) -> Result<DynamoDbSettings, ConfigError> {
@@ -171,6 +206,32 @@ mod tests {
         let settings = parse(Casing::Snake, &composite).unwrap();
         assert_eq!(settings.partition_value().as_deref(), Some("team"));
         assert_eq!(settings.warning, None);
+    }
+
+    #[test]
+    fn the_prewarmed_store_serves_the_first_open_with_its_deadline_only() {
+        let fields = [
+            ("table_name", text("circuits")),
+            ("region", text("us-east-1")),
+            ("endpoint_url", text("http://127.0.0.1:9")),
+        ];
+        let settings = parse(Casing::Snake, &fields).unwrap();
+        settings.prewarm();
+        let warm = lock(&settings.prewarmed).as_ref().map(|(_, s)| s.store());
+        let warm = warm.expect("prewarm opened the store");
+        let default = Settings::default().store_timeout();
+        let other = settings.open(default * 2).unwrap();
+        assert!(
+            !Arc::ptr_eq(&other.store(), &warm),
+            "another deadline opens its own"
+        );
+        let first = settings.open(default).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.store(), &warm),
+            "the default deadline takes the warm one"
+        );
+        let second = settings.open(default).unwrap();
+        assert!(!Arc::ptr_eq(&second.store(), &warm), "only once");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use fleetbreaker_core::{
 use crate::Error;
 use crate::fork::{ForkLocal, Scope};
 use crate::stores::{Counters, Store, StoreFuture, StoreStats};
+use crate::util::lock;
 
 /// The item's attribute names, in one place: each is the [`Record`] field of the same name.
 /// Numbers are `N`, text is `S`.
@@ -308,12 +309,21 @@ struct Connection {
     /// Set once, when loaded: a value, never a load in progress, so a forked child reads it.
     loaded: OnceLock<Loaded>,
     /// This process's load; a child forked while its parent was loading loads again.
-    loading: ForkLocal<tokio::sync::OnceCell<()>>,
+    loading: ForkLocal<Loading>,
     /// The client of this process; a forked child builds another from the configuration.
     client: ForkLocal<Client>,
     /// A store call has asked for the client: a warm-up would only compete with it.
     called: std::sync::atomic::AtomicBool,
     config: DynamoDbConfig,
+}
+
+/// One process's load of the SDK configuration.
+#[derive(Default)]
+struct Loading {
+    done: tokio::sync::OnceCell<()>,
+    /// A load [`DynamoDbStore::connect`] started ahead of any call, for the first call to
+    /// await (rather than start another).
+    started: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 struct Loaded {
@@ -338,22 +348,25 @@ impl Connection {
         if let Some(loaded) = self.loaded.get() {
             return Some(loaded);
         }
-        let _ = self
-            .loading
-            .get_or_init(tokio::sync::OnceCell::new)
+        let loading = self.loading.get_or_init(Loading::default);
+        let _ = loading
+            .done
             .get_or_try_init(|| async {
-                // On a blocking-pool thread of the library's runtime, whoever asks first: the
-                // SDK reads the profile files with blocking calls, and a caller's thread (a
-                // first call polled in place) must only ever wait here, within its deadline.
-                let this = self.clone();
-                let runtime = crate::bridge::io_runtime().handle().clone();
-                let _ = crate::bridge::io_runtime()
-                    .spawn_blocking(move || runtime.block_on(this.load()))
-                    .await;
+                let started = lock(&loading.started).take();
+                let _ = started.unwrap_or_else(|| self.start_load()).await;
                 self.loaded.get().map(drop).ok_or(())
             })
             .await;
         self.loaded.get()
+    }
+
+    /// Starts loading the SDK configuration on a blocking-pool thread of the library's
+    /// runtime: the SDK reads the profile files with blocking calls, and a caller's thread (a
+    /// first call polled in place) must only ever wait for it, within its deadline.
+    fn start_load(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let runtime = crate::bridge::io_runtime().handle().clone();
+        crate::bridge::io_runtime().spawn_blocking(move || runtime.block_on(this.load()))
     }
 
     async fn load(&self) {
@@ -468,7 +481,11 @@ impl DynamoDbStore {
         config.validate()?;
         let store = DynamoDbStore::new(None, config);
         // Loaded and warmed up in the background; a call that comes first waits for the load.
+        // The load starts here, not from the warm-up's task: that would first wait for a
+        // worker thread of a runtime that may have only just started.
         let (connection, table) = (store.connection.clone(), store.config().table_name.clone());
+        let loading = connection.loading.get_or_init(Loading::default);
+        *lock(&loading.started) = Some(connection.start_load());
         let key = store.key.of("fleetbreaker-warm-up");
         crate::bridge::spawn_detached(async move { connection.warm_up(&table, key).await });
         Ok(store)
