@@ -92,8 +92,8 @@ const BREAKDOWN = `
 `;
 const BREAKDOWN_STEPS = [
   'require (loads the native addon)',
-  'persistence object (validation only)',
-  'wrapping (the component instance; the SDK configuration starts loading in the background)',
+  'persistence object (validates; the SDK configuration starts loading in the background)',
+  'wrapping (the component instance)',
   "first call (what is left of the SDK configuration's load, one GetItem on moto)",
   'second call (under the lease)',
 ];
