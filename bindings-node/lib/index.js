@@ -40,13 +40,6 @@ const CircuitState = Object.freeze({
   FORCED_CLOSED: 'FORCED_CLOSED',
 });
 
-/** The store deadline, in seconds, when no config gives one: the host's default. */
-let defaultStoreTimeout = null;
-function defaultStoreTimeoutS() {
-  if (defaultStoreTimeout === null) defaultStoreTimeout = parseConfig(undefined).values.storeTimeout;
-  return defaultStoreTimeout;
-}
-
 /**
  * A config checked by the addon (the checks, limits and defaults are the host's, the same as
  * Python's): `values` is what a breaker shows as its `config` (seconds, camelCase), `native`
@@ -183,35 +176,18 @@ class Persistence {
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options);
     this._logger = options.logger || consoleLogger;
-    this._nativeStore = null;
-    this._storeTimeout = null;
     this._environments = new Map();
     this._environmentId = undefined;
     this._root = this;
   }
 
-  _open() {
-    throw new Error('not implemented');
-  }
-
+  /** The one store of this persistence object (and of its other environments), for a breaker
+   * with `storeTimeout` seconds (null: the one in use). */
   _store(storeTimeout) {
-    const root = this._root;
-    if (root._nativeStore === null) {
-      try {
-        root._nativeStore = root._open(storeTimeout);
-      } catch (err) {
-        throw fromNative(err);
-      }
-      root._storeTimeout = storeTimeout;
-    } else if (root._storeTimeout !== storeTimeout && !(root instanceof InMemoryPersistence)) {
-      invoke(() => native.storeTimeoutConflict(root._storeTimeout, storeTimeout));
-    }
-    return root._nativeStore;
+    return invoke(() => this._root._native.store(storeTimeout ?? null));
   }
 
   _environment(storeTimeout, clock) {
-    // Without a store timeout (a breaker without a config), the one in use.
-    if (storeTimeout === null || storeTimeout === undefined) storeTimeout = this._root._storeTimeout ?? defaultStoreTimeoutS();
     const store = this._store(storeTimeout);
     const key = clock || null;
     let env = this._environments.get(key);
@@ -232,21 +208,16 @@ class Persistence {
    */
   environment({ id } = {}) {
     const other = Object.create(Object.getPrototypeOf(this));
-    Object.assign(other, this, {
-      _nativeStore: null,
-      _storeTimeout: null,
-      _environments: new Map(),
-      _environmentId: id,
-      _root: this._root,
-    });
+    Object.assign(other, this, { _environments: new Map(), _environmentId: id, _root: this._root });
     return other;
   }
 }
 
 /** Circuits in this process's memory: for tests and single-process programs. */
 class InMemoryPersistence extends Persistence {
-  _open() {
-    return native.NativeStore.memory();
+  constructor(options) {
+    super(options);
+    this._native = native.NativePersistence.memory();
   }
 }
 
@@ -255,12 +226,8 @@ class SQLitePersistence extends Persistence {
   constructor(options) {
     if (typeof options === 'string') options = { path: options };
     super(options);
-    if (typeof options.path !== 'string' || options.path === '') throw invalidType('path', 'a non-empty string', options.path);
+    this._native = invoke(() => native.NativePersistence.sqlite(options.path));
     this.path = options.path;
-  }
-
-  _open(storeTimeout) {
-    return native.NativeStore.sqlite(this.path, Math.round(storeTimeout * 1000));
   }
 }
 
@@ -273,26 +240,19 @@ class DynamoDBPersistence extends Persistence {
   constructor(options) {
     super(options);
     // Checked as the store will (the table name by DynamoDB's rules, the keys), now rather
-    // than at the first call.
-    this._settings = invoke(() => native.NativeDynamoDbSettings.parse(options));
-    if (this._settings.warning) this._logger.warn(`fleetbreaker: ${this._settings.warning}`);
+    // than at the first call; the store opens now, so the first call after a cold start finds
+    // its SDK configuration loaded.
+    this._native = invoke(() => native.NativePersistence.dynamodb(options));
+    if (this._native.warning) this._logger.warn(`fleetbreaker: ${this._native.warning}`);
     const { tableName, keyAttr = 'id', sortKeyAttr, region, endpointUrl, consistentRead = false } = options;
     Object.assign(this, { tableName, keyAttr, sortKeyAttr, region, endpointUrl, consistentRead });
     /** The partition key value in effect with composite keys; null without them. */
-    this.staticPkValue = this._settings.partitionValue ?? null;
-    // Opened now, so the first call after a cold start finds its SDK configuration loaded.
-    this._settings.prewarm();
-  }
-
-  _open(storeTimeout) {
-    return this._settings.open(Math.round(storeTimeout * 1000));
+    this.staticPkValue = this._native.partitionValue ?? null;
   }
 
   /** Creates the table (on-demand, TTL on `expiration`): for development and tests. */
   async createTable() {
-    // Table administration has its own deadline in the store; storeTimeout does not apply.
-    const store = invoke(() => this._settings.open(Math.round(defaultStoreTimeoutS() * 1000)));
-    await invoke(() => store.createTable());
+    await invoke(() => this._native.createTable());
   }
 }
 
@@ -585,7 +545,7 @@ const testing = Object.freeze({
   },
   /** Deletes the circuit's item, as DynamoDB's TTL or an operator does. */
   async deleteItem(persistence, name) {
-    await invoke(() => persistence._root._store(persistence._root._storeTimeout ?? 1).remove(name));
+    await invoke(() => persistence._store(null).remove(name));
   },
   /** Memory stores: loads and writes wait until `releaseCalls` (tests of races with a slow
    * store); with `{ loads, writes }`, only those. */
@@ -599,14 +559,13 @@ const testing = Object.freeze({
   },
   /** Calls `sink(event)` with every event of the persistence store's environment. */
   recordEvents(persistence, sink, clock) {
-    persistence._environment(1, clock).sinks.push(sink);
+    persistence._environment(null, clock).sinks.push(sink);
   },
 });
 
 function memoryOf(persistence) {
-  const root = persistence._root;
-  if (!(root instanceof InMemoryPersistence)) throw invalidType('persistence', 'an InMemoryPersistence', persistence);
-  return root._store(1);
+  if (!(persistence._root instanceof InMemoryPersistence)) throw invalidType('persistence', 'an InMemoryPersistence', persistence);
+  return persistence._store(null);
 }
 
 module.exports = {

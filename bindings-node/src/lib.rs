@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use fleetbreaker::bridge::poll_here;
-use fleetbreaker::embed::{Action, Level, Misuse, Override, StoreHandle, Value};
+use fleetbreaker::embed::{self, Action, Casing, Level, Misuse, Override, StoreHandle, Value};
 use fleetbreaker::{Breaker, CircuitInfo, Clock as _, Error, ManualClock, Outcome, Permit};
 use napi::bindgen_prelude::{Either, Object, ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -64,7 +63,7 @@ fn ms(v: f64, field: &str) -> napi::Result<u64> {
 /// A store of shared records.
 #[napi]
 pub struct NativeStore {
-    pub(crate) handle: StoreHandle,
+    handle: StoreHandle,
 }
 
 #[napi(object)]
@@ -79,29 +78,73 @@ fn misuse(m: Misuse) -> napi::Error {
     napi::Error::new(Status::InvalidArg, m.to_string())
 }
 
+/// Where a persistence object keeps its circuits, and its one store (see
+/// `fleetbreaker::embed::Persistence`).
 #[napi]
-impl NativeStore {
+pub struct NativePersistence {
+    inner: embed::Persistence,
+}
+
+#[napi]
+impl NativePersistence {
     #[napi(factory)]
-    pub fn memory() -> NativeStore {
-        NativeStore {
-            handle: StoreHandle::memory(),
+    pub fn memory() -> NativePersistence {
+        NativePersistence {
+            inner: embed::Persistence::memory(),
         }
     }
 
     #[napi(factory)]
-    pub fn sqlite(env: &Env, path: String, store_timeout_ms: f64) -> napi::Result<NativeStore> {
-        let timeout = Duration::from_millis(ms(store_timeout_ms, "storeTimeout")?);
-        let handle = StoreHandle::sqlite(path, timeout).map_err(|e| to_napi(env, e))?;
+    pub fn sqlite(env: &Env, path: Unknown<'_>) -> napi::Result<NativePersistence> {
+        let path = value_of(&path)?.unwrap_or(Value::Null);
+        let inner = embed::Persistence::sqlite(Casing::Camel, path)
+            .map_err(|e| to_napi(env, Error::Config(e)))?;
+        Ok(NativePersistence { inner })
+    }
+
+    /// The table's options (camelCase; other keys are ignored); throws an
+    /// `ERR_CIRCUIT_CONFIG` error naming the field. The store opens now, its SDK configuration
+    /// loading in the background.
+    #[napi(factory)]
+    pub fn dynamodb(env: &Env, options: Unknown<'_>) -> napi::Result<NativePersistence> {
+        let settings = settings::dynamodb_settings(env, &options)?;
+        Ok(NativePersistence {
+            inner: embed::Persistence::dynamodb(settings),
+        })
+    }
+
+    /// What to warn the user of (an option that has no effect), if anything.
+    #[napi(getter)]
+    pub fn warning(&self) -> Option<String> {
+        self.inner.dynamodb_settings()?.warning.clone()
+    }
+
+    /// The partition key value in effect with composite keys; null otherwise.
+    #[napi(getter)]
+    pub fn partition_value(&self) -> Option<String> {
+        self.inner.dynamodb_settings()?.partition_value()
+    }
+
+    /// The store for a breaker with `storeTimeout` seconds (null: the deadline in use).
+    #[napi]
+    pub fn store(&self, env: &Env, store_timeout: Option<f64>) -> napi::Result<NativeStore> {
+        let handle = self
+            .inner
+            .store(Casing::Camel, store_timeout)
+            .map_err(|e| to_napi(env, e))?;
         Ok(NativeStore { handle })
     }
 
     /// Creates the DynamoDB table with TTL on `expiration` (development and tests).
     #[napi]
     pub fn create_table<'env>(&self, env: &'env Env) -> napi::Result<Either<(), Object<'env>>> {
-        let created = self.handle.create_table().map_err(misuse)?;
+        let created = self.inner.create_table().map_err(misuse)?;
         run(env, created, |env, r| r.map_err(|e| to_napi(env, e)))
     }
+}
 
+#[napi]
+impl NativeStore {
     #[napi]
     pub fn stats(&self) -> StoreStats {
         let s = self.handle.stats();

@@ -66,50 +66,15 @@ fn fields_of(env: &Env, object: &Unknown<'_>, field: &str) -> napi::Result<Vec<(
     Ok(fields)
 }
 
-/// A DynamoDB persistence store's options, checked (`fleetbreaker::embed::DynamoDbSettings`).
-#[napi]
-pub struct NativeDynamoDbSettings {
-    inner: embed::DynamoDbSettings,
-}
-
-#[napi]
-impl NativeDynamoDbSettings {
-    /// Checks `options` (camelCase; other keys are ignored); throws an `ERR_CIRCUIT_CONFIG`
-    /// error naming the field.
-    #[napi(factory)]
-    pub fn parse(env: &Env, options: Unknown<'_>) -> napi::Result<NativeDynamoDbSettings> {
-        let refuse = |e: ConfigError| to_napi(env, Error::Config(e));
-        let fields = fields_of(env, &options, "options")?;
-        let inner = embed::DynamoDbSettings::parse(Casing::Camel, fields).map_err(refuse)?;
-        Ok(NativeDynamoDbSettings { inner })
-    }
-
-    /// What to warn the user of (an option that has no effect), if anything.
-    #[napi(getter)]
-    pub fn warning(&self) -> Option<String> {
-        self.inner.warning.clone()
-    }
-
-    /// The partition key value in effect with composite keys; null with a simple key.
-    #[napi(getter)]
-    pub fn partition_value(&self) -> Option<String> {
-        self.inner.partition_value()
-    }
-
-    /// Opens the store now with the default deadline, for the first `open` with that deadline
-    /// (see `fleetbreaker::embed::DynamoDbSettings::prewarm`).
-    #[napi]
-    pub fn prewarm(&self) {
-        self.inner.prewarm();
-    }
-
-    /// Opens the store (at once: the SDK's configuration loads in the background).
-    #[napi]
-    pub fn open(&self, env: &Env, store_timeout_ms: u32) -> napi::Result<crate::NativeStore> {
-        let timeout = std::time::Duration::from_millis(store_timeout_ms.into());
-        let handle = self.inner.open(timeout).map_err(|e| to_napi(env, e))?;
-        Ok(crate::NativeStore { handle })
-    }
+/// A DynamoDB persistence object's options, checked; throws an `ERR_CIRCUIT_CONFIG` error
+/// naming the field.
+pub(crate) fn dynamodb_settings(
+    env: &Env,
+    options: &Unknown<'_>,
+) -> napi::Result<embed::DynamoDbSettings> {
+    let fields = fields_of(env, options, "options")?;
+    embed::DynamoDbSettings::parse(Casing::Camel, fields)
+        .map_err(|e| to_napi(env, Error::Config(e)))
 }
 
 /// A circuit's configuration, checked: what a breaker's `config` shows.
@@ -169,13 +134,6 @@ pub(crate) fn to_object<'env>(
 pub fn check_name(env: &Env, name: Unknown<'_>) -> napi::Result<String> {
     let value = value_of(&name)?.unwrap_or(Value::Null);
     embed::check_name(value).map_err(|e| to_napi(env, Error::Config(e)))
-}
-
-/// Throws the error for a store deadline other than the one a persistence object already uses.
-#[napi]
-pub fn store_timeout_conflict(env: &Env, in_use: f64, given: f64) -> napi::Result<()> {
-    let refusal = embed::store_timeout_conflict(Casing::Camel, in_use, given);
-    Err(to_napi(env, Error::Config(refusal)))
 }
 
 /// Throws the error for a second, different configuration of circuit `name` in one environment.

@@ -273,6 +273,15 @@ test('names, options and persistence arguments are checked', () => {
   new CircuitBreaker({ name: 'é'.repeat(512), persistence });
 });
 
+test('a SQLite path that is not a non-empty string is refused by name', () => {
+  for (const bad of ['', 42, null]) {
+    assert.throws(
+      () => new SQLitePersistence({ path: bad }),
+      (e) => e instanceof CircuitBreakerConfigError && e.field === 'path' && /must be a non-empty string/.test(e.message),
+    );
+  }
+});
+
 test('one persistence store keeps one storeTimeout', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetbreaker-timeout-'));
   const persistence = new SQLitePersistence({ path: path.join(dir, 'circuits.db') });

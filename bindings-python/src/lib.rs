@@ -5,22 +5,20 @@ mod bridge;
 mod errors;
 mod settings;
 
-use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use fleetbreaker::{Breaker, CircuitInfo, Clock as _, Error, ManualClock, Outcome};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use fleetbreaker::embed::{Action, Level, Override, StoreHandle, Value};
+use fleetbreaker::embed::{self, Action, Casing, Level, Override, StoreHandle, Value};
 
 use crate::errors::{check, misuse};
 
 /// A store of shared records.
 #[pyclass(module = "fleetbreaker._native", frozen)]
 struct Store {
-    pub(crate) handle: StoreHandle,
+    handle: StoreHandle,
 }
 
 /// Named values as a dict.
@@ -35,29 +33,69 @@ fn fields_dict<'py>(
     Ok(dict)
 }
 
+/// Where a persistence object keeps its circuits, and its one store (see
+/// `fleetbreaker::embed::Persistence`).
+#[pyclass(module = "fleetbreaker._native", frozen)]
+struct Persistence {
+    inner: embed::Persistence,
+}
+
 #[pymethods]
-impl Store {
-    /// A store in this process's memory.
+impl Persistence {
     #[staticmethod]
-    fn memory() -> Store {
-        Store {
-            handle: StoreHandle::memory(),
+    fn memory() -> Persistence {
+        Persistence {
+            inner: embed::Persistence::memory(),
         }
     }
 
     #[staticmethod]
-    fn sqlite(py: Python<'_>, path: PathBuf, store_timeout_s: f64) -> PyResult<Store> {
-        let timeout = Duration::from_secs_f64(store_timeout_s);
-        let handle = check(py, StoreHandle::sqlite(path, timeout))?;
-        Ok(Store { handle })
+    fn sqlite(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Persistence> {
+        let parsed = embed::Persistence::sqlite(Casing::Snake, settings::value_of(path));
+        let inner = check(py, parsed.map_err(Error::Config))?;
+        Ok(Persistence { inner })
+    }
+
+    /// The table's options by name; raises `CircuitBreakerConfigError` naming the field. The
+    /// store opens now, its SDK configuration loading in the background.
+    #[staticmethod]
+    fn dynamodb(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<Persistence> {
+        let parsed = embed::DynamoDbSettings::parse(Casing::Snake, settings::fields_of(options)?);
+        let checked = check(py, parsed.map_err(Error::Config))?;
+        let inner = py.detach(|| embed::Persistence::dynamodb(checked));
+        Ok(Persistence { inner })
+    }
+
+    /// What to warn the user of (an option that has no effect), if anything.
+    #[getter]
+    fn warning(&self) -> Option<String> {
+        self.inner.dynamodb_settings()?.warning.clone()
+    }
+
+    /// The partition key value in effect with composite keys; None otherwise.
+    #[getter]
+    fn partition_value(&self) -> Option<String> {
+        self.inner.dynamodb_settings()?.partition_value()
+    }
+
+    /// The store for a breaker with `store_timeout` seconds (None: the deadline in use).
+    #[pyo3(signature = (store_timeout=None))]
+    fn store(&self, py: Python<'_>, store_timeout: Option<f64>) -> PyResult<Store> {
+        let opened = py.detach(|| self.inner.store(Casing::Snake, store_timeout));
+        Ok(Store {
+            handle: check(py, opened)?,
+        })
     }
 
     /// Creates the DynamoDB table with TTL on `expiration` (development and tests).
     fn create_table(&self, py: Python<'_>) -> PyResult<()> {
-        let created = self.handle.create_table().map_err(misuse)?;
+        let created = self.inner.create_table().map_err(misuse)?;
         check(py, bridge::block_plain(py, created))
     }
+}
 
+#[pymethods]
+impl Store {
     /// Memory stores: later loads and writes wait until `release_calls` (tests of a slow
     /// store).
     fn hold_calls(&self) -> PyResult<()> {
@@ -545,11 +583,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<settings::Settings>()?;
     m.add_function(wrap_pyfunction!(settings::check_name, m)?)?;
     m.add_function(wrap_pyfunction!(settings::config_conflict, m)?)?;
-    m.add_function(wrap_pyfunction!(settings::store_timeout_conflict, m)?)?;
     m.add_class::<bridge::PendingEvents>()?;
     m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(after_restore, m)?)?;
-    m.add_class::<settings::DynamoDbSettings>()?;
+    m.add_class::<Persistence>()?;
     m.add_class::<CallOutcome>()?;
     m.add_class::<OperatorAction>()?;
     m.add_class::<AdmissionKind>()?;

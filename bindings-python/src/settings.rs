@@ -45,54 +45,11 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
 }
 
 /// A dict of options, by name, as the host's checks take them.
-fn fields_of(fields: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Value)>> {
+pub(crate) fn fields_of(fields: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Value)>> {
     fields
         .iter()
         .map(|(key, value)| Ok((key.extract::<String>()?, value_of(&value))))
         .collect()
-}
-
-/// A DynamoDB persistence store's options, checked (`fleetbreaker::embed::DynamoDbSettings`).
-#[pyclass(module = "fleetbreaker._native", frozen)]
-pub struct DynamoDbSettings {
-    inner: embed::DynamoDbSettings,
-}
-
-#[pymethods]
-impl DynamoDbSettings {
-    /// Checks `fields` (snake_case); raises `CircuitBreakerConfigError` naming the field.
-    #[new]
-    fn new(py: Python<'_>, fields: &Bound<'_, PyDict>) -> PyResult<DynamoDbSettings> {
-        let parsed = embed::DynamoDbSettings::parse(Casing::Snake, fields_of(fields)?);
-        let inner = check(py, parsed.map_err(Error::Config))?;
-        Ok(DynamoDbSettings { inner })
-    }
-
-    /// What to warn the user of (an option that has no effect), if anything.
-    #[getter]
-    fn warning(&self) -> Option<String> {
-        self.inner.warning.clone()
-    }
-
-    /// The partition key value in effect with composite keys; None with a simple key.
-    #[getter]
-    fn partition_value(&self) -> Option<String> {
-        self.inner.partition_value()
-    }
-
-    /// Opens the store now with the default deadline, for the first `open` with that deadline
-    /// (see `fleetbreaker::embed::DynamoDbSettings::prewarm`).
-    fn prewarm(&self, py: Python<'_>) {
-        py.detach(|| self.inner.prewarm());
-    }
-
-    /// Opens the store (at once: the SDK's configuration loads in the background).
-    fn open(&self, py: Python<'_>, store_timeout_s: f64) -> PyResult<crate::Store> {
-        let timeout = std::time::Duration::from_secs_f64(store_timeout_s);
-        // The first open starts the I/O runtime's threads: without the GIL.
-        let handle = check(py, py.detach(|| self.inner.open(timeout)))?;
-        Ok(crate::Store { handle })
-    }
 }
 
 /// A circuit's configuration, checked: what `CircuitBreakerConfig` holds.
@@ -126,13 +83,6 @@ impl Settings {
 #[pyfunction]
 pub fn check_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<String> {
     check(py, embed::check_name(value_of(name)).map_err(Error::Config))
-}
-
-/// The error for a store deadline other than the one persistence object already uses.
-#[pyfunction]
-pub fn store_timeout_conflict(py: Python<'_>, in_use: f64, given: f64) -> PyErr {
-    let refusal = embed::store_timeout_conflict(Casing::Snake, in_use, given);
-    crate::errors::to_py(py, Error::Config(refusal))
 }
 
 /// The error for a second, different configuration of circuit `name` in one environment.

@@ -512,6 +512,10 @@ def test_persistence_arguments_are_checked() -> None:
         with pytest.raises(CircuitBreakerConfigError, match="table_name"):
             CircuitBreakerDynamoDBPersistence(bad)
     CircuitBreakerDynamoDBPersistence("my-table_1.v2")
+    for bad_path in ["", 42, None]:
+        with pytest.raises(CircuitBreakerConfigError, match="must be a non-empty string") as bad:
+            SQLitePersistence(bad_path)  # type: ignore[arg-type]
+        assert bad.value.field == "path"
     with pytest.raises(CircuitBreakerConfigError, match="must be true or false") as wrong_type:
         CircuitBreakerDynamoDBPersistence("circuits", consistent_read="yes")  # type: ignore[arg-type]
     assert wrong_type.value.field == "consistent_read"

@@ -27,7 +27,6 @@ from _weakrefset import WeakSet
 from weakref import WeakValueDictionary
 
 from . import _native
-from .exceptions import CircuitBreakerConfigError
 from .states import CircuitTransition
 
 # Lean imports on purpose (cold starts): typing only for checkers, logging when first needed.
@@ -121,17 +120,13 @@ class _Environment:
             asyncio.run(guarded())
 
 
-# The host's default (the settings without fields).
-_DEFAULT_STORE_TIMEOUT = float(_native.Settings({}).values()["store_timeout"])  # type: ignore[arg-type]
-
-
 class CircuitBreakerPersistenceLayer:
     """The base of the persistence stores. A store opens its connection on first use."""
 
+    _persistence: _native.Persistence
+
     def __init__(self) -> None:
         self._lock = allocate_lock()
-        self._store: Optional[_native.Store] = None
-        self._store_timeout: Optional[float] = None
         self._environments: Dict[Optional[int], _Environment] = {}
         self._environment_id: Optional[str] = None
         self._shared_from: Optional["CircuitBreakerPersistenceLayer"] = None
@@ -142,30 +137,14 @@ class CircuitBreakerPersistenceLayer:
         forever. The native stores and environments renew themselves on first use."""
         self._lock = allocate_lock()
 
-    def _open(self, store_timeout: float) -> _native.Store:
-        raise NotImplementedError
-
-    def _native_store(self, store_timeout: float) -> _native.Store:
-        if self._shared_from is not None:
-            return self._shared_from._native_store(store_timeout)
-        with self._lock:
-            if self._store is None:
-                self._store = self._open(store_timeout)
-                self._store_timeout = store_timeout
-            elif (
-                self._store_timeout is not None
-                and self._store_timeout != store_timeout
-                and not isinstance(self, InMemoryPersistence)
-            ):
-                raise _native.store_timeout_conflict(self._store_timeout, store_timeout)
-            return self._store
+    def _store(self, store_timeout: Optional[float] = None) -> _native.Store:
+        """The one store of this persistence object (and of its other environments), for a
+        breaker with ``store_timeout`` (None: the one in use)."""
+        return (self._shared_from or self)._persistence.store(store_timeout)
 
     def _environment(self, store_timeout: Optional[float], clock: Optional["ManualClock"]) -> _Environment:
         """The environment for ``clock``; ``store_timeout`` None takes the one in use."""
-        if store_timeout is None:
-            root = self._shared_from or self
-            store_timeout = root._store_timeout if root._store_timeout is not None else _DEFAULT_STORE_TIMEOUT
-        store = self._native_store(store_timeout)
+        store = self._store(store_timeout)
         key = None if clock is None else id(clock)
         with self._lock:
             env = self._environments.get(key)
@@ -207,8 +186,9 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
     ) -> None:
         super().__init__()
         # Checked as the store will (the table name by DynamoDB's rules, the keys), now rather
-        # than at the first call.
-        self._settings = _native.DynamoDbSettings(
+        # than at the first call; the store opens now, so the first call after a cold start
+        # finds its SDK configuration loaded.
+        self._persistence = _native.Persistence.dynamodb(
             {
                 "table_name": table_name,
                 "key_attr": key_attr,
@@ -219,30 +199,24 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
                 "consistent_read": consistent_read,
             }
         )
-        if self._settings.warning is not None:
+        if self._persistence.warning is not None:
             import warnings
 
-            warnings.warn(self._settings.warning, stacklevel=2)
+            warnings.warn(self._persistence.warning, stacklevel=2)
         self.table_name = table_name
         self.key_attr = key_attr
         self.sort_key_attr = sort_key_attr
-        self.static_pk_value = self._settings.partition_value
+        self.static_pk_value = self._persistence.partition_value
         """The partition key value in effect with composite keys (the given one, or
         ``circuit_breaker#<AWS_LAMBDA_FUNCTION_NAME>`` as in Powertools); None without them."""
         self.region = region
         self.endpoint_url = endpoint_url
         self.consistent_read = consistent_read
-        # Opened now, so the first call after a cold start finds its SDK configuration loaded.
-        self._settings.prewarm()
-
-    def _open(self, store_timeout: float) -> _native.Store:
-        return self._settings.open(store_timeout)
 
     def create_table(self) -> None:
         """Creates the table (on-demand capacity, TTL on ``expiration``): for development and
         tests. Production tables belong in infrastructure code."""
-        # Table administration has its own deadline in the store; store_timeout does not apply.
-        self._settings.open(_DEFAULT_STORE_TIMEOUT).create_table()
+        self._persistence.create_table()
 
 
 class SQLitePersistence(CircuitBreakerPersistenceLayer):
@@ -251,19 +225,16 @@ class SQLitePersistence(CircuitBreakerPersistenceLayer):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        if not isinstance(path, str) or not path:
-            raise CircuitBreakerConfigError(f"path must be a non-empty string, got {path!r}.")
+        self._persistence = _native.Persistence.sqlite(path)
         self.path = path
-
-    def _open(self, store_timeout: float) -> _native.Store:
-        return _native.Store.sqlite(self.path, store_timeout)
 
 
 class InMemoryPersistence(CircuitBreakerPersistenceLayer):
     """Circuits in this process's memory: for tests and single-process programs."""
 
-    def _open(self, store_timeout: float) -> _native.Store:
-        return _native.Store.memory()
+    def __init__(self) -> None:
+        super().__init__()
+        self._persistence = _native.Persistence.memory()
 
 
 # Every persistence store of this process, so a forked child can renew their locks.

@@ -24,10 +24,9 @@ __all__ = [
 
 
 def _memory(persistence: CircuitBreakerPersistenceLayer) -> _native.Store:
-    root = persistence._shared_from or persistence
-    if not isinstance(root, InMemoryPersistence):
+    if not isinstance(persistence._shared_from or persistence, InMemoryPersistence):
         raise CircuitBreakerConfigError("only an InMemoryPersistence can be inspected or broken on purpose")
-    return root._native_store(1.0)
+    return persistence._store()
 
 
 def stored_record(persistence: CircuitBreakerPersistenceLayer, name: str) -> Optional[Dict[str, object]]:
@@ -64,8 +63,7 @@ def release_store_calls(persistence: CircuitBreakerPersistenceLayer) -> None:
 
 def delete_item(persistence: CircuitBreakerPersistenceLayer, name: str) -> None:
     """Deletes circuit ``name``'s item, as DynamoDB's TTL or an operator does."""
-    root = persistence._shared_from or persistence
-    root._native_store(root._store_timeout or 1.0).remove(name)
+    persistence._store().remove(name)
 
 
 def record_events(
@@ -79,5 +77,5 @@ def record_events(
     ``("store_recovered", circuit)``, ``("corrupt_record", circuit, message)``. With ``into``,
     events are appended to that list (anything with ``append``) instead of a new one."""
     sink: List[Tuple[Any, ...]] = [] if into is None else into
-    persistence._environment(1.0, clock).sinks.append(sink)
+    persistence._environment(None, clock).sinks.append(sink)
     return sink

@@ -145,6 +145,11 @@ impl DynamoDbSettings {
             return Ok(store);
         }
         drop(prewarmed);
+        self.connect(store_timeout)
+    }
+
+    /// A store of its own (never the prewarmed one), with `store_timeout`.
+    pub(super) fn connect(&self, store_timeout: Duration) -> Result<StoreHandle, Error> {
         let mut config = self.config.clone();
         config.store_timeout = store_timeout;
         StoreHandle::dynamodb(config)

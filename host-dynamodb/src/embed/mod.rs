@@ -15,6 +15,7 @@
 
 mod dynamodb;
 mod operator;
+mod persistence;
 mod settings;
 mod store;
 
@@ -148,6 +149,7 @@ pub use log::Level;
 
 pub use dynamodb::DynamoDbSettings;
 pub use operator::{Action, Override};
+pub use persistence::Persistence;
 pub use store::{Misuse, StoreHandle};
 
 pub use settings::{

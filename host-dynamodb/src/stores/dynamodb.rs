@@ -384,10 +384,14 @@ impl Connection {
 
     /// The client of this process, once the configuration has loaded.
     async fn client(self: &Arc<Self>) -> Option<&Client> {
-        match self.client.get() {
-            Some(client) => Some(client),
-            None => Some(self.client_of(self.loaded().await?)),
+        if let Some(client) = self.client.get() {
+            return Some(client);
         }
+        let loaded = self.loaded().await?;
+        // Building the client runs one-time initialisations inside the SDK (its endpoint
+        // rules among them): a child forked halfway through one would wait on it forever.
+        let _held_off = crate::fork::hold_off_forks().await;
+        Some(self.client_of(loaded))
     }
 
     fn client_of(&self, loaded: &Loaded) -> &Client {
