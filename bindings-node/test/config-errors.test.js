@@ -6,7 +6,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { CircuitBreaker, CircuitBreakerConfigError, InMemoryPersistence } = require('../lib/index.js');
+const { CircuitBreaker, CircuitBreakerConfigError, DynamoDBPersistence, InMemoryPersistence, SQLitePersistence } = require('../lib/index.js');
 
 const table = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'conformance', 'config-errors.json'), 'utf8'));
 
@@ -36,6 +36,8 @@ async function refusal(c) {
     if (c.config) new CircuitBreaker({ name: 'payments', persistence, config: config(c.config) });
     else if (c.name) new CircuitBreaker({ name: value(c.name), persistence });
     else if (c.override) await new CircuitBreaker({ name: 'payments', persistence }).forceOpen(config(c.override));
+    else if (c.dynamodb) new DynamoDBPersistence(config(c.dynamodb));
+    else if (c.sqlite) new SQLitePersistence({ path: value(c.sqlite) });
     else {
       const inUse = new CircuitBreaker({ name: 'payments', persistence, config: config(c.conflict[0]) });
       new CircuitBreaker({ name: 'payments', persistence, config: config(c.conflict[1]) });

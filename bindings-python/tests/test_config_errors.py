@@ -9,7 +9,7 @@ import re
 from typing import Any, Dict, List, Optional
 
 from fleetbreaker import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerConfigError
-from fleetbreaker.persistence import InMemoryPersistence
+from fleetbreaker.persistence import CircuitBreakerDynamoDBPersistence, InMemoryPersistence, SQLitePersistence
 
 TABLE = pathlib.Path(__file__).resolve().parents[2] / "conformance" / "config-errors.json"
 
@@ -38,6 +38,10 @@ def refusal(case: Dict[str, Any]) -> Optional[BaseException]:
             config(case["config"])
         elif "name" in case:
             CircuitBreaker(value(case["name"]), persistence)
+        elif "dynamodb" in case:
+            CircuitBreakerDynamoDBPersistence(**{k: value(v) for k, v in case["dynamodb"].items()})
+        elif "sqlite" in case:
+            SQLitePersistence(value(case["sqlite"]))
         elif "override" in case:
             args = {k: value(v) for k, v in case["override"].items()}
             CircuitBreaker("payments", persistence).force_open(**args)

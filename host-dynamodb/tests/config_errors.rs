@@ -2,7 +2,9 @@
 //! refused with the field and the message the Python and Node packages give for it.
 #![cfg(feature = "embed")]
 
-use fleetbreaker::embed::{Action, Casing, Override, Settings, Value, check_name};
+use fleetbreaker::embed::{
+    Action, Casing, DynamoDbSettings, Override, Persistence, Settings, Value, check_name,
+};
 use fleetbreaker::{Breaker, ConfigError, Environment, Error, MemoryStore};
 use serde_json::Value as Json;
 
@@ -57,6 +59,16 @@ fn refusal(case: &Json) -> ConfigError {
     if let Some(name) = case.get("name") {
         return check_name(value(name)).expect_err("refused");
     }
+    if let Some(options) = case.get("dynamodb") {
+        let options = options.as_object().expect("options");
+        let fields = options.iter().map(|(k, v)| (k.as_str(), value(v)));
+        return DynamoDbSettings::parse(Casing::Snake, fields).expect_err("refused");
+    }
+    if let Some(path) = case.get("sqlite") {
+        return Persistence::sqlite(Casing::Snake, value(path))
+            .err()
+            .expect("refused");
+    }
     if let Some(args) = case.get("override") {
         let arg = |name: &str| args.get(name).map_or(Value::Null, value);
         return Override::parse(Action::ForceOpen, arg("duration"), arg("reason"))
@@ -83,7 +95,11 @@ fn refusal(case: &Json) -> ConfigError {
 /// `{recovery_timeout}` in a table message is a field name, spelled per language.
 fn spelled(message: &str) -> String {
     let mut out = message.to_string();
-    for field in Settings::FIELDS {
+    for field in Settings::FIELDS
+        .iter()
+        .chain(&DynamoDbSettings::FIELDS)
+        .copied()
+    {
         out = out.replace(&format!("{{{field}}}"), &Casing::Snake.spell(field));
     }
     out
