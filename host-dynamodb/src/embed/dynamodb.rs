@@ -12,13 +12,15 @@ use crate::Error;
 use crate::dynamodb::DynamoDbConfig;
 use crate::util::lock;
 
-/// A DynamoDB persistence store's options, checked; the store opens with [`open`](Self::open)
-/// once a breaker's configuration gives the deadline.
+/// A DynamoDB persistence object's options, checked; [`Persistence::dynamodb`] opens its
+/// store.
+///
+/// [`Persistence::dynamodb`]: super::Persistence::dynamodb
 pub struct DynamoDbSettings {
     config: DynamoDbConfig,
     /// What the user is told at construction, if anything (an option that has no effect).
     pub warning: Option<String>,
-    /// The store [`prewarm`](Self::prewarm) opened, for the first `open` with its deadline.
+    /// The store `prewarm` opened, for the first `open` with its deadline.
     prewarmed: Mutex<Option<(Duration, StoreHandle)>>,
 }
 
@@ -121,10 +123,9 @@ impl DynamoDbSettings {
 
     /// Opens the store now, with the default deadline, so that its SDK configuration (profile
     /// files, TLS roots: milliseconds of a cold start) loads in the background while the
-    /// program goes on to make its breakers; the first [`open`](Self::open) with that deadline
-    /// takes it. A store opened before a `fork()` serves the child too (it builds its own
+    /// program goes on to make its breakers; the first `open` with that deadline takes it. A store opened before a `fork()` serves the child too (it builds its own
     /// connections). A failure is left for that `open` to report.
-    pub fn prewarm(&self) {
+    pub(super) fn prewarm(&self) {
         let deadline = Settings::default().store_timeout();
         if let Ok(store) = self.open(deadline) {
             *lock(&self.prewarmed) = Some((deadline, store));
@@ -139,7 +140,7 @@ impl DynamoDbSettings {
 
     /// Opens the store with `store_timeout` as the deadline of every call; it returns at once
     /// (the SDK's configuration loads in the background).
-    pub fn open(&self, store_timeout: Duration) -> Result<StoreHandle, Error> {
+    pub(super) fn open(&self, store_timeout: Duration) -> Result<StoreHandle, Error> {
         let mut prewarmed = lock(&self.prewarmed);
         if let Some((_, store)) = prewarmed.take_if(|(deadline, _)| *deadline == store_timeout) {
             return Ok(store);

@@ -54,7 +54,8 @@ impl Persistence {
         }
     }
 
-    /// Circuits in a DynamoDB table. The store opens now (see [`DynamoDbSettings::prewarm`]).
+    /// Circuits in a DynamoDB table. The store opens now, with the default deadline, so its SDK
+    /// configuration loads in the background; the first breaker with that deadline takes it.
     pub fn dynamodb(settings: DynamoDbSettings) -> Persistence {
         settings.prewarm();
         Persistence::new(Place::DynamoDb(Box::new(settings)))
