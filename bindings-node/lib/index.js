@@ -89,46 +89,28 @@ class ManualClock {
   /** @param {number} startMs epoch milliseconds */
   constructor(startMs = 1_700_000_000_000) {
     if (typeof startMs !== 'number' || !Number.isFinite(startMs) || startMs < 0) throw outOfRange('startMs', 'epoch milliseconds', startMs);
-    this._ms = Math.round(startMs);
-    this._native = native.NativeClock.manual(this._ms);
-    this._mono = this._native.monotonicMs();
-    this.nowMs = this.nowMs.bind(this);
-    this.monotonicMs = this.monotonicMs.bind(this);
-  }
-
-  /** Epoch milliseconds. */
-  nowMs() {
-    return this._ms;
-  }
-
-  /** The monotonic clock, in milliseconds. */
-  monotonicMs() {
-    return this._mono;
+    this._native = new native.NativeClock(Math.round(startMs));
+    /** Epoch milliseconds. */
+    this.nowMs = () => this._native.nowMs();
+    /** The monotonic clock, in milliseconds. */
+    this.monotonicMs = () => this._native.monotonicMs();
   }
 
   /** Moves the clock forward by `seconds`. */
   advance(seconds) {
     if (typeof seconds !== 'number' || !(seconds >= 0)) throw outOfRange('seconds', 'a non-negative number', seconds);
-    const ms = Math.round(seconds * 1000);
-    this._native.advanceMs(ms);
-    this._ms += ms;
-    this._mono += ms;
+    this._native.advanceMs(Math.round(seconds * 1000));
   }
 
   /** Sets the wall clock to `ms` epoch milliseconds; the monotonic clock moves forward by as much. */
   setMs(ms) {
-    ms = Math.round(ms);
-    this._native.setMs(ms);
-    this._mono += Math.max(0, ms - this._ms);
-    this._ms = ms;
+    this._native.setMs(Math.round(ms));
   }
 
   /** Steps the wall clock by `seconds` (back when negative); the monotonic clock stays. */
   step(seconds) {
     if (typeof seconds !== 'number' || !Number.isFinite(seconds)) throw outOfRange('seconds', 'a finite number', seconds);
-    const ms = Math.round(seconds * 1000);
-    this._native.stepWallMs(ms);
-    this._ms += ms;
+    this._native.stepWallMs(Math.round(seconds * 1000));
   }
 }
 
@@ -145,7 +127,7 @@ class Environment {
     this.sinks = [];
     this.clock = clock;
     this.logger = logger;
-    this.native = new native.NativeEnvironment(store, clock ? clock._native : native.NativeClock.system(), (e) => this._dispatch(e), id);
+    this.native = new native.NativeEnvironment(store, clock ? clock._native : null, (e) => this._dispatch(e), id);
   }
 
   _dispatch(e) {
@@ -325,11 +307,10 @@ function circuitHandle(persistence, name, config, clock) {
   return handle;
 }
 
-let disabledWarned = false;
+/** The kill switch's warning, the first time it lets a call through in this process. */
 function warnDisabled(logger) {
-  if (disabledWarned) return;
-  disabledWarned = true;
-  logger.warn('fleetbreaker: FLEETBREAKER_DISABLED (or POWERTOOLS_CIRCUIT_BREAKER_DISABLED) is set: circuit breakers are bypassed. This is for development only; nothing protects the downstream.');
+  const warning = native.disabledWarning();
+  if (warning) logger.warn(`fleetbreaker: ${warning}`);
 }
 
 /** Leave to make one call, from `CircuitBreaker.acquire()`; report exactly one outcome. */
@@ -550,18 +531,21 @@ const testing = Object.freeze({
   /** Memory stores: loads and writes wait until `releaseCalls` (tests of races with a slow
    * store); with `{ loads, writes }`, only those. */
   holdCalls(persistence, which) {
-    if (which) memoryOf(persistence).hold(Boolean(which.loads), Boolean(which.writes));
-    else memoryOf(persistence).holdCalls();
+    memoryOf(persistence).hold(...loadsAndWrites(which));
   },
   releaseCalls(persistence, which) {
-    if (which) memoryOf(persistence).release(Boolean(which.loads), Boolean(which.writes));
-    else memoryOf(persistence).releaseCalls();
+    memoryOf(persistence).release(...loadsAndWrites(which));
   },
   /** Calls `sink(event)` with every event of the persistence store's environment. */
   recordEvents(persistence, sink, clock) {
     persistence._environment(null, clock).sinks.push(sink);
   },
 });
+
+/** Which store calls `which` names: both when it is absent. */
+function loadsAndWrites(which) {
+  return which ? [Boolean(which.loads), Boolean(which.writes)] : [true, true];
+}
 
 function memoryOf(persistence) {
   if (!(persistence._root instanceof InMemoryPersistence)) throw invalidType('persistence', 'an InMemoryPersistence', persistence);

@@ -107,7 +107,9 @@ impl NativePersistence {
     /// loading in the background.
     #[napi(factory)]
     pub fn dynamodb(env: &Env, options: Unknown<'_>) -> napi::Result<NativePersistence> {
-        let settings = settings::dynamodb_settings(env, &options)?;
+        let fields = settings::fields_of(env, &options, "options")?;
+        let settings = embed::DynamoDbSettings::parse(Casing::Camel, fields)
+            .map_err(|e| to_napi(env, Error::Config(e)))?;
         Ok(NativePersistence {
             inner: embed::Persistence::dynamodb(settings),
         })
@@ -186,20 +188,8 @@ impl NativeStore {
         run(env, removed, |env, r| r.map_err(|e| to_napi(env, e)))
     }
 
-    /// Memory stores: loads and writes wait until `releaseCalls` (tests of races with a slow store).
-    #[napi]
-    pub fn hold_calls(&self) -> napi::Result<()> {
-        self.in_memory()?.hold_calls();
-        Ok(())
-    }
-
-    #[napi]
-    pub fn release_calls(&self) -> napi::Result<()> {
-        self.in_memory()?.release_calls();
-        Ok(())
-    }
-
-    /// Memory stores: hold (or release) only loads, or only writes.
+    /// Memory stores: loads, or writes, or both wait until released (tests of races with a
+    /// slow store).
     #[napi]
     pub fn hold(&self, loads: bool, writes: bool) -> napi::Result<()> {
         self.in_memory()?.hold(loads, writes);
@@ -240,36 +230,33 @@ pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-/// An environment's clock: the system's, or a manual one.
+/// The kill switch's warning, the first time it is asked for in this process.
 #[napi]
-pub struct NativeClock {
-    manual: Option<ManualClock>,
+pub fn disabled_warning() -> Option<&'static str> {
+    embed::disabled_warning()
 }
+
+/// A manual clock for an environment (the system clock needs none).
+#[napi]
+pub struct NativeClock(ManualClock);
 
 #[napi]
 impl NativeClock {
-    #[napi(factory)]
-    pub fn system() -> NativeClock {
-        NativeClock { manual: None }
-    }
-
-    #[napi(factory)]
-    pub fn manual(now_ms: f64) -> napi::Result<NativeClock> {
-        Ok(NativeClock {
-            manual: Some(ManualClock::new(ms(now_ms, "now")?)),
-        })
+    #[napi(constructor)]
+    pub fn new(now_ms: f64) -> napi::Result<NativeClock> {
+        Ok(NativeClock(ManualClock::new(ms(now_ms, "now")?)))
     }
 
     #[napi]
     pub fn set_ms(&self, now_ms: f64) -> napi::Result<()> {
-        self.manual_only()?.set(ms(now_ms, "now")?);
+        self.0.set(ms(now_ms, "now")?);
         Ok(())
     }
 
     /// Moves both clocks forward by `ms`.
     #[napi]
     pub fn advance_ms(&self, ms_: f64) -> napi::Result<()> {
-        self.manual_only()?.advance(ms(ms_, "ms")?);
+        self.0.advance(ms(ms_, "ms")?);
         Ok(())
     }
 
@@ -282,33 +269,19 @@ impl NativeClock {
                 format!("delta must be a finite number of ms, got {delta_ms}"),
             ));
         }
-        self.manual_only()?.step_wall(delta_ms.round() as i64);
+        self.0.step_wall(delta_ms.round() as i64);
         Ok(())
     }
 
     /// The monotonic clock, in ms.
     #[napi]
     pub fn monotonic_ms(&self) -> f64 {
-        match &self.manual {
-            Some(m) => m.monotonic_ms() as f64,
-            None => fleetbreaker::SystemClock.monotonic_ms() as f64,
-        }
+        self.0.monotonic_ms() as f64
     }
 
     #[napi]
     pub fn now_ms(&self) -> f64 {
-        match &self.manual {
-            Some(m) => m.now_ms() as f64,
-            None => fleetbreaker::SystemClock.now_ms() as f64,
-        }
-    }
-}
-
-impl NativeClock {
-    fn manual_only(&self) -> napi::Result<&ManualClock> {
-        self.manual
-            .as_ref()
-            .ok_or_else(|| napi::Error::new(Status::InvalidArg, "the system clock cannot be set"))
+        self.0.now_ms() as f64
     }
 }
 
@@ -370,7 +343,7 @@ impl NativeEnvironment {
     pub fn new(
         env: &Env,
         store: &NativeStore,
-        clock: &NativeClock,
+        clock: Option<&NativeClock>,
         on_event: EventCallback,
         environment_id: Option<String>,
     ) -> napi::Result<NativeEnvironment> {
@@ -379,8 +352,8 @@ impl NativeEnvironment {
             fleetbreaker::Environment::builder(store.handle.store()).on_event(move |event| {
                 on_event.call(event_object(event), ThreadsafeFunctionCallMode::NonBlocking);
             });
-        if let Some(manual) = &clock.manual {
-            builder = builder.clock(manual.clone());
+        if let Some(manual) = clock {
+            builder = builder.clock(manual.0.clone());
         }
         if let Some(id) = environment_id {
             builder = builder.id(id);
@@ -599,43 +572,30 @@ fn convert_acquired(
     result: Result<Permit, Error>,
     breaker: &Breaker,
 ) -> napi::Result<Acquired> {
-    match result {
-        Ok(permit) if permit.is_disabled() => Ok(Acquired {
-            kind: AdmissionKind::Disabled,
-            permit: 0,
-            lease_ms: 0.0,
-            info: None,
-        }),
+    let (kind, permit, lease_ms, info) = match result {
+        Ok(permit) if permit.is_disabled() => (AdmissionKind::Disabled, 0, 0.0, None),
         Ok(permit) => {
-            let kind = if permit.is_probe() {
-                AdmissionKind::Probe
-            } else {
-                AdmissionKind::Admitted
+            let kind = match permit.is_probe() {
+                true => AdmissionKind::Probe,
+                false => AdmissionKind::Admitted,
             };
             // What is left of the lease now, as the component last decided it (a later call
             // that ended it counts): JavaScript keeps it on its own clock.
-            let lease = if permit.lease_until_ms().is_some() {
-                breaker.lease_remaining_ms() as f64
-            } else {
-                0.0
+            let lease_ms = match permit.lease_until_ms() {
+                Some(_) => breaker.lease_remaining_ms() as f64,
+                None => 0.0,
             };
-            permits
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(handle, permit);
-            Ok(Acquired {
-                kind,
-                permit: handle,
-                lease_ms: lease,
-                info: None,
-            })
+            let mut held = permits.lock().unwrap_or_else(|e| e.into_inner());
+            held.insert(handle, permit);
+            (kind, handle, lease_ms, None)
         }
-        Err(Error::Open(i)) => Ok(Acquired {
-            kind: AdmissionKind::Rejected,
-            permit: 0,
-            lease_ms: 0.0,
-            info: Some(info(*i)),
-        }),
-        Err(e) => Err(to_napi(env, e)),
-    }
+        Err(Error::Open(i)) => (AdmissionKind::Rejected, 0, 0.0, Some(info(*i))),
+        Err(e) => return Err(to_napi(env, e)),
+    };
+    Ok(Acquired {
+        kind,
+        permit,
+        lease_ms,
+        info,
+    })
 }

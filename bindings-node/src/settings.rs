@@ -41,7 +41,11 @@ pub(crate) fn value_of(v: &Unknown<'_>) -> napi::Result<Option<Value>> {
 
 /// An object's properties, as the host's checks take them (`undefined` ones are absent); a
 /// value that is not an object is refused as `field`.
-fn fields_of(env: &Env, object: &Unknown<'_>, field: &str) -> napi::Result<Vec<(String, Value)>> {
+pub(crate) fn fields_of(
+    env: &Env,
+    object: &Unknown<'_>,
+    field: &str,
+) -> napi::Result<Vec<(String, Value)>> {
     let mut fields = Vec::new();
     match object.get_type()? {
         ValueType::Undefined | ValueType::Null => {}
@@ -64,17 +68,6 @@ fn fields_of(env: &Env, object: &Unknown<'_>, field: &str) -> napi::Result<Vec<(
         }
     }
     Ok(fields)
-}
-
-/// A DynamoDB persistence object's options, checked; throws an `ERR_CIRCUIT_CONFIG` error
-/// naming the field.
-pub(crate) fn dynamodb_settings(
-    env: &Env,
-    options: &Unknown<'_>,
-) -> napi::Result<embed::DynamoDbSettings> {
-    let fields = fields_of(env, options, "options")?;
-    embed::DynamoDbSettings::parse(Casing::Camel, fields)
-        .map_err(|e| to_napi(env, Error::Config(e)))
 }
 
 /// A circuit's configuration, checked: what a breaker's `config` shows.

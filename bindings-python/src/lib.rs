@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use fleetbreaker::{Breaker, CircuitInfo, Clock as _, Error, ManualClock, Outcome};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyDict;
 
 use fleetbreaker::embed::{self, Action, Casing, Level, Override, StoreHandle, Value};
 
@@ -144,55 +144,32 @@ impl Store {
     }
 }
 
-/// The clock of an environment: the system's, or a manual one.
+/// A manual clock for an environment (the system clock needs none).
 #[pyclass(module = "fleetbreaker._native", frozen)]
-struct Clock {
-    manual: Option<ManualClock>,
-}
+struct Clock(ManualClock);
 
 #[pymethods]
 impl Clock {
-    #[staticmethod]
-    fn system() -> Clock {
-        Clock { manual: None }
-    }
-
-    #[staticmethod]
-    fn manual(now_ms: u64) -> Clock {
-        Clock {
-            manual: Some(ManualClock::new(now_ms)),
-        }
+    #[new]
+    fn new(now_ms: u64) -> Clock {
+        Clock(ManualClock::new(now_ms))
     }
 
     fn now_ms(&self) -> u64 {
-        match &self.manual {
-            Some(m) => m.now_ms(),
-            None => fleetbreaker::SystemClock.now_ms(),
-        }
+        self.0.now_ms()
     }
 
-    fn set_ms(&self, now_ms: u64) -> PyResult<()> {
-        self.manual_only()?.set(now_ms);
-        Ok(())
+    fn set_ms(&self, now_ms: u64) {
+        self.0.set(now_ms);
     }
 
-    fn advance_ms(&self, ms: u64) -> PyResult<()> {
-        self.manual_only()?.advance(ms);
-        Ok(())
+    fn advance_ms(&self, ms: u64) {
+        self.0.advance(ms);
     }
 
     /// Steps the wall clock only (back when negative), as NTP does; the monotonic clock stays.
-    fn step_wall_ms(&self, delta_ms: i64) -> PyResult<()> {
-        self.manual_only()?.step_wall(delta_ms);
-        Ok(())
-    }
-}
-
-impl Clock {
-    fn manual_only(&self) -> PyResult<&ManualClock> {
-        self.manual
-            .as_ref()
-            .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("the system clock cannot be set"))
+    fn step_wall_ms(&self, delta_ms: i64) {
+        self.0.step_wall(delta_ms);
     }
 }
 
@@ -219,7 +196,9 @@ struct Event {
     /// The details (see `fleetbreaker::embed::EventView`), in order.
     #[pyo3(get)]
     fields: Py<PyDict>,
-    /// How many details the tuple shows (not an attribute: the tuple's shape is its contract).
+    /// How many of the details, in order, the tuples of `fleetbreaker.testing.record_events`
+    /// show.
+    #[pyo3(get)]
     positional: usize,
 }
 
@@ -245,23 +224,6 @@ impl Event {
 }
 
 #[pymethods]
-impl Event {
-    /// `(kind, circuit, *details)`: the tuple `fleetbreaker.testing.record_events` documents.
-    fn as_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let head = [
-            self.kind.into_pyobject(py)?.into_any(),
-            self.circuit.as_str().into_pyobject(py)?.into_any(),
-        ];
-        let fields = self.fields.bind(py).values();
-        let items: Vec<_> = head
-            .into_iter()
-            .chain(fields.iter().take(self.positional))
-            .collect();
-        PyTuple::new(py, items)
-    }
-}
-
-#[pymethods]
 impl Environment {
     /// `on_event(Event)` receives every event, after the call that caused it.
     #[new]
@@ -269,7 +231,7 @@ impl Environment {
     fn new(
         py: Python<'_>,
         store: &Store,
-        clock: &Clock,
+        clock: Option<&Clock>,
         on_event: Py<PyAny>,
         environment_id: Option<String>,
     ) -> PyResult<Environment> {
@@ -282,8 +244,8 @@ impl Environment {
                     }
                 })
             });
-        if let Some(manual) = &clock.manual {
-            builder = builder.clock(manual.clone());
+        if let Some(manual) = clock {
+            builder = builder.clock(manual.0.clone());
         }
         if let Some(id) = environment_id {
             builder = builder.id(id);
@@ -313,13 +275,11 @@ impl Environment {
 
 /// Leave to make one call, handed back to `complete`.
 #[pyclass(module = "fleetbreaker._native", frozen)]
-struct Permit {
-    inner: Mutex<Option<fleetbreaker::Permit>>,
-}
+struct Permit(Mutex<Option<fleetbreaker::Permit>>);
 
 impl Permit {
     fn take(&self) -> PyResult<fleetbreaker::Permit> {
-        self.inner
+        self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
@@ -334,7 +294,7 @@ impl Permit {
     /// The call will not be completed (it was cancelled): a probe permit is released in the
     /// background, without waiting here.
     fn abandon(&self) {
-        drop(self.inner.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(self.0.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
@@ -346,25 +306,21 @@ struct Circuit {
 
 /// How a call ended, as the Python layer reports it (cases in the order of `Outcome::ALL`).
 #[pyclass(
-    module = "fleetbreaker._native",
-    name = "Outcome",
     frozen,
     eq,
     eq_int,
-    from_py_object
+    from_py_object,
+    rename_all = "SCREAMING_SNAKE_CASE"
 )]
+#[pyo3(module = "fleetbreaker._native", name = "Outcome")]
 #[derive(Clone, Copy, PartialEq)]
 enum CallOutcome {
-    #[pyo3(name = "SUCCESS")]
     Success,
     /// A failure that counts.
-    #[pyo3(name = "FAILURE")]
     Failure,
     /// An error that does not count either way (or a call that was cancelled).
-    #[pyo3(name = "IGNORED")]
     Ignored,
     /// A success slower than `slow_call`: counts as a failure, reported as a slow call.
-    #[pyo3(name = "SLOW")]
     Slow,
 }
 
@@ -376,36 +332,30 @@ impl From<CallOutcome> for Outcome {
 
 /// What an operator does to a circuit (cases in the order of `Action::ALL`).
 #[pyclass(
-    module = "fleetbreaker._native",
-    name = "Action",
     frozen,
     eq,
     eq_int,
-    from_py_object
+    from_py_object,
+    rename_all = "SCREAMING_SNAKE_CASE"
 )]
+#[pyo3(module = "fleetbreaker._native", name = "Action")]
 #[derive(Clone, Copy, PartialEq)]
 enum OperatorAction {
-    #[pyo3(name = "FORCE_OPEN")]
     ForceOpen,
-    #[pyo3(name = "FORCE_CLOSED")]
     ForceClosed,
-    #[pyo3(name = "RESET")]
     Reset,
 }
 
 /// What `acquire` decided.
-#[pyclass(module = "fleetbreaker._native", frozen, eq, eq_int)]
+#[pyclass(frozen, eq, eq_int, rename_all = "SCREAMING_SNAKE_CASE")]
+#[pyo3(module = "fleetbreaker._native")]
 #[derive(Clone, Copy, PartialEq)]
 enum AdmissionKind {
-    #[pyo3(name = "ADMITTED")]
     Admitted,
     /// The fleet's single probe of a half-open circuit.
-    #[pyo3(name = "PROBE")]
     Probe,
-    #[pyo3(name = "REJECTED")]
     Rejected,
     /// The kill switch is on: run the call without the breaker.
-    #[pyo3(name = "DISABLED")]
     Disabled,
 }
 
@@ -415,8 +365,6 @@ enum AdmissionKind {
 struct Admission {
     kind: AdmissionKind,
     permit: Option<Py<Permit>>,
-    /// When the admission lease this call started ends (0: none), epoch ms.
-    lease_until_ms: u64,
     /// A rejected call's view of the circuit (see `info_of`).
     info: Option<Py<PyDict>>,
 }
@@ -428,37 +376,20 @@ fn info_of(py: Python<'_>, info: CircuitInfo) -> PyResult<Py<PyDict>> {
 }
 
 fn acquired(py: Python<'_>, result: Result<fleetbreaker::Permit, Error>) -> PyResult<Py<PyAny>> {
-    let admission = match result {
-        Ok(permit) if permit.is_disabled() => Admission {
-            kind: AdmissionKind::Disabled,
-            permit: None,
-            lease_until_ms: 0,
-            info: None,
-        },
-        Ok(permit) => Admission {
-            kind: if permit.is_probe() {
-                AdmissionKind::Probe
-            } else {
-                AdmissionKind::Admitted
-            },
-            lease_until_ms: permit.lease_until_ms().unwrap_or(0),
-            permit: Some(Py::new(
-                py,
-                Permit {
-                    inner: Mutex::new(Some(permit)),
-                },
-            )?),
-            info: None,
-        },
-        Err(Error::Open(info)) => Admission {
-            kind: AdmissionKind::Rejected,
-            permit: None,
-            lease_until_ms: 0,
-            info: Some(info_of(py, *info)?),
-        },
+    let (kind, permit, info) = match result {
+        Ok(permit) if permit.is_disabled() => (AdmissionKind::Disabled, None, None),
+        Ok(permit) => {
+            let kind = match permit.is_probe() {
+                true => AdmissionKind::Probe,
+                false => AdmissionKind::Admitted,
+            };
+            let permit = Py::new(py, Permit(Mutex::new(Some(permit))))?;
+            (kind, Some(permit), None)
+        }
+        Err(Error::Open(info)) => (AdmissionKind::Rejected, None, Some(info_of(py, *info)?)),
         Err(e) => return Err(errors::to_py(py, e)),
     };
-    Ok(Py::new(py, admission)?.into_any())
+    Ok(Py::new(py, Admission { kind, permit, info })?.into_any())
 }
 
 fn done(py: Python<'_>, _: ()) -> PyResult<Py<PyAny>> {
@@ -566,10 +497,10 @@ fn after_restore() {
     fleetbreaker::fork::after_restore();
 }
 
-/// The time on the system clock, and its coarse reading, in epoch ms.
+/// The kill switch's warning, the first time it is asked for in this process.
 #[pyfunction]
-fn now_ms() -> u64 {
-    fleetbreaker::SystemClock.now_ms()
+fn disabled_warning() -> Option<&'static str> {
+    embed::disabled_warning()
 }
 
 #[pymodule]
@@ -584,8 +515,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(settings::check_name, m)?)?;
     m.add_function(wrap_pyfunction!(settings::config_conflict, m)?)?;
     m.add_class::<bridge::PendingEvents>()?;
-    m.add_function(wrap_pyfunction!(now_ms, m)?)?;
     m.add_function(wrap_pyfunction!(after_restore, m)?)?;
+    m.add_function(wrap_pyfunction!(disabled_warning, m)?)?;
     m.add_class::<Persistence>()?;
     m.add_class::<CallOutcome>()?;
     m.add_class::<OperatorAction>()?;

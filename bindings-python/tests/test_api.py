@@ -456,11 +456,44 @@ def test_breakers_sharing_a_name_and_a_store_share_one_circuit() -> None:
     assert other.info().state is CircuitState.CLOSED, "another store: another circuit"
 
 
+def test_the_kill_switch_warns_once_per_process_at_the_caller_s_line() -> None:
+    code = textwrap.dedent(
+        """
+        import os, warnings
+        from fleetbreaker import CircuitBreakerConfig, circuit_breaker
+        from fleetbreaker.persistence import InMemoryPersistence
+
+        def fail():
+            raise ValueError()
+
+        config = CircuitBreakerConfig(failure_threshold=1)
+        work = circuit_breaker(name="x", persistence_store=InMemoryPersistence(), config=config)(lambda: 1)
+        try:
+            work.circuit_breaker.call(fail)
+        except ValueError:
+            pass
+        os.environ["FLEETBREAKER_DISABLED"] = "1"
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            work()  # the first bypassed call
+            work()
+            work.circuit_breaker.acquire().success()
+            os.environ["POWERTOOLS_CIRCUIT_BREAKER_DISABLED"] = "1"
+            work()
+        for w in seen:
+            print(w.lineno, w.message)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    first = next(n for n, line in enumerate(code.splitlines(), 1) if "the first bypassed call" in line)
+    assert out.stdout.strip().splitlines() == [
+        f"{first} FLEETBREAKER_DISABLED (or POWERTOOLS_CIRCUIT_BREAKER_DISABLED) is set: circuit breakers are "
+        "bypassed. This is for development only; nothing protects the downstream."
+    ], out.stderr
+
+
 @pytest.mark.parametrize("variable", ["FLEETBREAKER_DISABLED", "POWERTOOLS_CIRCUIT_BREAKER_DISABLED"])
 def test_the_kill_switch_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
-    import fleetbreaker.breaker as breaker_module
-
-    monkeypatch.setattr(breaker_module, "_disabled_warned", False)
     monkeypatch.delenv("FLEETBREAKER_DISABLED", raising=False)
     monkeypatch.delenv("POWERTOOLS_CIRCUIT_BREAKER_DISABLED", raising=False)
     persistence = InMemoryPersistence()
@@ -481,10 +514,11 @@ def test_the_kill_switch_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch, v
     before = store_counts(persistence)
     # Set after decoration, as a test or an operator does: it takes effect at the next call.
     monkeypatch.setenv(variable, "true")
-    with pytest.warns(UserWarning, match="DISABLED"):
-        assert work(2) == 2, "bypassed: the open circuit does not reject"
     import warnings
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # once per process (see the test below)
+        assert work(2) == 2, "bypassed: the open circuit does not reject"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(Downstream):

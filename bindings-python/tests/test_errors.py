@@ -28,7 +28,7 @@ def test_a_configuration_the_host_refuses_is_a_config_error_with_its_field() -> 
     assert raised.value.field == "failure_threshold"
     assert isinstance(raised.value, CircuitBreakerError)
     # Past the package's own checks, the host refuses a bad name too.
-    env = _native.Environment(_native.Persistence.memory().store(), _native.Clock.system(), lambda e: None)
+    env = _native.Environment(_native.Persistence.memory().store(), None, lambda e: None)
     with pytest.raises(CircuitBreakerConfigError, match="name") as raised:
         _native.Circuit(env, "", _native.Settings({}))
     assert raised.value.field == "name"

@@ -426,6 +426,14 @@ def test_info_and_transition_are_frozen_dataclasses_as_in_powertools() -> None:
 
     assert pickle.loads(pickle.dumps(info)) == info
     assert dataclasses.astuple(info)[:2] == ("payments", CircuitState.OPEN)
+    assert CircuitInfo("payments", CircuitState.OPEN, 5, 1.5) == info, "fields by position, in order"
+    assert [f.default for f in dataclasses.fields(CircuitInfo)][2:5] == [0, None, 0], "the declared defaults"
+    assert CircuitInfo.__match_args__[:3] == ("name", "state", "failure_count")
+    for bad in ({"name": "p"}, {"name": "p", "state": CircuitState.OPEN, "nope": 1}):
+        with pytest.raises(TypeError):
+            CircuitInfo(**bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="repeated"):
+        CircuitInfo("p", CircuitState.OPEN, name="q")  # type: ignore[misc]
 
 
 DAEMON_THREAD_AT_EXIT = """

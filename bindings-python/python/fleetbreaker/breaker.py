@@ -29,7 +29,6 @@ __all__ = ["circuit_breaker", "CircuitBreaker", "Permit"]
 _SUCCESS, _FAILURE, _IGNORED = _native.Outcome.SUCCESS, _native.Outcome.FAILURE, _native.Outcome.IGNORED
 _PROBE, _REJECTED, _DISABLED = _native.AdmissionKind.PROBE, _native.AdmissionKind.REJECTED, _native.AdmissionKind.DISABLED
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
-_disabled_warned = False
 
 
 class _Handle:
@@ -124,21 +123,13 @@ class Permit:
         self._finish(_IGNORED)
 
 
-def _check_name(name: Any) -> str:
-    return _native.check_name(name)
-
-
-def _warn_disabled() -> None:
-    global _disabled_warned
-    if not _disabled_warned:
-        _disabled_warned = True
+def _warn_disabled(stacklevel: int) -> None:
+    """The kill switch's warning, the first time it lets a call through in this process."""
+    warning = _native.disabled_warning()
+    if warning is not None:
         import warnings
 
-        warnings.warn(
-            "FLEETBREAKER_DISABLED (or POWERTOOLS_CIRCUIT_BREAKER_DISABLED) is set: circuit breakers "
-            "are bypassed. This is for development only; nothing protects the downstream.",
-            stacklevel=4,
-        )
+        warnings.warn(warning, stacklevel=stacklevel)
 
 
 class CircuitBreaker:
@@ -156,7 +147,7 @@ class CircuitBreaker:
         on_transition: Optional[Callable[[CircuitTransition], Any]] = None,
         clock: Optional[ManualClock] = None,
     ) -> None:
-        self._name = _check_name(name)
+        self._name = _native.check_name(name)
         if config is not None and not isinstance(config, CircuitBreakerConfig):
             raise CircuitBreakerConfigError(f"config must be a CircuitBreakerConfig, got {config!r}.")
         if on_transition is not None and not callable(on_transition):
@@ -204,14 +195,9 @@ class CircuitBreaker:
         """A call the lease does not cover: ask the breaker."""
         native = self._handle.native
         admission = native.acquire()
-        permit, kind = admission.permit, admission.kind
+        permit = admission.permit
         if permit is None:
-            if kind == _DISABLED:
-                _warn_disabled()
-                return fn(*args, **kwargs)
-            if on_open is not None:
-                return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(admission.info))  # type: ignore[no-any-return]
-            raise self._rejected(admission.info)
+            return self._without_permit(admission, fn, args, kwargs, on_open)  # type: ignore[no-any-return]
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -222,6 +208,18 @@ class CircuitBreaker:
             raise
         native.complete(permit, _SUCCESS)
         return result
+
+    def _without_permit(
+        self, admission: _native.Admission, fn: Callable[..., Any], args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]
+    ) -> Any:
+        """A call the breaker gave no permit: run it plainly (the kill switch), or hand it to
+        ``on_open``, or reject it. An awaitable is the async caller's to await."""
+        if admission.kind == _DISABLED:
+            _warn_disabled(5)
+            return fn(*args, **kwargs)
+        if on_open is not None:
+            return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(admission.info))
+        raise self._rejected(admission.info)
 
     def acquire(self) -> Permit:
         """Asks to make one call, for code that cannot hand the breaker a function (callbacks,
@@ -235,7 +233,7 @@ class CircuitBreaker:
         if kind == _REJECTED:
             raise self._rejected(admission.info)
         if kind == _DISABLED:
-            _warn_disabled()
+            _warn_disabled(3)
         return Permit(h, admission.permit, kind == _PROBE, kind == _DISABLED)
 
     async def call_async(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
@@ -265,17 +263,10 @@ class CircuitBreaker:
         # is freed with the result nobody takes: a probe permit is then released at once.
         acquired = native.acquire(loop)
         admission = await acquired if isinstance(acquired, asyncio.Future) else acquired
-        permit, kind = admission.permit, admission.kind
+        permit = admission.permit
         if permit is None:
-            if kind == _DISABLED:
-                _warn_disabled()
-                return await fn(*args, **kwargs)
-            if on_open is not None:
-                outcome = on_open(*args, **kwargs, circuit=CircuitInfo._from_native(admission.info))
-                if hasattr(outcome, "__await__"):
-                    outcome = await outcome
-                return outcome  # type: ignore[no-any-return]
-            raise self._rejected(admission.info)
+            outcome = self._without_permit(admission, fn, args, kwargs, on_open)
+            return await outcome if hasattr(outcome, "__await__") else outcome  # type: ignore[no-any-return]
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:

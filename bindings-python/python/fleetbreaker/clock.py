@@ -11,7 +11,7 @@ class ManualClock:
     breaker given the same clock on the same persistence store shares one environment."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._native = _native.Clock.manual(int(round(start * 1000)))
+        self._native = _native.Clock(int(round(start * 1000)))
 
     def now(self) -> float:
         """Unix seconds."""

@@ -145,27 +145,11 @@ class CircuitBreakerConfig:
         minimum_calls: int = 100,
         slow_call: Optional[float] = None,
     ) -> None:
-        # Checked in the native host, the same way as in every language.
-        self._settings = _native.Settings(
-            {
-                "failure_threshold": failure_threshold,
-                "failure_rate_threshold": failure_rate_threshold,
-                "minimum_calls": minimum_calls,
-                "recovery_timeout": recovery_timeout,
-                "success_threshold": success_threshold,
-                "local_cache_max_age": local_cache_max_age,
-                "backoff_multiplier": backoff_multiplier,
-                "max_recovery_timeout": max_recovery_timeout,
-                "recovery_jitter": recovery_jitter,
-                "probe_lease": probe_lease,
-                "store_timeout": store_timeout,
-                "store_retry_after": store_retry_after,
-                "store_failure_mode": store_failure_mode,
-                "minimum_environments": minimum_environments,
-                "window": window,
-                "slow_call": slow_call,
-            }
-        )
+        # Every field but the exception types is checked in the native host, the same way as
+        # in every language.
+        fields = dict(locals())
+        del fields["self"], fields["handled_exceptions"], fields["ignored_exceptions"]
+        self._settings = _native.Settings(fields)
         for name, value in self._settings.values().items():
             setattr(self, name, value)
         self.handled_exceptions = _exception_types("handled_exceptions", handled_exceptions)

@@ -64,7 +64,7 @@ class _Environment:
         self.handles: WeakValueDictionary[str, "_Handle"] = WeakValueDictionary()
         # Test sinks (fleetbreaker.testing.record_events): every event, as its tuple.
         self.sinks: List[List[Tuple[Any, ...]]] = []
-        native_clock = clock._native if clock is not None else _native.Clock.system()
+        native_clock = None if clock is None else clock._native
         self.native = _native.Environment(store, native_clock, self._dispatch, environment_id)
         self.clock = clock
         # The event loop of the last async call, where an async hook goes when it is
@@ -73,7 +73,7 @@ class _Environment:
 
     def _dispatch(self, event: _native.Event) -> None:
         if self.sinks:
-            as_tuple = event.as_tuple()
+            as_tuple = (event.kind, event.circuit, *list(event.fields.values())[: event.positional])
             for sink in self.sinks:
                 sink.append(as_tuple)
         _logger().log(event.log_level, "%s", event.log_text)

@@ -6,9 +6,16 @@ from __future__ import annotations
 # first use (see ``_circuit_state``).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional, Tuple, Type
+    from typing import Any, ClassVar, Dict, Optional, Tuple, Type
+
+    from typing_extensions import dataclass_transform
 
     from ._circuit_state import CircuitState
+else:
+
+    def dataclass_transform(**_: object) -> object:
+        """Only type checkers read it (``typing_extensions`` is not needed at run time)."""
+        return lambda cls: cls
 
 __all__ = ["CircuitState", "CircuitInfo", "CircuitTransition"]
 
@@ -39,11 +46,22 @@ def _shown(fields: Dict[str, Any]) -> Dict[str, Any]:
     return shown
 
 
+@dataclass_transform(frozen_default=True)
 class _DataclassOnDemand(type):
-    """Makes its classes frozen dataclasses in the eyes of the ``dataclasses`` module
-    (``fields``, ``asdict``, ``replace``, ``is_dataclass``) the first time it looks, so that
-    importing fleetbreaker does not import ``dataclasses`` (and ``inspect``): a cold start pays
-    for it only if the program uses it."""
+    """The metaclass of small frozen dataclasses whose fields are declared once, as annotated
+    class attributes (with their defaults): the slots, ``__match_args__`` and the defaults are
+    made from them.
+
+    They are dataclasses in the eyes of the ``dataclasses`` module (``fields``, ``asdict``,
+    ``replace``, ``is_dataclass``) from the first time it looks, so that importing fleetbreaker
+    does not import ``dataclasses`` (and ``inspect``): a cold start pays for it only if the
+    program uses it."""
+
+    def __new__(mcs, name: str, bases: Tuple[type, ...], namespace: Dict[str, Any]) -> Any:
+        fields = tuple(f for f in namespace.get("__annotations__", {}) if not f.startswith("_"))
+        namespace["_defaults"] = {f: namespace.pop(f) for f in fields if f in namespace}
+        namespace["__slots__"] = namespace["__match_args__"] = fields
+        return super().__new__(mcs, name, bases, namespace)
 
     def __getattr__(cls, name: str) -> Any:
         if name in ("__dataclass_fields__", "__dataclass_params__"):
@@ -75,12 +93,22 @@ class _Frozen(metaclass=_DataclassOnDemand):
     """A small frozen dataclass: fields by keyword or position, equality, hash and repr by
     fields; assigning a field raises ``dataclasses.FrozenInstanceError``."""
 
-    __slots__: Tuple[str, ...] = ()
-    _defaults: Dict[str, Any] = {}
+    _defaults: ClassVar[Dict[str, Any]]
 
-    def _init(self, values: Dict[str, Any]) -> None:
-        for name in self.__slots__:
-            object.__setattr__(self, name, values[name])
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        fields, kind = self.__slots__, type(self).__name__
+        if len(args) > len(fields):
+            raise TypeError(f"{kind}() takes at most {len(fields)} positional arguments ({len(args)} given)")
+        values = dict(zip(fields, args))
+        for name, value in kwargs.items():
+            if name not in fields or name in values:
+                raise TypeError(f"{kind}() got an unexpected or repeated argument {name!r}")
+            values[name] = value
+        missing = [name for name in fields if name not in values and name not in self._defaults]
+        if missing:
+            raise TypeError(f"{kind}() is missing {', '.join(map(repr, missing))}")
+        for name in fields:
+            object.__setattr__(self, name, values[name] if name in values else self._defaults[name])
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: the dataclass attributes live on the class.
@@ -125,45 +153,17 @@ class CircuitInfo(_Frozen):
     ``failure_count``, the slow calls (successes slower than ``slow_call``).
     """
 
-    __slots__ = (
-        "name", "state", "failure_count", "opened_at", "version", "retry_after",
-        "open_until", "override_reason", "override_until", "local_only", "slow_call_count",
-    )
-    __match_args__ = (
-        "name", "state", "failure_count", "opened_at", "version", "retry_after",
-        "open_until", "override_reason", "override_until", "local_only", "slow_call_count",
-    )
-    _defaults = {
-        "failure_count": 0, "opened_at": None, "version": 0, "retry_after": None, "open_until": None,
-        "override_reason": None, "override_until": None, "local_only": False, "slow_call_count": 0,
-    }
     name: str
     state: CircuitState
-    failure_count: int
-    opened_at: Optional[float]
-    version: int
-    retry_after: Optional[float]
-    open_until: Optional[float]
-    override_reason: Optional[str]
-    override_until: Optional[float]
-    local_only: bool
-    slow_call_count: int
-
-    def __init__(
-        self,
-        name: str,
-        state: CircuitState,
-        failure_count: int = 0,
-        opened_at: Optional[float] = None,
-        version: int = 0,
-        retry_after: Optional[float] = None,
-        open_until: Optional[float] = None,
-        override_reason: Optional[str] = None,
-        override_until: Optional[float] = None,
-        local_only: bool = False,
-        slow_call_count: int = 0,
-    ) -> None:
-        self._init(locals())
+    failure_count: int = 0
+    opened_at: Optional[float] = None
+    version: int = 0
+    retry_after: Optional[float] = None
+    open_until: Optional[float] = None
+    override_reason: Optional[str] = None
+    override_until: Optional[float] = None
+    local_only: bool = False
+    slow_call_count: int = 0
 
     @classmethod
     def _from_native(cls, fields: Any) -> CircuitInfo:
@@ -182,45 +182,17 @@ class CircuitTransition(_Frozen):
     the slow calls (0 once it closed).
     """
 
-    __slots__ = (
-        "circuit_name", "from_state", "to_state", "opened_at", "version", "at", "reason",
-        "override_reason", "local_only", "failure_count", "slow_call_count",
-    )
-    __match_args__ = (
-        "circuit_name", "from_state", "to_state", "opened_at", "version", "at", "reason",
-        "override_reason", "local_only", "failure_count", "slow_call_count",
-    )
-    _defaults = {
-        "opened_at": None, "version": 0, "at": 0.0, "reason": "", "override_reason": None, "local_only": False,
-        "failure_count": 0, "slow_call_count": 0,
-    }
     circuit_name: str
     from_state: CircuitState
     to_state: CircuitState
-    opened_at: Optional[float]
-    version: int
-    at: float
-    reason: str
-    override_reason: Optional[str]
-    local_only: bool
-    failure_count: int
-    slow_call_count: int
-
-    def __init__(
-        self,
-        circuit_name: str,
-        from_state: CircuitState,
-        to_state: CircuitState,
-        opened_at: Optional[float] = None,
-        version: int = 0,
-        at: float = 0.0,
-        reason: str = "",
-        override_reason: Optional[str] = None,
-        local_only: bool = False,
-        failure_count: int = 0,
-        slow_call_count: int = 0,
-    ) -> None:
-        self._init(locals())
+    opened_at: Optional[float] = None
+    version: int = 0
+    at: float = 0.0
+    reason: str = ""
+    override_reason: Optional[str] = None
+    local_only: bool = False
+    failure_count: int = 0
+    slow_call_count: int = 0
 
     @classmethod
     def _from_native(cls, circuit: str, fields: Dict[str, Any]) -> CircuitTransition:

@@ -19,6 +19,8 @@ mod persistence;
 mod settings;
 mod store;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use fleetbreaker_core::{CircuitInfo, ConfigError, Event, Record, Stored};
 
 /// The refusal of a second, different configuration for a circuit already in use in an
@@ -142,6 +144,16 @@ pub fn event_view(event: &Event) -> EventView {
         fields,
         positional,
     }
+}
+
+/// The warning a package shows, once per process, when the kill switch lets a call through:
+/// `Some` the first time it is asked for, `None` after.
+pub fn disabled_warning() -> Option<&'static str> {
+    static SHOWN: AtomicBool = AtomicBool::new(false);
+    (!SHOWN.swap(true, Ordering::Relaxed)).then_some(
+        "FLEETBREAKER_DISABLED (or POWERTOOLS_CIRCUIT_BREAKER_DISABLED) is set: circuit breakers \
+         are bypassed. This is for development only; nothing protects the downstream.",
+    )
 }
 
 /// An event's log level.
