@@ -50,10 +50,6 @@ function parseConfig(config) {
   return { native: settings, values: Object.freeze(settings.values()) };
 }
 
-function checkName(name) {
-  return invoke(() => native.checkName(name));
-}
-
 /** What a caller sees of a circuit: the addon's fields, as they are (times in epoch ms). */
 const circuitInfo = Object.freeze;
 
@@ -174,11 +170,7 @@ class Persistence {
     const key = clock || null;
     let env = this._environments.get(key);
     if (!env) {
-      try {
-        env = new Environment(store, clock, this._environmentId, this._logger);
-      } catch (err) {
-        throw fromNative(err);
-      }
+      env = invoke(() => new Environment(store, clock, this._environmentId, this._logger));
       this._environments.set(key, env);
     }
     return env;
@@ -244,11 +236,7 @@ class Handle {
     this.name = name;
     this.config = config.values;
     this.settings = config.native;
-    try {
-      this.native = new native.NativeCircuit(env.native, name, config.native);
-    } catch (err) {
-      throw fromNative(err);
-    }
+    this.native = invoke(() => new native.NativeCircuit(env.native, name, config.native));
     // The admission lease (a mirror of the addon's), on a monotonic clock, so the healthy
     // path makes no native call.
     this.leaseUntil = 0;
@@ -290,9 +278,6 @@ class Handle {
   }
 }
 
-// A permit from `CircuitBreaker.acquire()` that is never completed (dropped) is released.
-const abandoned = new FinalizationRegistry(({ native: circuit, permit }) => circuit.abandon(permit));
-
 function circuitHandle(persistence, name, config, clock) {
   if (!(persistence instanceof Persistence)) throw invalidType('persistence', 'a fleetbreaker persistence store', persistence);
   const env = persistence._environment(config ? config.values.storeTimeout : null, clock);
@@ -324,7 +309,6 @@ class Permit {
     this.leased = permit === null && !disabled;
     /** This call is the fleet's single probe of a half-open circuit. */
     this.probe = probe;
-    if (permit !== null) abandoned.register(this, { native: handle.native, permit }, this);
   }
 
   async _finish(outcome) {
@@ -337,7 +321,6 @@ class Permit {
       else if (outcome === FAILURE) await h.leasedFailure();
       return;
     }
-    abandoned.unregister(this);
     await h.complete(this._permit, outcome, this.probe);
   }
 
@@ -361,7 +344,7 @@ class CircuitBreaker {
   constructor(options) {
     if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options);
     const { name, persistence, config, onTransition, isFailure, clock } = options;
-    this.name = checkName(name);
+    this.name = invoke(() => native.checkName(name));
     if (onTransition !== undefined && typeof onTransition !== 'function') throw invalidType('onTransition', 'a function', onTransition);
     if (isFailure !== undefined && typeof isFailure !== 'function') throw invalidType('isFailure', 'a function', isFailure);
     if (clock !== undefined && !(clock instanceof ManualClock)) throw invalidType('clock', 'a ManualClock', clock);

@@ -10,9 +10,7 @@ mod errors;
 #[cfg_attr(test, allow(dead_code))]
 mod settings;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fleetbreaker::bridge::poll_here;
@@ -260,17 +258,11 @@ impl NativeClock {
         Ok(())
     }
 
-    /// Steps the wall clock only (back when negative), as NTP does.
+    /// Steps the wall clock only (back when negative), as NTP does. (`ManualClock.step` checks
+    /// the number.)
     #[napi]
-    pub fn step_wall_ms(&self, delta_ms: f64) -> napi::Result<()> {
-        if !delta_ms.is_finite() || delta_ms.abs() > 1e15 {
-            return Err(napi::Error::new(
-                Status::InvalidArg,
-                format!("delta must be a finite number of ms, got {delta_ms}"),
-            ));
-        }
+    pub fn step_wall_ms(&self, delta_ms: f64) {
         self.0.step_wall(delta_ms.round() as i64);
-        Ok(())
     }
 
     /// The monotonic clock, in ms.
@@ -363,11 +355,6 @@ impl NativeEnvironment {
         })
     }
 
-    #[napi(getter)]
-    pub fn id(&self) -> String {
-        self.env.id().to_string()
-    }
-
     /// The circuits breakers of this environment hold (a circuit is released with its last
     /// breaker).
     #[napi]
@@ -414,13 +401,18 @@ impl From<CallOutcome> for Outcome {
     }
 }
 
-/// The answer to `acquire`. `permit` is the handle to complete (0 when there is none);
-/// `leaseMs` how long from now the admission lease runs (0: none), to be kept on JavaScript's
-/// own monotonic clock.
+/// Leave to make one call, handed back to `complete`. One that is never completed is released
+/// when it is collected (a probe permit in the background).
+#[napi]
+pub struct NativePermit(Mutex<Option<Permit>>);
+
+/// The answer to `acquire`. `permit` is there to complete when the call was admitted;
+/// `leaseMs` is how long from now the admission lease runs (0: none), to be kept on
+/// JavaScript's own monotonic clock.
 #[napi(object, object_from_js = false)]
 pub struct Acquired {
     pub kind: AdmissionKind,
-    pub permit: u32,
+    pub permit: Option<NativePermit>,
     pub lease_ms: f64,
     #[napi(ts_type = "Record<string, string | number | boolean | null>")]
     pub info: Option<Fields>,
@@ -430,9 +422,6 @@ pub struct Acquired {
 #[napi]
 pub struct NativeCircuit {
     breaker: Breaker,
-    /// Permits handed to JavaScript, by handle, until completed.
-    permits: Arc<Mutex<HashMap<u32, Permit>>>,
-    next_permit: AtomicU32,
 }
 
 #[napi]
@@ -450,11 +439,7 @@ impl NativeCircuit {
             .environment(&environment.env)
             .build()
             .map_err(|e| to_napi(env, e))?;
-        Ok(NativeCircuit {
-            breaker,
-            permits: Arc::default(),
-            next_permit: AtomicU32::new(1),
-        })
+        Ok(NativeCircuit { breaker })
     }
 
     /// Asks for a permit: `Acquired` at once when no store I/O is needed, else a Promise of it.
@@ -468,25 +453,11 @@ impl NativeCircuit {
         self.breaker.add_leased_successes(leased_successes);
         let breaker = self.breaker.clone();
         let lease_of = self.breaker.clone();
-        let permits = self.permits.clone();
-        let handle = self.next_permit.fetch_add(1, Ordering::Relaxed);
         run(
             env,
             async move { breaker.acquire().await },
-            move |env, result| convert_acquired(env, &permits, handle, result, &lease_of),
+            move |env, result| convert_acquired(env, result, &lease_of),
         )
-    }
-
-    /// Drops a permit that will not be completed (its call was abandoned): a probe permit is
-    /// released in the background.
-    #[napi]
-    pub fn abandon(&self, permit: u32) {
-        drop(
-            self.permits
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&permit),
-        );
     }
 
     /// Reports how the call made with `permit` ended: undefined at once, or a Promise when the
@@ -495,14 +466,15 @@ impl NativeCircuit {
     pub fn complete<'env>(
         &self,
         env: &'env Env,
-        permit: u32,
+        permit: &NativePermit,
         outcome: CallOutcome,
     ) -> napi::Result<Either<(), Object<'env>>> {
         let outcome = Outcome::from(outcome);
-        let Some(permit) = self.permits.lock().unwrap().remove(&permit) else {
+        let taken = permit.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(permit) = taken else {
             return Err(napi::Error::new(
                 Status::InvalidArg,
-                "unknown or already completed permit",
+                "this permit was already completed",
             ));
         };
         let breaker = self.breaker.clone();
@@ -563,17 +535,13 @@ impl NativeCircuit {
     }
 }
 
-type Held = Arc<Mutex<HashMap<u32, Permit>>>;
-
 fn convert_acquired(
     env: &Env,
-    permits: &Held,
-    handle: u32,
     result: Result<Permit, Error>,
     breaker: &Breaker,
 ) -> napi::Result<Acquired> {
     let (kind, permit, lease_ms, info) = match result {
-        Ok(permit) if permit.is_disabled() => (AdmissionKind::Disabled, 0, 0.0, None),
+        Ok(permit) if permit.is_disabled() => (AdmissionKind::Disabled, None, 0.0, None),
         Ok(permit) => {
             let kind = match permit.is_probe() {
                 true => AdmissionKind::Probe,
@@ -585,11 +553,10 @@ fn convert_acquired(
                 Some(_) => breaker.lease_remaining_ms() as f64,
                 None => 0.0,
             };
-            let mut held = permits.lock().unwrap_or_else(|e| e.into_inner());
-            held.insert(handle, permit);
-            (kind, handle, lease_ms, None)
+            let permit = NativePermit(Mutex::new(Some(permit)));
+            (kind, Some(permit), lease_ms, None)
         }
-        Err(Error::Open(i)) => (AdmissionKind::Rejected, 0, 0.0, Some(info(*i))),
+        Err(Error::Open(i)) => (AdmissionKind::Rejected, None, 0.0, Some(info(*i))),
         Err(e) => return Err(to_napi(env, e)),
     };
     Ok(Acquired {

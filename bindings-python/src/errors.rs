@@ -34,17 +34,8 @@ pub fn to_py(py: Python<'_>, error: Error) -> PyErr {
             let _ = err.value(py).setattr("kind", kind);
             err
         }
-        Error::Component(m) => raise(
-            py,
-            "CircuitBreakerError",
-            (format!("breaker component: {m}"),),
-        ),
-        // Rejections are returned as values, not raised here; this is a safety net.
-        Error::Open(info) => raise(
-            py,
-            "CircuitBreakerError",
-            (format!("circuit '{}' is {}", info.name, info.state),),
-        ),
+        // A fault of the component, or (a safety net: rejections are returned as values) one.
+        other => raise(py, "CircuitBreakerError", (other.to_string(),)),
     }
 }
 

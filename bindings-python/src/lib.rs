@@ -11,7 +11,7 @@ use fleetbreaker::{Breaker, CircuitInfo, Clock as _, Error, ManualClock, Outcome
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use fleetbreaker::embed::{self, Action, Casing, Level, Override, StoreHandle, Value};
+use fleetbreaker::embed::{self, Action, Casing, Level, Override, StoreHandle};
 
 use crate::errors::{check, misuse};
 
@@ -19,18 +19,6 @@ use crate::errors::{check, misuse};
 #[pyclass(module = "fleetbreaker._native", frozen)]
 struct Store {
     handle: StoreHandle,
-}
-
-/// Named values as a dict.
-fn fields_dict<'py>(
-    py: Python<'py>,
-    fields: Vec<(&'static str, Value)>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    for (field, value) in fields {
-        dict.set_item(field, settings::to_py(py, value)?)?;
-    }
-    Ok(dict)
 }
 
 /// Where a persistence object keeps its circuits, and its one store (see
@@ -139,7 +127,7 @@ impl Store {
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let record = check(py, bridge::block_plain(py, self.handle.record(circuit)))?;
         record
-            .map(|r| fields_dict(py, fleetbreaker::embed::record_values(&r)))
+            .map(|r| settings::fields_dict(py, fleetbreaker::embed::record_values(&r)))
             .transpose()
     }
 }
@@ -181,31 +169,25 @@ struct Environment {
 
 /// An event, as the environment hands it to the Python layer: what happened, to which circuit,
 /// its log line, and its details by name.
-#[pyclass(module = "fleetbreaker._native", frozen)]
+#[pyclass(module = "fleetbreaker._native", frozen, get_all)]
 struct Event {
     /// `transition`, `store_degraded`, `corrupt_record` or `store_recovered`.
-    #[pyo3(get)]
     kind: &'static str,
-    #[pyo3(get)]
     circuit: String,
     /// A `logging` level.
-    #[pyo3(get)]
     log_level: u8,
-    #[pyo3(get)]
     log_text: String,
     /// The details (see `fleetbreaker::embed::EventView`), in order.
-    #[pyo3(get)]
     fields: Py<PyDict>,
     /// How many of the details, in order, the tuples of `fleetbreaker.testing.record_events`
     /// show.
-    #[pyo3(get)]
     positional: usize,
 }
 
 impl Event {
     fn new(py: Python<'_>, event: &fleetbreaker::Event) -> PyResult<Event> {
         let view = fleetbreaker::embed::event_view(event);
-        let fields = fields_dict(py, view.fields)?;
+        let fields = settings::fields_dict(py, view.fields)?;
         Ok(Event {
             kind: view.kind,
             circuit: view.circuit,
@@ -372,7 +354,7 @@ struct Admission {
 /// What a caller sees of a circuit: a dict of `fleetbreaker::embed::info_values` (times in
 /// epoch ms; `CircuitInfo._from_native` shows them in seconds).
 fn info_of(py: Python<'_>, info: CircuitInfo) -> PyResult<Py<PyDict>> {
-    fields_dict(py, fleetbreaker::embed::info_values(info)).map(Bound::unbind)
+    settings::fields_dict(py, fleetbreaker::embed::info_values(info)).map(Bound::unbind)
 }
 
 fn acquired(py: Python<'_>, result: Result<fleetbreaker::Permit, Error>) -> PyResult<Py<PyAny>> {

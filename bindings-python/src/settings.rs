@@ -33,7 +33,7 @@ pub(crate) fn value_of(obj: &Bound<'_, PyAny>) -> Value {
     }
 }
 
-pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
+fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
     Ok(match value {
         Value::Null => py.None(),
         Value::Bool(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
@@ -42,6 +42,18 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
         Value::Text(s) => s.into_pyobject(py)?.into_any().unbind(),
         Value::BadText | Value::Other(_) => py.None(),
     })
+}
+
+/// Named values as a dict.
+pub(crate) fn fields_dict<'py>(
+    py: Python<'py>,
+    fields: Vec<(&'static str, Value)>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (field, value) in fields {
+        dict.set_item(field, to_py(py, value)?)?;
+    }
+    Ok(dict)
 }
 
 /// A dict of options, by name, as the host's checks take them.
@@ -71,11 +83,7 @@ impl Settings {
 
     /// Every field's name and checked value (durations in seconds, as floats).
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let dict = PyDict::new(py);
-        for (name, value) in self.inner.values() {
-            dict.set_item(name, to_py(py, value)?)?;
-        }
-        Ok(dict)
+        fields_dict(py, self.inner.values())
     }
 }
 

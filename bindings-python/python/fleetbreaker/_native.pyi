@@ -19,8 +19,6 @@ class Outcome:
     FAILURE: Outcome
     IGNORED: Outcome
     SLOW: Outcome
-    def __eq__(self, value: object, /) -> bool: ...
-    def __int__(self) -> int: ...
 
 @final
 class Action:
@@ -28,8 +26,6 @@ class Action:
     FORCE_OPEN: Action
     FORCE_CLOSED: Action
     RESET: Action
-    def __eq__(self, value: object, /) -> bool: ...
-    def __int__(self) -> int: ...
 
 @final
 class AdmissionKind:
@@ -38,8 +34,6 @@ class AdmissionKind:
     PROBE: AdmissionKind
     REJECTED: AdmissionKind
     DISABLED: AdmissionKind
-    def __eq__(self, value: object, /) -> bool: ...
-    def __int__(self) -> int: ...
 
 @final
 class Admission:

@@ -177,11 +177,8 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Runs ``fn(*args, **kwargs)`` under the breaker."""
-        if self._handle.admit():
-            return self._call_leased(fn, args, kwargs)
-        return self._call_slow(fn, args, kwargs, None)
-
-    def _call_leased(self, fn: Callable[..., _T], args: Any, kwargs: Any) -> _T:
+        if not self._handle.admit():
+            return self._call_slow(fn, args, kwargs, None)
         try:
             return fn(*args, **kwargs)
         except Exception as exc:

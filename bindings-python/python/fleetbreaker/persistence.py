@@ -66,7 +66,6 @@ class _Environment:
         self.sinks: List[List[Tuple[Any, ...]]] = []
         native_clock = None if clock is None else clock._native
         self.native = _native.Environment(store, native_clock, self._dispatch, environment_id)
-        self.clock = clock
         # The event loop of the last async call, where an async hook goes when it is
         # delivered on a thread without a running loop.
         self.loop: Optional["asyncio.AbstractEventLoop"] = None
@@ -188,17 +187,8 @@ class CircuitBreakerDynamoDBPersistence(CircuitBreakerPersistenceLayer):
         # Checked as the store will (the table name by DynamoDB's rules, the keys), now rather
         # than at the first call; the store opens now, so the first call after a cold start
         # finds its SDK configuration loaded.
-        self._persistence = _native.Persistence.dynamodb(
-            {
-                "table_name": table_name,
-                "key_attr": key_attr,
-                "sort_key_attr": sort_key_attr,
-                "static_pk_value": static_pk_value,
-                "region": region,
-                "endpoint_url": endpoint_url,
-                "consistent_read": consistent_read,
-            }
-        )
+        options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
+        self._persistence = _native.Persistence.dynamodb(options)
         if self._persistence.warning is not None:
             import warnings
 
