@@ -380,21 +380,57 @@ fn done(py: Python<'_>, _: ()) -> PyResult<Py<PyAny>> {
 
 #[pymethods]
 impl Circuit {
+    /// A breaker of circuit `name`, with `settings` (None: the circuit's, if it is in use here,
+    /// else the defaults). `config` is what the circuit keeps for the package (the first
+    /// breaker's stays while it is in use; see `config`). While this object lives,
+    /// `on_transition()` is called at each transition of the circuit, and what it returns (a
+    /// callable, or None) is called with the transition's details (a weak method: the breaker
+    /// that listens goes away freely).
     #[new]
+    #[pyo3(signature = (environment, name, settings, config, on_transition=None))]
     fn new(
         py: Python<'_>,
         environment: &Environment,
         name: String,
-        settings: &settings::Settings,
+        settings: Option<&settings::Settings>,
+        config: Py<PyAny>,
+        on_transition: Option<Py<PyAny>>,
     ) -> PyResult<Circuit> {
-        let config = settings.inner.config();
-        let builder = Breaker::builder(name)
-            .config(config)
-            .environment(&environment.env);
+        let mut builder = Breaker::builder(name)
+            .environment(&environment.env)
+            .attachment(std::sync::Arc::new(config));
+        if let Some(settings) = settings {
+            builder = builder.config(settings.inner.config());
+        }
+        if let Some(weak) = on_transition {
+            builder = builder.on_transition(move |t| {
+                Python::attach(|py| {
+                    let listener = weak.call0(py);
+                    let delivered = listener.and_then(|l| match l.is_none(py) {
+                        true => Ok(()),
+                        false => settings::fields_dict(py, embed::transition_values(t))
+                            .and_then(|fields| l.call1(py, (fields,)).map(drop)),
+                    });
+                    if let Err(e) = delivered {
+                        e.write_unraisable(py, None);
+                    }
+                })
+            });
+        }
         // Making the circuit ready may wait for the component, which another thread may be
         // using: without the GIL.
         let breaker = check(py, py.detach(move || builder.build()))?;
         Ok(Circuit { breaker })
+    }
+
+    /// The `config` the circuit keeps: its first breaker's.
+    #[getter]
+    fn config(&self, py: Python<'_>) -> Py<PyAny> {
+        let kept = self
+            .breaker
+            .attachment()
+            .and_then(|a| a.downcast_ref::<Py<PyAny>>());
+        kept.map_or_else(|| py.None(), |c| c.clone_ref(py))
     }
 
     /// Admits a call under the admission lease if it holds (counted as a success unless

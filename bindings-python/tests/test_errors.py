@@ -30,7 +30,7 @@ def test_a_configuration_the_host_refuses_is_a_config_error_with_its_field() -> 
     # Past the package's own checks, the host refuses a bad name too.
     env = _native.Environment(_native.Persistence.memory().store(), None, lambda e: None)
     with pytest.raises(CircuitBreakerConfigError, match="name") as raised:
-        _native.Circuit(env, "", _native.Settings({}))
+        _native.Circuit(env, "", _native.Settings({}), None)
     assert raised.value.field == "name"
 
 
@@ -48,7 +48,7 @@ def test_each_store_error_kind_reaches_an_operator_as_a_persistence_error(kind: 
 
 def test_a_completed_permit_cannot_be_completed_again() -> None:
     breaker = CircuitBreaker("c", InMemoryPersistence(), clock=ManualClock())
-    native = breaker._handle.native
+    native = breaker._native
     admission = native.acquire()
     assert admission.kind == _native.AdmissionKind.ADMITTED and admission.info is None
     permit = admission.permit

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, List
 
@@ -312,6 +313,21 @@ def test_listeners_go_away_with_their_breaker() -> None:
         kept.call(lambda: (_ for _ in ()).throw(Downstream()))
     assert len(calls) == 1, f"{len(calls)} hook calls for one trip"
 
+    # A hook that holds its own breaker (a cycle through the native circuit) is collected too.
+    class Watcher:
+        def __init__(self) -> None:
+            self.breaker = CircuitBreaker("watched", persistence, config, on_transition=self.seen, clock=clock)
+
+        def seen(self, t: CircuitTransition) -> None:
+            calls.append(t)
+
+    watcher = Watcher()
+    gone = weakref.ref(watcher.breaker)
+    del watcher
+    gc.collect()
+    assert gone() is None, "the breaker and its hook were collected"
+    assert persistence._environment(None, clock).native.circuits_in_use() == 1, "only 'payments' is in use"
+
 
 def test_circuit_names_are_released_with_their_last_breaker() -> None:
     persistence, clock = InMemoryPersistence(), ManualClock()
@@ -320,7 +336,6 @@ def test_circuit_names_are_released_with_their_last_breaker() -> None:
         CircuitBreaker(f"tenant-{i}", persistence, clock=clock).call(lambda: None)
     gc.collect()
     env = persistence._environment(None, clock)
-    assert len(env.handles) == 1, len(env.handles)
     assert env.native.circuits_in_use() == 1
     assert env.native.component_circuits() <= 1
     assert kept.call(lambda: 7) == 7
@@ -335,7 +350,13 @@ def test_a_breaker_made_without_a_config_takes_the_circuits() -> None:
     assert reader.info().state is CircuitState.CLOSED
     with pytest.raises(CircuitBreakerConfigError, match="different configuration"):
         CircuitBreaker("payments", persistence, CircuitBreakerConfig(failure_threshold=3))
-    del in_use, reader
+    # The exception types are part of the circuit's config too (the host sees only the rest).
+    typed = CircuitBreakerConfig(handled_exceptions=TimeoutError)
+    typed_in_use = CircuitBreaker("typed", persistence, typed)
+    assert CircuitBreaker("typed", persistence).config.handled_exceptions == (TimeoutError,)
+    with pytest.raises(CircuitBreakerConfigError, match="different configuration"):
+        CircuitBreaker("typed", persistence, CircuitBreakerConfig(handled_exceptions=KeyError))
+    del in_use, reader, typed_in_use
     gc.collect()
     assert CircuitBreaker("payments", persistence).config == CircuitBreakerConfig(), "a circuit no breaker holds is new"
 

@@ -12,7 +12,9 @@ use fleetbreaker_core::{CircuitInfo, Config, ConfigError, Outcome, PermitKind, T
 use crate::Error;
 use crate::bridge::spawn_detached;
 use crate::clock::Clock;
-use crate::environment::{Environment, Op, Reply, Slot, TransitionHook, boxed_in_place};
+use crate::environment::{
+    Attachment, Environment, Op, Reply, Slot, TransitionHook, boxed_in_place,
+};
 use crate::events::Events;
 use crate::fork;
 use crate::kill_switch;
@@ -208,6 +210,7 @@ pub struct BreakerBuilder {
     clock: Option<Arc<dyn Clock>>,
     environment: Option<Environment>,
     listeners: Vec<TransitionHook>,
+    attachment: Option<Attachment>,
 }
 
 impl BreakerBuilder {
@@ -247,6 +250,14 @@ impl BreakerBuilder {
         self
     }
 
+    /// Data the embedder keeps with the circuit (a language package keeps its own view of the
+    /// configuration there): the first breaker's is kept while the circuit is in use, and
+    /// every breaker of it reads that one with [`Breaker::attachment`].
+    pub fn attachment(mut self, attachment: Attachment) -> Self {
+        self.attachment = Some(attachment);
+        self
+    }
+
     /// Validates the name and the configuration and makes the circuit ready. Reads nothing
     /// from the store yet.
     pub fn build(self) -> Result<Breaker, Error> {
@@ -272,7 +283,7 @@ impl BreakerBuilder {
         if let Some(config) = &self.config {
             config.validate()?;
         }
-        let slot = env.slot(&self.name, self.config.as_ref())?;
+        let slot = env.slot(&self.name, self.config.as_ref(), self.attachment)?;
         let (created, events) = block_on(env.run(&slot, Op::Create));
         drop(Events::new(env.clone(), events));
         created?;
@@ -320,6 +331,7 @@ impl Breaker {
             clock: None,
             environment: None,
             listeners: Vec::new(),
+            attachment: None,
         }
     }
 
@@ -331,6 +343,11 @@ impl Breaker {
     /// The circuit's configuration.
     pub fn config(&self) -> &Config {
         &self.slot.config
+    }
+
+    /// The circuit's attachment: the one its first breaker was built with, if any.
+    pub fn attachment(&self) -> Option<&Attachment> {
+        self.slot.attachment.as_ref()
     }
 
     /// The environment this breaker's circuit belongs to.

@@ -28,6 +28,8 @@ use crate::stores::Store;
 use crate::util::lock;
 
 pub(crate) type TransitionHook = Arc<dyn Fn(&Transition) + Send + Sync>;
+/// What an embedder keeps with a circuit (see [`crate::BreakerBuilder::attachment`]).
+pub type Attachment = Arc<dyn std::any::Any + Send + Sync>;
 type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// The circuits of one environment, shared by its breakers; cheap to clone.
@@ -71,6 +73,8 @@ pub(crate) struct Slot {
     /// kill switch is then read before asking the component, not only after.
     pub(crate) unsettled: std::sync::atomic::AtomicBool,
     listeners: Mutex<Vec<(u64, TransitionHook)>>,
+    /// The first breaker's attachment, kept while the circuit is in use.
+    pub(crate) attachment: Option<Attachment>,
     /// This circuit's component instance: `None` until first use, and again after a fault in
     /// the component (it is rebuilt). Held across the call's store I/O, which is this
     /// circuit's alone. A forked child or a restored snapshot gets a new one (the old one may
@@ -283,8 +287,13 @@ impl Environment {
 
     /// The slot of circuit `name`; breakers of the same name share it. With a `config`, it
     /// must be the circuit's; without, the breaker takes the circuit's (or the default, for a
-    /// circuit not yet in use here).
-    pub(crate) fn slot(&self, name: &str, config: Option<&Config>) -> Result<Arc<Slot>, Error> {
+    /// circuit not yet in use here). A new slot keeps `attachment`.
+    pub(crate) fn slot(
+        &self,
+        name: &str,
+        config: Option<&Config>,
+        attachment: Option<Attachment>,
+    ) -> Result<Arc<Slot>, Error> {
         let mut slots = lock(&self.inner.slots);
         if let Some(slot) = slots.get(name).and_then(Weak::upgrade) {
             if config.is_some_and(|c| c != &slot.config) {
@@ -299,6 +308,7 @@ impl Environment {
             leased_successes: AtomicU32::new(0),
             unsettled: std::sync::atomic::AtomicBool::new(false),
             listeners: Mutex::new(Vec::new()),
+            attachment,
             instance: ForkLocal::new(Scope::Identity),
             env: Arc::downgrade(&self.inner),
         });

@@ -105,7 +105,7 @@ pub use component::host::{HostCtx, add_to_linker};
 #[doc(hidden)]
 pub use component::runtime::{check_precompiled, precompiled_component};
 pub use component::runtime::{component_wasm, wit_package};
-pub use environment::{Environment, EnvironmentBuilder};
+pub use environment::{Attachment, Environment, EnvironmentBuilder};
 pub use error::Error;
 pub use events::Events;
 pub use fleetbreaker_core::{

@@ -278,6 +278,36 @@ async fn breakers_sharing_a_name_in_one_environment_share_the_circuit() {
     );
 }
 
+#[test]
+fn a_circuit_keeps_its_first_breaker_s_attachment_while_it_is_in_use() {
+    let env = Environment::builder(MemoryStore::new()).build().unwrap();
+    let build = |note: &'static str| {
+        Breaker::builder("payments")
+            .environment(&env)
+            .attachment(Arc::new(note))
+            .build()
+            .unwrap()
+    };
+    let shown = |b: &Breaker| *b.attachment().unwrap().downcast_ref::<&str>().unwrap();
+    let first = build("first");
+    let second = build("second");
+    assert_eq!(shown(&second), "first", "the circuit's, not this breaker's");
+    assert!(
+        Breaker::builder("other")
+            .environment(&env)
+            .build()
+            .unwrap()
+            .attachment()
+            .is_none()
+    );
+    drop((first, second));
+    assert_eq!(
+        shown(&build("again")),
+        "again",
+        "a circuit released and made again"
+    );
+}
+
 #[tokio::test]
 async fn store_faults_never_reach_the_protected_call() {
     let (store, clock) = (MemoryStore::new(), ManualClock::new(T0));

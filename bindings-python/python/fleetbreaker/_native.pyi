@@ -135,8 +135,12 @@ class Circuit:
         cls,
         environment: Environment,
         name: str,
-        settings: Settings,
+        settings: Optional[Settings],
+        config: Any,
+        on_transition: Optional[Callable[[], Optional[Callable[[Dict[str, Any]], None]]]] = None,
     ) -> Circuit: ...
+    @property
+    def config(self) -> Any: ...
     def try_admit_leased(self) -> bool: ...
     @overload
     def leased_call_failed(self, outcome: Outcome, event_loop: None = None) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _weakrefset import WeakSet
+from weakref import WeakMethod
 
 from . import _native
 from .config import CircuitBreakerConfig
@@ -16,10 +16,9 @@ from .states import CircuitInfo, CircuitTransition
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from typing import Any, Awaitable, Callable, List, Optional, TypeVar
+    from typing import Any, Awaitable, Callable, Dict, Optional, TypeVar
 
     from .clock import ManualClock
-    from .persistence import _Environment
 
     _F = TypeVar("_F", bound=Callable[..., Any])
     _T = TypeVar("_T")
@@ -29,26 +28,6 @@ __all__ = ["circuit_breaker", "CircuitBreaker", "Permit"]
 _SUCCESS, _FAILURE, _IGNORED = _native.Outcome.SUCCESS, _native.Outcome.FAILURE, _native.Outcome.IGNORED
 _PROBE, _REJECTED, _DISABLED = _native.AdmissionKind.PROBE, _native.AdmissionKind.REJECTED, _native.AdmissionKind.DISABLED
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
-
-
-class _Handle:
-    """One circuit in one environment, shared by every breaker of that name there.
-
-    The healthy path is one native call, ``admit()``: it checks the admission lease (a
-    coarse clock read and a compare, measured faster than ``time.time()`` from Python) and
-    counts the call as a success unless told otherwise.
-    """
-
-    __slots__ = ("native", "name", "config", "listening", "env", "admit", "__weakref__")
-
-    def __init__(self, env: _Environment, name: str, config: CircuitBreakerConfig) -> None:
-        self.env = env
-        self.name = name
-        self.config = config
-        self.native = _native.Circuit(env.native, name, config._settings)
-        self.admit: Callable[[], bool] = self.native.try_admit_leased
-        # The breakers with a transition hook, held weakly: a hook goes away with its breaker.
-        self.listening: WeakSet[CircuitBreaker] = WeakSet()
 
 
 def _is_coroutine_function(fn: Any) -> bool:
@@ -87,10 +66,10 @@ class Permit:
     """Leave to make one call, from ``CircuitBreaker.acquire()``. Report how the call ended
     with exactly one of ``success()``, ``failure()`` or ``ignore()``."""
 
-    __slots__ = ("_handle", "_native", "_done", "_disabled", "leased", "probe")
+    __slots__ = ("_circuit", "_native", "_done", "_disabled", "leased", "probe")
 
-    def __init__(self, handle: _Handle, native: Any, probe: bool, disabled: bool = False) -> None:
-        self._handle = handle
+    def __init__(self, circuit: _native.Circuit, native: Any, probe: bool, disabled: bool = False) -> None:
+        self._circuit = circuit
         self._native = native
         self._done = False
         self._disabled = disabled
@@ -107,9 +86,9 @@ class Permit:
             return
         if self._native is None:
             if outcome != _SUCCESS:
-                self._handle.native.leased_call_failed(outcome)
+                self._circuit.leased_call_failed(outcome)
         else:
-            self._handle.native.complete(self._native, outcome)
+            self._circuit.complete(self._native, outcome)
 
     def success(self) -> None:
         self._finish(_SUCCESS)
@@ -152,13 +131,31 @@ class CircuitBreaker:
             raise CircuitBreakerConfigError(f"config must be a CircuitBreakerConfig, got {config!r}.")
         if on_transition is not None and not callable(on_transition):
             raise CircuitBreakerConfigError(f"on_transition must be callable, got {on_transition!r}.")
-        # Without a config, the breaker takes the circuit's (if it is in use here) or the default.
-        self._handle = _circuit(persistence_store, self._name, config, clock)
-        self._config = self._handle.config
+        if not isinstance(persistence_store, CircuitBreakerPersistenceLayer):
+            raise CircuitBreakerConfigError(
+                f"persistence_store must be a fleetbreaker persistence store, got {persistence_store!r}."
+            )
+        self._env = persistence_store._environment(None if config is None else config.store_timeout, clock)
+        # Breakers of one name in one environment share its circuit, and its config: without
+        # one, the breaker takes the circuit's (if it is in use here) or the default. The
+        # circuit holds this breaker's hook weakly: it goes away with the breaker.
+        self._native = _native.Circuit(
+            self._env.native,
+            self._name,
+            None if config is None else config._settings,
+            CircuitBreakerConfig() if config is None else config,
+            None if on_transition is None else WeakMethod(self._transitioned),
+        )
+        self._config: CircuitBreakerConfig = self._native.config
+        if config is not None and self._config != config:
+            raise _native.config_conflict(self._name)
         self._on_transition = on_transition
-        if on_transition is not None:
-            self._handle.listening.add(self)
+        self._admit: Callable[[], bool] = self._native.try_admit_leased
         self._counts = self._config.counts_as_failure
+
+    def _transitioned(self, fields: Dict[str, Any]) -> None:
+        if self._on_transition is not None:
+            self._env.call_hook(self._on_transition, CircuitTransition._from_native(self._name, fields))
 
     @property
     def name(self) -> str:
@@ -177,20 +174,20 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Runs ``fn(*args, **kwargs)`` under the breaker."""
-        if not self._handle.admit():
+        if not self._admit():
             return self._call_slow(fn, args, kwargs, None)
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            self._handle.native.leased_call_failed(self._outcome(exc))
+            self._native.leased_call_failed(self._outcome(exc))
             raise
         except BaseException:
-            self._handle.native.leased_call_failed(_IGNORED)
+            self._native.leased_call_failed(_IGNORED)
             raise
 
     def _call_slow(self, fn: Callable[..., _T], args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]) -> _T:
         """A call the lease does not cover: ask the breaker."""
-        native = self._handle.native
+        native = self._native
         admission = native.acquire()
         permit = admission.permit
         if permit is None:
@@ -222,16 +219,16 @@ class CircuitBreaker:
         """Asks to make one call, for code that cannot hand the breaker a function (callbacks,
         streams): raises ``CircuitBreakerOpenError`` when the circuit rejects it. Report the
         outcome on the returned permit."""
-        h = self._handle
-        if h.admit():
-            return Permit(h, None, False)
-        admission = h.native.acquire()
+        native = self._native
+        if self._admit():
+            return Permit(native, None, False)
+        admission = native.acquire()
         kind = admission.kind
         if kind == _REJECTED:
             raise self._rejected(admission.info)
         if kind == _DISABLED:
             _warn_disabled(3)
-        return Permit(h, admission.permit, kind == _PROBE, kind == _DISABLED)
+        return Permit(native, admission.permit, kind == _PROBE, kind == _DISABLED)
 
     async def call_async(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
         """Awaits ``fn(*args, **kwargs)`` under the breaker. Store I/O never blocks the event
@@ -241,8 +238,8 @@ class CircuitBreaker:
     async def _call_async(
         self, fn: Callable[..., Awaitable[_T]], args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]
     ) -> _T:
-        native = self._handle.native
-        if self._handle.admit():
+        native = self._native
+        if self._admit():
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
@@ -255,7 +252,7 @@ class CircuitBreaker:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        self._handle.env.loop = loop
+        self._env.loop = loop
         # If this task is cancelled while the breaker asks the store, a permit granted anyway
         # is freed with the result nobody takes: a probe permit is then released at once.
         acquired = native.acquire(loop)
@@ -279,7 +276,7 @@ class CircuitBreaker:
 
     def info(self) -> CircuitInfo:
         """The circuit as this environment sees it (reading the store if its copy is stale)."""
-        return CircuitInfo._from_native(self._handle.native.info())
+        return CircuitInfo._from_native(self._native.info())
 
     def force_open(self, duration: Optional[float] = None, reason: Optional[str] = None) -> CircuitInfo:
         """Rejects every call, fleet-wide, for ``duration`` seconds or until changed."""
@@ -295,7 +292,7 @@ class CircuitBreaker:
         return self._act(_native.Action.RESET, None, None)
 
     def _act(self, action: _native.Action, duration: object, reason: object) -> CircuitInfo:
-        return CircuitInfo._from_native(self._handle.native.act(action, duration, reason))
+        return CircuitInfo._from_native(self._native.act(action, duration, reason))
 
 
 def circuit_breaker(
@@ -328,8 +325,8 @@ def circuit_breaker(
 
         # The healthy path, inlined: one native call (the lease check), then the call.
         admit, leased_call_failed, outcome, slow = (
-            breaker._handle.admit,
-            breaker._handle.native.leased_call_failed,
+            breaker._admit,
+            breaker._native.leased_call_failed,
             breaker._outcome,
             breaker._call_slow,
         )
@@ -351,36 +348,3 @@ def circuit_breaker(
         return wrapper  # type: ignore[return-value]
 
     return decorate
-
-
-def _circuit(
-    persistence: CircuitBreakerPersistenceLayer,
-    name: str,
-    config: Optional[CircuitBreakerConfig],
-    clock: Optional[ManualClock],
-) -> _Handle:
-    """The shared handle of circuit ``name`` in ``persistence``'s environment. Without a
-    config, the circuit's own (when it is in use here) or the default."""
-    if not isinstance(persistence, CircuitBreakerPersistenceLayer):
-        raise CircuitBreakerConfigError(
-            f"persistence_store must be a fleetbreaker persistence store, got {persistence!r}."
-        )
-    env = persistence._environment(None if config is None else config.store_timeout, clock)
-
-    def in_use() -> Optional[_Handle]:
-        handle = env.handles.get(name)
-        if handle is not None and config is not None and handle.config != config:
-            raise _native.config_conflict(name)
-        return handle
-
-    with persistence._lock:
-        handle = in_use()
-    if handle is not None:
-        return handle
-    # Made without the lock: it may wait for the component, which a slow store call holds.
-    made = _Handle(env, name, config if config is not None else CircuitBreakerConfig())
-    with persistence._lock:
-        handle = in_use()
-        if handle is None:
-            env.handles[name] = handle = made
-        return handle

@@ -24,10 +24,8 @@ from __future__ import annotations
 import os
 from _thread import allocate_lock
 from _weakrefset import WeakSet
-from weakref import WeakValueDictionary
 
 from . import _native
-from .states import CircuitTransition
 
 # Lean imports on purpose (cold starts): typing only for checkers, logging when first needed.
 TYPE_CHECKING = False
@@ -37,9 +35,8 @@ if TYPE_CHECKING:
 
     import asyncio
 
-    from .breaker import CircuitBreaker, _Handle
-    from .config import CircuitBreakerConfig
     from .clock import ManualClock
+    from .states import CircuitTransition
 
 __all__ = [
     "CircuitBreakerPersistenceLayer",
@@ -56,12 +53,10 @@ def _logger() -> logging.Logger:
 
 
 class _Environment:
-    """One component instance (one environment) and the circuits it holds."""
+    """One environment: its native side (which holds its circuits, while breakers use them),
+    its log, and where its async hooks run."""
 
     def __init__(self, store: _native.Store, clock: Optional["ManualClock"], environment_id: Optional[str]) -> None:
-        # Held weakly: a circuit no breaker uses is released, so a process that sees many
-        # circuit names keeps bounded memory.
-        self.handles: WeakValueDictionary[str, "_Handle"] = WeakValueDictionary()
         # Test sinks (fleetbreaker.testing.record_events): every event, as its tuple.
         self.sinks: List[List[Tuple[Any, ...]]] = []
         native_clock = None if clock is None else clock._native
@@ -76,17 +71,10 @@ class _Environment:
             for sink in self.sinks:
                 sink.append(as_tuple)
         _logger().log(event.log_level, "%s", event.log_text)
-        if event.kind == "transition":
-            handle = self.handles.get(event.circuit)
-            if handle is not None and handle.listening:
-                transition = CircuitTransition._from_native(event.circuit, event.fields)
-                for breaker in list(handle.listening):
-                    self._call_hook(breaker, transition)
 
-    def _call_hook(self, breaker: "CircuitBreaker", transition: CircuitTransition) -> None:
-        hook = breaker._on_transition
-        if hook is None:
-            return
+    def call_hook(self, hook: Callable[[CircuitTransition], Any], transition: CircuitTransition) -> None:
+        """Calls a breaker's transition hook (after the event's log line): its errors are
+        logged, an ``async def`` hook is scheduled."""
         try:
             outcome = hook(transition)
             if hasattr(outcome, "__await__"):

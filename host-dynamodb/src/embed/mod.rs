@@ -21,10 +21,11 @@ mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fleetbreaker_core::{CircuitInfo, ConfigError, Event, Record, Stored};
+use fleetbreaker_core::{CircuitInfo, ConfigError, Event, Record, Stored, Transition};
 
 /// The refusal of a second, different configuration for a circuit already in use in an
-/// environment (the packages keep their own handles per name, and refuse with this).
+/// environment (Node keeps its own handles per name, for its lease mirror, and refuses with
+/// this; Python, when the configs differ only in their exception types).
 pub fn config_conflict(name: &str) -> ConfigError {
     crate::environment::config_conflict(name)
 }
@@ -92,28 +93,32 @@ pub struct EventView {
     pub positional: usize,
 }
 
+/// A transition's details as the packages show them (the `fields` of its [`EventView`]).
+pub fn transition_values(t: &Transition) -> Vec<(&'static str, Value)> {
+    let int = |n: u64| Value::Int(n as i64);
+    vec![
+        ("from_state", Value::Text(t.from_state.as_str().into())),
+        ("to_state", Value::Text(t.to_state.as_str().into())),
+        ("version", int(t.version)),
+        ("at_ms", int(t.at_ms)),
+        ("opened_at_ms", t.opened_at_ms.map_or(Value::Null, int)),
+        ("reason", Value::Text(t.reason.as_str().into())),
+        (
+            "override_reason",
+            t.override_reason.clone().map_or(Value::Null, Value::Text),
+        ),
+        ("local_only", Value::Bool(t.local_only)),
+        ("failure_count", int(u64::from(t.failure_count))),
+        ("slow_call_count", int(u64::from(t.slow_call_count))),
+    ]
+}
+
 /// The view of `event`.
 pub fn event_view(event: &Event) -> EventView {
     let (level, text) = crate::events::log_line(event);
     let int = |n: u64| Value::Int(n as i64);
-    let text_or_null = |t: &Option<String>| t.clone().map_or(Value::Null, Value::Text);
     let (kind, circuit, fields) = match event {
-        Event::Transition(t) => (
-            "transition",
-            &t.circuit,
-            vec![
-                ("from_state", Value::Text(t.from_state.as_str().into())),
-                ("to_state", Value::Text(t.to_state.as_str().into())),
-                ("version", int(t.version)),
-                ("at_ms", int(t.at_ms)),
-                ("opened_at_ms", t.opened_at_ms.map_or(Value::Null, int)),
-                ("reason", Value::Text(t.reason.as_str().into())),
-                ("override_reason", text_or_null(&t.override_reason)),
-                ("local_only", Value::Bool(t.local_only)),
-                ("failure_count", int(u64::from(t.failure_count))),
-                ("slow_call_count", int(u64::from(t.slow_call_count))),
-            ],
-        ),
+        Event::Transition(t) => ("transition", &t.circuit, transition_values(t)),
         Event::StoreDegraded(f) => (
             "store_degraded",
             &f.circuit,
