@@ -219,25 +219,9 @@ export declare class CircuitBreakerConfigError extends CircuitBreakerError {
   readonly field: string;
 }
 
-/** The shared record: every field of the record, camelCase; absent ones are `null`. */
-export interface StoredRecord {
-  state: CircuitState;
-  version: number;
-  openedAtMs: number | null;
-  openUntilMs: number | null;
-  trips: number;
-  probeOwner: string | null;
-  probeLeaseUntilMs: number | null;
-  probeSuccesses: number;
-  closedAtMs: number | null;
-  failureCount: number;
-  slowCallCount: number;
-  updatedAtMs: number;
-  updatedBy: string;
-  overrideReason: string | null;
-  overrideUntilMs: number | null;
-  expiresAtMs: number;
-}
+/** The shared record: every field the store keeps (`state`, `version`, `openedAtMs`, ...),
+ * camelCase; absent ones are `null`. The fields are the record's, declared once in the host. */
+export type StoredRecord = Readonly<Record<string, string | number | null>>;
 
 /** Helpers for tests: look inside and break an in-memory store, record every event. */
 export declare const testing: {

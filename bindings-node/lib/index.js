@@ -300,13 +300,12 @@ function warnDisabled(logger) {
 
 /** Leave to make one call, from `CircuitBreaker.acquire()`; report exactly one outcome. */
 class Permit {
-  constructor(handle, permit, probe, disabled = false) {
+  constructor(handle, permit, probe) {
     this._handle = handle;
     this._permit = permit;
     this._done = false;
-    this._disabled = disabled;
     /** Admitted under the admission lease, without asking the breaker. */
-    this.leased = permit === null && !disabled;
+    this.leased = permit === null;
     /** This call is the fleet's single probe of a half-open circuit. */
     this.probe = probe;
   }
@@ -314,7 +313,6 @@ class Permit {
   async _finish(outcome) {
     if (this._done) throw new CircuitBreakerError('this permit was already completed');
     this._done = true;
-    if (this._disabled) return;
     const h = this._handle;
     if (this._permit === null) {
       if (outcome === SUCCESS) h.leasedOk++;
@@ -398,10 +396,7 @@ class CircuitBreaker {
       if (onCircuitOpen) return onCircuitOpen(...args, circuit);
       throw new CircuitBreakerOpenError(circuit);
     }
-    if (acquired.kind === DISABLED) {
-      warnDisabled(this._logger);
-      return fn(...args);
-    }
+    if (acquired.kind === DISABLED) warnDisabled(this._logger);
     const probe = acquired.kind === PROBE;
     let result;
     try {
@@ -421,10 +416,7 @@ class CircuitBreaker {
     if (h.now() < h.leaseUntil) return new Permit(h, null, false);
     const acquired = await h.acquire();
     if (acquired.kind === REJECTED) throw new CircuitBreakerOpenError(circuitInfo(acquired.info));
-    if (acquired.kind === DISABLED) {
-      warnDisabled(this._logger);
-      return new Permit(h, null, false, true);
-    }
+    if (acquired.kind === DISABLED) warnDisabled(this._logger);
     return new Permit(h, acquired.permit, acquired.kind === PROBE);
   }
 

@@ -406,7 +406,8 @@ impl From<CallOutcome> for Outcome {
 #[napi]
 pub struct NativePermit(Mutex<Option<Permit>>);
 
-/// The answer to `acquire`. `permit` is there to complete when the call was admitted;
+/// The answer to `acquire`. `permit` is there to complete unless the call was rejected (with
+/// the kill switch on, completing it does nothing);
 /// `leaseMs` is how long from now the admission lease runs (0: none), to be kept on
 /// JavaScript's own monotonic clock.
 #[napi(object, object_from_js = false)]
@@ -541,11 +542,11 @@ fn convert_acquired(
     breaker: &Breaker,
 ) -> napi::Result<Acquired> {
     let (kind, permit, lease_ms, info) = match result {
-        Ok(permit) if permit.is_disabled() => (AdmissionKind::Disabled, None, 0.0, None),
         Ok(permit) => {
-            let kind = match permit.is_probe() {
-                true => AdmissionKind::Probe,
-                false => AdmissionKind::Admitted,
+            let kind = match (permit.is_disabled(), permit.is_probe()) {
+                (true, _) => AdmissionKind::Disabled,
+                (false, true) => AdmissionKind::Probe,
+                (false, false) => AdmissionKind::Admitted,
             };
             // What is left of the lease now, as the component last decided it (a later call
             // that ended it counts): JavaScript keeps it on its own clock.

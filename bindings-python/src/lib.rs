@@ -161,6 +161,16 @@ impl Clock {
     }
 }
 
+/// Calls Python from one of the host's hooks: an error is reported as unraisable, since it
+/// must not break the call that caused the event.
+fn from_hook(call: impl FnOnce(Python<'_>) -> PyResult<()>) {
+    Python::attach(|py| {
+        if let Err(e) = call(py) {
+            e.write_unraisable(py, None);
+        }
+    });
+}
+
 /// One component instance: the breakers of one persistence store in one process.
 #[pyclass(module = "fleetbreaker._native", frozen)]
 struct Environment {
@@ -219,12 +229,7 @@ impl Environment {
     ) -> PyResult<Environment> {
         let mut builder =
             fleetbreaker::Environment::builder(store.handle.store()).on_event(move |event| {
-                Python::attach(|py| {
-                    let delivered = Event::new(py, event).and_then(|e| on_event.call1(py, (e,)));
-                    if let Err(e) = delivered {
-                        e.write_unraisable(py, None);
-                    }
-                })
+                from_hook(|py| on_event.call1(py, (Event::new(py, event)?,)).map(drop))
             });
         if let Some(manual) = clock {
             builder = builder.clock(manual.0.clone());
@@ -341,12 +346,15 @@ enum AdmissionKind {
     Disabled,
 }
 
-/// The answer to `acquire`: the permit to complete (admitted or probe; `None` exactly when the
-/// call was rejected or the kill switch is on), or what the rejected caller sees of the circuit.
+/// The answer to `acquire`: the permit to complete (`None` exactly when the call was
+/// rejected; with the kill switch on, completing it does nothing), or what the rejected caller
+/// sees of the circuit.
 #[pyclass(module = "fleetbreaker._native", frozen, get_all)]
 struct Admission {
     kind: AdmissionKind,
     permit: Option<Py<Permit>>,
+    /// Admitted under the admission lease, without asking the component.
+    leased: bool,
     /// A rejected call's view of the circuit (see `info_of`).
     info: Option<Py<PyDict>>,
 }
@@ -359,19 +367,28 @@ fn info_of(py: Python<'_>, info: CircuitInfo) -> PyResult<Py<PyDict>> {
 
 fn acquired(py: Python<'_>, result: Result<fleetbreaker::Permit, Error>) -> PyResult<Py<PyAny>> {
     let (kind, permit, info) = match result {
-        Ok(permit) if permit.is_disabled() => (AdmissionKind::Disabled, None, None),
         Ok(permit) => {
-            let kind = match permit.is_probe() {
-                true => AdmissionKind::Probe,
-                false => AdmissionKind::Admitted,
+            let kind = match (permit.is_disabled(), permit.is_probe()) {
+                (true, _) => AdmissionKind::Disabled,
+                (false, true) => AdmissionKind::Probe,
+                (false, false) => AdmissionKind::Admitted,
             };
-            let permit = Py::new(py, Permit(Mutex::new(Some(permit))))?;
             (kind, Some(permit), None)
         }
         Err(Error::Open(info)) => (AdmissionKind::Rejected, None, Some(info_of(py, *info)?)),
         Err(e) => return Err(errors::to_py(py, e)),
     };
-    Ok(Py::new(py, Admission { kind, permit, info })?.into_any())
+    let leased = permit.as_ref().is_some_and(|p| p.is_leased());
+    let permit = permit
+        .map(|p| Py::new(py, Permit(Mutex::new(Some(p)))))
+        .transpose()?;
+    let admission = Admission {
+        kind,
+        permit,
+        leased,
+        info,
+    };
+    Ok(Py::new(py, admission)?.into_any())
 }
 
 fn done(py: Python<'_>, _: ()) -> PyResult<Py<PyAny>> {
@@ -404,15 +421,11 @@ impl Circuit {
         }
         if let Some(weak) = on_transition {
             builder = builder.on_transition(move |t| {
-                Python::attach(|py| {
-                    let listener = weak.call0(py);
-                    let delivered = listener.and_then(|l| match l.is_none(py) {
-                        true => Ok(()),
-                        false => settings::fields_dict(py, embed::transition_values(t))
-                            .and_then(|fields| l.call1(py, (fields,)).map(drop)),
-                    });
-                    if let Err(e) = delivered {
-                        e.write_unraisable(py, None);
+                from_hook(|py| match weak.call0(py)? {
+                    listener if listener.is_none(py) => Ok(()),
+                    listener => {
+                        let fields = settings::fields_dict(py, embed::transition_values(t))?;
+                        listener.call1(py, (fields,)).map(drop)
                     }
                 })
             });

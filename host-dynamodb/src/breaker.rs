@@ -558,6 +558,13 @@ impl WithEvents<'_> {
     pub async fn acquire(&self) -> Delivery<Result<Permit, Error>> {
         let b = self.0;
         let none = || Events::none();
+        // As in `Breaker::acquire`: under the admission lease, no call into the component.
+        if b.env.monotonic_ms_coarse() < b.slot.lease_until_ms.load(Ordering::Relaxed) {
+            return Delivery {
+                value: Ok(Permit::new(Grant::Leased, b)),
+                events: none(),
+            };
+        }
         // The kill switch matters where the breaker would reject, probe or count. Read before
         // asking when the circuit was last seen unsettled (so a switched-off breaker neither
         // reads nor writes), else only when the answer is not a plain admission.

@@ -50,12 +50,6 @@ def _wraps(wrapper: Any, fn: Any) -> None:
     wrapper.__wrapped__ = fn
 
 
-def _loop() -> asyncio.AbstractEventLoop:
-    import asyncio
-
-    return asyncio.get_running_loop()
-
-
 async def _settle(pending: Any) -> None:
     """Awaits what a native async method returned: None when it finished at once."""
     if pending is not None:
@@ -66,40 +60,26 @@ class Permit:
     """Leave to make one call, from ``CircuitBreaker.acquire()``. Report how the call ended
     with exactly one of ``success()``, ``failure()`` or ``ignore()``."""
 
-    __slots__ = ("_circuit", "_native", "_done", "_disabled", "leased", "probe")
+    __slots__ = ("_complete", "_native", "leased", "probe")
 
-    def __init__(self, circuit: _native.Circuit, native: Any, probe: bool, disabled: bool = False) -> None:
-        self._circuit = circuit
-        self._native = native
-        self._done = False
-        self._disabled = disabled
-        self.leased: bool = native is None and not disabled
+    def __init__(self, circuit: _native.Circuit, admission: _native.Admission) -> None:
+        self._complete = circuit.complete
+        self._native: Any = admission.permit  # there is one: the call was not rejected
+        self.leased = admission.leased
         """Admitted under the admission lease, without asking the breaker."""
-        self.probe = probe
+        self.probe = admission.kind == _PROBE
         """This call is the fleet's single probe of a half-open circuit."""
 
-    def _finish(self, outcome: _native.Outcome) -> None:
-        if self._done:
-            raise RuntimeError("this permit was already completed")
-        self._done = True
-        if self._disabled:
-            return
-        if self._native is None:
-            if outcome != _SUCCESS:
-                self._circuit.leased_call_failed(outcome)
-        else:
-            self._circuit.complete(self._native, outcome)
-
     def success(self) -> None:
-        self._finish(_SUCCESS)
+        self._complete(self._native, _SUCCESS)
 
     def failure(self) -> None:
         """A failure that counts."""
-        self._finish(_FAILURE)
+        self._complete(self._native, _FAILURE)
 
     def ignore(self) -> None:
         """An error that says nothing about the downstream's health."""
-        self._finish(_IGNORED)
+        self._complete(self._native, _IGNORED)
 
 
 def _warn_disabled(stacklevel: int) -> None:
@@ -191,7 +171,9 @@ class CircuitBreaker:
         admission = native.acquire()
         permit = admission.permit
         if permit is None:
-            return self._without_permit(admission, fn, args, kwargs, on_open)  # type: ignore[no-any-return]
+            return self._refused(admission, args, kwargs, on_open)  # type: ignore[no-any-return]
+        if admission.kind == _DISABLED:
+            _warn_disabled(4)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -203,32 +185,23 @@ class CircuitBreaker:
         native.complete(permit, _SUCCESS)
         return result
 
-    def _without_permit(
-        self, admission: _native.Admission, fn: Callable[..., Any], args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]
-    ) -> Any:
-        """A call the breaker gave no permit: run it plainly (the kill switch), or hand it to
-        ``on_open``, or reject it. An awaitable is the async caller's to await."""
-        if admission.kind == _DISABLED:
-            _warn_disabled(5)
-            return fn(*args, **kwargs)
-        if on_open is not None:
-            return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(admission.info))
-        raise self._rejected(admission.info)
+    def _refused(self, admission: _native.Admission, args: Any, kwargs: Any, on_open: Optional[Callable[..., Any]]) -> Any:
+        """A call the breaker rejected: ``on_open``'s answer (an awaitable is the async
+        caller's to await), or the rejection."""
+        if on_open is None:
+            raise self._rejected(admission.info)
+        return on_open(*args, **kwargs, circuit=CircuitInfo._from_native(admission.info))
 
     def acquire(self) -> Permit:
         """Asks to make one call, for code that cannot hand the breaker a function (callbacks,
         streams): raises ``CircuitBreakerOpenError`` when the circuit rejects it. Report the
         outcome on the returned permit."""
-        native = self._native
-        if self._admit():
-            return Permit(native, None, False)
-        admission = native.acquire()
-        kind = admission.kind
-        if kind == _REJECTED:
+        admission = self._native.acquire()
+        if admission.kind == _REJECTED:
             raise self._rejected(admission.info)
-        if kind == _DISABLED:
+        if admission.kind == _DISABLED:
             _warn_disabled(3)
-        return Permit(native, admission.permit, kind == _PROBE, kind == _DISABLED)
+        return Permit(self._native, admission)
 
     async def call_async(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
         """Awaits ``fn(*args, **kwargs)`` under the breaker. Store I/O never blocks the event
@@ -243,7 +216,9 @@ class CircuitBreaker:
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
-                await _settle(native.leased_call_failed(self._outcome(exc), _loop()))
+                import asyncio
+
+                await _settle(native.leased_call_failed(self._outcome(exc), asyncio.get_running_loop()))
                 raise
             except BaseException:
                 # Takes back the provisional success: no I/O, nothing to wait for.
@@ -259,19 +234,21 @@ class CircuitBreaker:
         admission = await acquired if isinstance(acquired, asyncio.Future) else acquired
         permit = admission.permit
         if permit is None:
-            outcome = self._without_permit(admission, fn, args, kwargs, on_open)
+            outcome = self._refused(admission, args, kwargs, on_open)
             return await outcome if hasattr(outcome, "__await__") else outcome  # type: ignore[no-any-return]
+        if admission.kind == _DISABLED:
+            _warn_disabled(4)
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            await _settle(native.complete(permit, self._outcome(exc), _loop()))
+            await _settle(native.complete(permit, self._outcome(exc), loop))
             raise
         except BaseException:
             # Cancellation (and exits) pass through uncounted. The permit is released in the
             # background: nothing here waits for the store on the event loop.
             permit.abandon()
             raise
-        await _settle(native.complete(permit, _SUCCESS, _loop()))
+        await _settle(native.complete(permit, _SUCCESS, loop))
         return result
 
     def info(self) -> CircuitInfo:

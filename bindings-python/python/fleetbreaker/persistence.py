@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from _thread import allocate_lock
-from _weakrefset import WeakSet
 
 from . import _native
 
@@ -59,6 +58,8 @@ class _Environment:
     def __init__(self, store: _native.Store, clock: Optional["ManualClock"], environment_id: Optional[str]) -> None:
         # Test sinks (fleetbreaker.testing.record_events): every event, as its tuple.
         self.sinks: List[List[Tuple[Any, ...]]] = []
+        # Held, as environments are found by their clock's id (which must not be reused).
+        self.clock = clock
         native_clock = None if clock is None else clock._native
         self.native = _native.Environment(store, native_clock, self._dispatch, environment_id)
         # The event loop of the last async call, where an async hook goes when it is
@@ -113,16 +114,9 @@ class CircuitBreakerPersistenceLayer:
     _persistence: _native.Persistence
 
     def __init__(self) -> None:
-        self._lock = allocate_lock()
         self._environments: Dict[Optional[int], _Environment] = {}
         self._environment_id: Optional[str] = None
         self._shared_from: Optional["CircuitBreakerPersistenceLayer"] = None
-        _LIVE.add(self)
-
-    def _after_fork_in_child(self) -> None:
-        """In a forked child: a lock some other thread of the parent held stays held here
-        forever. The native stores and environments renew themselves on first use."""
-        self._lock = allocate_lock()
 
     def _store(self, store_timeout: Optional[float] = None) -> _native.Store:
         """The one store of this persistence object (and of its other environments), for a
@@ -133,7 +127,7 @@ class CircuitBreakerPersistenceLayer:
         """The environment for ``clock``; ``store_timeout`` None takes the one in use."""
         store = self._store(store_timeout)
         key = None if clock is None else id(clock)
-        with self._lock:
+        with _lock:
             env = self._environments.get(key)
             if env is None:
                 env = _Environment(store, clock, self._environment_id)
@@ -215,13 +209,15 @@ class InMemoryPersistence(CircuitBreakerPersistenceLayer):
         self._persistence = _native.Persistence.memory()
 
 
-# Every persistence store of this process, so a forked child can renew their locks.
-_LIVE: "WeakSet[CircuitBreakerPersistenceLayer]" = WeakSet()
+# Guards every persistence object's environments (held only to look one up or add it).
+_lock = allocate_lock()
 
 
 def _after_fork_in_child() -> None:
-    for persistence in list(_LIVE):
-        persistence._after_fork_in_child()
+    """A lock some other thread of the parent held stays held in a forked child forever: the
+    child gets a new one. (The native stores and environments renew themselves on first use.)"""
+    global _lock
+    _lock = allocate_lock()
 
 
 if hasattr(os, "register_at_fork"):
