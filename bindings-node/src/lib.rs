@@ -383,22 +383,15 @@ pub enum OperatorAction {
     Reset,
 }
 
-/// How a call ended (cases in the order of `Outcome::ALL`).
+/// How a call ended: the cases of `fleetbreaker::Outcome`, in the order of `Outcome::ALL`
+/// (`failure` counts, `ignored` does not count either way, `slow` is a success slower than
+/// `slowCall`, counted as a failure and reported as a slow call).
 #[napi(string_enum = "lowercase")]
 pub enum CallOutcome {
     Success,
-    /// A failure that counts.
     Failure,
-    /// An error that does not count either way.
     Ignored,
-    /// A success slower than `slowCall`: counts as a failure, reported as a slow call.
     Slow,
-}
-
-impl From<CallOutcome> for Outcome {
-    fn from(o: CallOutcome) -> Outcome {
-        Outcome::ALL[o as usize]
-    }
 }
 
 /// Leave to make one call, handed back to `complete`. One that is never completed is released
@@ -470,7 +463,7 @@ impl NativeCircuit {
         permit: &NativePermit,
         outcome: CallOutcome,
     ) -> napi::Result<Either<(), Object<'env>>> {
-        let outcome = Outcome::from(outcome);
+        let outcome = Outcome::ALL[outcome as usize];
         let taken = permit.0.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(permit) = taken else {
             return Err(napi::Error::new(
@@ -495,7 +488,7 @@ impl NativeCircuit {
         leased_successes: u32,
         outcome: CallOutcome,
     ) -> napi::Result<Either<(), Object<'env>>> {
-        let outcome = Outcome::from(outcome);
+        let outcome = Outcome::ALL[outcome as usize];
         self.breaker.add_leased_successes(leased_successes);
         let breaker = self.breaker.clone();
         run(

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use fleetbreaker::{Breaker, CircuitInfo, Clock as _, Error, ManualClock, Outcome};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyWeakrefMethods, PyWeakrefReference};
 
 use fleetbreaker::embed::{self, Action, Casing, Level, Override, StoreHandle};
 
@@ -399,10 +399,9 @@ fn done(py: Python<'_>, _: ()) -> PyResult<Py<PyAny>> {
 impl Circuit {
     /// A breaker of circuit `name`, with `settings` (None: the circuit's, if it is in use here,
     /// else the defaults). `config` is what the circuit keeps for the package (the first
-    /// breaker's stays while it is in use; see `config`). While this object lives,
-    /// `on_transition()` is called at each transition of the circuit, and what it returns (a
-    /// callable, or None) is called with the transition's details (a weak method: the breaker
-    /// that listens goes away freely).
+    /// breaker's stays while it is in use; see `config`). While this object and the bound
+    /// method `on_transition`'s object live, the method is called with the details of each
+    /// transition of the circuit.
     #[new]
     #[pyo3(signature = (environment, name, settings, config, on_transition=None))]
     fn new(
@@ -419,13 +418,18 @@ impl Circuit {
         if let Some(settings) = settings {
             builder = builder.config(settings.inner.config());
         }
-        if let Some(weak) = on_transition {
+        if let Some(method) = on_transition {
+            // Held weakly (its object, with its function): the breaker that listens goes away
+            // freely, and its hook with it.
+            let method = method.bind(py);
+            let listener = PyWeakrefReference::new(&method.getattr("__self__")?)?.unbind();
+            let function = method.getattr("__func__")?.unbind();
             builder = builder.on_transition(move |t| {
-                from_hook(|py| match weak.call0(py)? {
-                    listener if listener.is_none(py) => Ok(()),
-                    listener => {
+                from_hook(|py| match listener.bind(py).upgrade() {
+                    None => Ok(()),
+                    Some(listener) => {
                         let fields = settings::fields_dict(py, embed::transition_values(t))?;
-                        listener.call1(py, (fields,)).map(drop)
+                        function.call1(py, (listener, fields)).map(drop)
                     }
                 })
             });

@@ -139,7 +139,7 @@ class Circuit:
         name: str,
         settings: Optional[Settings],
         config: Any,
-        on_transition: Optional[Callable[[], Optional[Callable[[Dict[str, Any]], None]]]] = None,
+        on_transition: Optional[Callable[[Dict[str, Any]], None]] = None,
     ) -> Circuit: ...
     @property
     def config(self) -> Any: ...

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from weakref import WeakMethod
-
 from . import _native
 from .config import CircuitBreakerConfig
 from .exceptions import CircuitBreakerConfigError, CircuitBreakerOpenError
@@ -118,13 +116,13 @@ class CircuitBreaker:
         self._env = persistence_store._environment(None if config is None else config.store_timeout, clock)
         # Breakers of one name in one environment share its circuit, and its config: without
         # one, the breaker takes the circuit's (if it is in use here) or the default. The
-        # circuit holds this breaker's hook weakly: it goes away with the breaker.
+        # circuit holds this breaker's listener weakly: its hook goes away with the breaker.
         self._native = _native.Circuit(
             self._env.native,
             self._name,
             None if config is None else config._settings,
             CircuitBreakerConfig() if config is None else config,
-            None if on_transition is None else WeakMethod(self._transitioned),
+            None if on_transition is None else self._transitioned,
         )
         self._config: CircuitBreakerConfig = self._native.config
         if config is not None and self._config != config:
