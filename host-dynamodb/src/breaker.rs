@@ -53,7 +53,9 @@ pub struct Permit {
     releaser: Option<Breaker>,
     /// When the call was admitted (coarse monotonic ms), kept only with `slow_call_ms`: a
     /// success slower than that is reported as a slow call.
-    started_ms: Option<u64>,
+    /// `UNTIMED` without: a plain number keeps the permit small, and the healthy path moves
+    /// it twice.
+    started_ms: u64,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,9 @@ enum Grant {
     Done,
 }
 
+/// A permit's `started_ms` when its call is not timed (no `slow_call_ms`).
+const UNTIMED: u64 = u64::MAX;
+
 impl std::fmt::Debug for Permit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Permit").field(&self.grant).finish()
@@ -81,11 +86,10 @@ impl Permit {
             Grant::Granted(p) if p.kind == PermitKind::Probe => Some(breaker.clone()),
             _ => None,
         };
-        let started_ms = breaker
-            .slot
-            .config
-            .slow_call_ms
-            .map(|_| breaker.env.monotonic_ms_coarse());
+        let started_ms = match breaker.slot.config.slow_call_ms {
+            Some(_) => breaker.env.monotonic_ms_coarse(),
+            None => UNTIMED,
+        };
         Permit {
             grant,
             releaser,
@@ -418,11 +422,11 @@ impl Breaker {
     /// slow call.
     fn timed(&self, permit: &Permit, outcome: Outcome) -> Outcome {
         match permit.started_ms {
-            Some(started) => {
+            UNTIMED => outcome,
+            started => {
                 let elapsed = self.env.monotonic_ms_coarse().saturating_sub(started);
                 outcome.timed(elapsed, self.slot.config.slow_call_ms)
             }
-            None => outcome,
         }
     }
 
