@@ -147,31 +147,32 @@ async function storeAnswerMs(endpoint) {
   return times[4];
 }
 
+/** How many processes of each kind the cold start runs, round by round. */
+const COLD_RUNS = 15;
+
 /** Per process: ms from its start to its first guarded call returning, ms its exit takes after
  * that (a Lambda never pays it: the runtime keeps the process), and its peak RSS in MiB;
- * medians of 9. */
+ * medians. Each round starts one process of each kind, so that a slow spell of the machine
+ * falls on all of them alike rather than on one kind's runs. */
 function cold(endpoint) {
   const env = lambdaEnv(endpoint);
   const now = () => performance.timeOrigin + performance.now();
-  const median = (xs) => xs.sort((a, b) => a - b)[4];
-  const results = {};
-  for (const [name, body] of Object.entries(COLD)) {
-    const code = REPORT + (body || 'report();');
-    const toEnd = [];
-    const exits = [];
-    const rss = [];
-    for (let i = 0; i < 9; i++) {
+  const median = (xs) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
+  const runs = Object.fromEntries(Object.keys(COLD).map((name) => [name, { toEnd: [], exits: [], rss: [] }]));
+  for (let i = 0; i < COLD_RUNS; i++) {
+    for (const [name, body] of Object.entries(COLD)) {
       const start = now();
-      const out = execFileSync(process.execPath, ['-e', code], { env, cwd: __dirname });
+      const out = execFileSync(process.execPath, ['-e', REPORT + (body || 'report();')], { env, cwd: __dirname });
       const done = now();
       const [end, hwm] = out.toString().split(' ').map(Number);
-      toEnd.push(end - start);
-      exits.push(done - end);
-      rss.push(hwm / 1024);
+      runs[name].toEnd.push(end - start);
+      runs[name].exits.push(done - end);
+      runs[name].rss.push(hwm / 1024);
     }
-    results[name] = [median(toEnd), median(exits), median(rss)];
   }
-  return results;
+  return Object.fromEntries(
+    Object.entries(runs).map(([name, r]) => [name, [median(r.toEnd), median(r.exits), median(r.rss)]]),
+  );
 }
 
 (async () => {
@@ -190,7 +191,7 @@ function cold(endpoint) {
     console.log(`\nfleetbreaker's overhead is ${(h.fleetbreaker / h.opossum).toFixed(2)}x opossum's (target: at most 1).`);
 
     const c = cold(moto.endpoint);
-    console.log('\ncold start: a new node process, to the first guarded call returning (median of 9):\n');
+    console.log(`\ncold start: a new node process, to the first guarded call returning (median of ${COLD_RUNS}, the kinds in turn):\n`);
     console.log('| process | ms to the call | then exit ms | peak RSS MiB |\n| --- | --- | --- | --- |');
     for (const [name, [wall, exit, rss]] of Object.entries(c)) {
       console.log(`| ${name} | ${wall.toFixed(1)} | ${exit.toFixed(1)} | ${rss.toFixed(1)} |`);

@@ -225,15 +225,21 @@ def lambda_env(endpoint: str) -> Dict[str, str]:
     return env
 
 
+# How many processes of each kind the cold start runs, round by round.
+COLD_RUNS = 15
+
+
 def cold(endpoint: str) -> Dict[str, Tuple[float, float, float]]:
     """Per process: ms from its start to the end of its code (the first guarded call
-    returning), ms its exit takes after that, and its peak RSS in MiB; medians of 9."""
+    returning), ms its exit takes after that, and its peak RSS in MiB; medians. Each round
+    starts one process of each kind, so that a slow spell of the machine falls on all of them
+    alike rather than on one kind's runs."""
     env = lambda_env(endpoint)
-    results: Dict[str, Tuple[float, float, float]] = {}
+    codes: Dict[str, str] = {}
     for name, body in COLD.items():
         # The child says when its code ended (epoch seconds, the parent's clock too) and its
         # own peak RSS (VmHWM): a forked child's rusage would count the parent's pages.
-        code = "import time as _t\n" + textwrap.dedent(body).replace("ENDPOINT", repr(endpoint)) + textwrap.dedent(
+        codes[name] = "import time as _t\n" + textwrap.dedent(body).replace("ENDPOINT", repr(endpoint)) + textwrap.dedent(
             """
             _end = _t.time()
             for line in open("/proc/self/status"):
@@ -241,19 +247,22 @@ def cold(endpoint: str) -> Dict[str, Tuple[float, float, float]]:
                     print(_end, int(line.split()[1]))
             """
         )
-        to_end: List[float] = []
-        exits: List[float] = []
-        rss: List[float] = []
-        for _ in range(9):
+    runs: Dict[str, List[Tuple[float, float, float]]] = {name: [] for name in COLD}
+    for _ in range(COLD_RUNS):
+        for name, code in codes.items():
             start = time.time()
             out = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, check=True).stdout
             done = time.time()
             end, peak = out.split()[-2:]
-            to_end.append((float(end) - start) * 1e3)
-            exits.append((done - float(end)) * 1e3)
-            rss.append(int(peak) / 1024)
-        results[name] = (statistics.median(to_end), statistics.median(exits), statistics.median(rss))
-    return results
+            runs[name].append(((float(end) - start) * 1e3, (done - float(end)) * 1e3, int(peak) / 1024))
+    return {
+        name: (
+            statistics.median(r[0] for r in rs),
+            statistics.median(r[1] for r in rs),
+            statistics.median(r[2] for r in rs),
+        )
+        for name, rs in runs.items()
+    }
 
 
 def main() -> None:
@@ -280,7 +289,7 @@ def main() -> None:
         print(f"the lease check: {rust:.3f} µs in Rust (one native call), {python:.3f} µs in Python "
               f"(time.time() and a compare, without the bookkeeping); the faster one is used.")
 
-        print("\ncold start: a new python process, to the first guarded call returning (median of 9):\n")
+        print(f"\ncold start: a new python process, to the first guarded call returning (median of {COLD_RUNS}, the kinds in turn):\n")
         print(f"| {'process':<44} | {'ms to the call':>14} | {'then exit ms':>12} | {'peak RSS MiB':>12} |")
         print(f"|{'-' * 46}|{'-' * 16}|{'-' * 14}|{'-' * 14}|")
         results = cold(endpoint)
