@@ -248,16 +248,26 @@ pub fn https_client() -> SharedHttpClient {
     SharedHttpClient::new(Https::default())
 }
 
-/// The SDK's HTTPS client on rustls with ring, trusting the system's roots.
+/// The SDK's HTTPS client with this crate's TLS (see [`rustls_ring`], [`tls_context`]).
 fn sdk_https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(rustls_ring())
+        .tls_context(tls_context())
+        .build_https()
+}
+
+/// rustls with ring (see `Cargo.toml`).
+fn rustls_ring() -> aws_smithy_http_client::tls::Provider {
     use aws_smithy_http_client::tls;
-    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
-        tls::rustls_provider::CryptoMode::Ring,
-    ));
-    match SYSTEM_ROOTS.get_or_init(system_roots) {
-        Some(context) => builder.tls_context(context.clone()).build_https(),
-        None => builder.build_https(),
-    }
+    tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)
+}
+
+/// Trusting the system's CA bundle file (see [`system_bundle`]), else the SDK's default roots.
+fn tls_context() -> aws_smithy_http_client::tls::TlsContext {
+    SYSTEM_ROOTS
+        .get_or_init(system_roots)
+        .clone()
+        .unwrap_or_default()
 }
 
 /// An HTTPS client that reads the roots and makes its connector when a request first needs it,
@@ -332,19 +342,16 @@ impl Ahead {
     /// The connector, made now if it is not yet (or once another thread has made it).
     fn connector(&self) -> SharedHttpConnector {
         let made = self.connector.get_or_init(|| {
-            use aws_smithy_http_client::tls;
             let settings = HttpConnectorSettings::builder()
                 .connect_timeout(self.connect_timeout)
                 .build();
-            let builder = aws_smithy_http_client::Connector::builder()
-                .connector_settings(settings)
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::Ring,
-                ));
-            SharedHttpConnector::new(match SYSTEM_ROOTS.get_or_init(system_roots) {
-                Some(context) => builder.tls_context(context.clone()).build(),
-                None => builder.build(),
-            })
+            SharedHttpConnector::new(
+                aws_smithy_http_client::Connector::builder()
+                    .connector_settings(settings)
+                    .tls_provider(rustls_ring())
+                    .tls_context(tls_context())
+                    .build(),
+            )
         });
         made.clone()
     }
@@ -356,7 +363,7 @@ fn attempt_timeout(config: &DynamoDbConfig) -> Duration {
 }
 
 /// The TLS context trusting the system's CA bundle file, made once per process (see
-/// [`system_bundle`]); None leaves the roots to the SDK.
+/// [`system_bundle`]); None leaves the roots to the SDK (its default context).
 static SYSTEM_ROOTS: std::sync::OnceLock<Option<aws_smithy_http_client::tls::TlsContext>> =
     std::sync::OnceLock::new();
 
